@@ -1,0 +1,30 @@
+# make run   - set up .venv and run the whole pipeline on the embedded default (synthetic archives, offline)
+# make test  - set up .venv and run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup run test clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: setup
+	$(BIN)/dvc repro
+	@echo
+	@echo "Datasets:  data/interim/<dataset>/ (manifest.csv, skipped.csv)"
+	@echo "Metrics:   metrics/<dataset>/  - show them with: $(BIN)/dvc metrics show"
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf data metrics models plots .dvc/cache .dvc/tmp

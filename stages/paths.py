@@ -1,0 +1,21 @@
+"""Where each stage reads and writes (DESIGN.md's layout), relative to the project root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RAW_DIR = Path("data/raw")
+INTERIM_DIR = Path("data/interim")
+PROCESSED_DIR = Path("data/processed")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+MANIFEST = "manifest.csv"
+SKIPPED = "skipped.csv"
+
+
+def raw_archive(dataset: str) -> Path:
+    return RAW_DIR / f"{dataset}.zip"
+
+
+def metrics_file(dataset: str, name: str) -> Path:
+    return METRICS_DIR / dataset / name

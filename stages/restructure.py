@@ -1,0 +1,195 @@
+"""restructure@<ds>: stream the archive into data/interim/<ds>/<source_split>/<label>/<file> plus manifest.csv.
+
+Members are read one at a time (never extracted whole), validated, hashed and written in one pass.
+Corrupt or non-image files are skipped and listed in skipped.csv (or fail the stage: restructure.on_corrupt).
+
+    python -m stages.restructure chest_xray
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from stages.archive import CorruptMember, Limits, checked_members, open_zip, read_member
+from stages.atomic import atomic_dir, write_json
+from stages.config import DatasetSpec, RestructureSettings, dataset_file, load_dataset, load_params
+from stages.errors import PipelineError, run_stage
+from stages.images import InvalidImage, inspect_image
+from stages.layout import Layout, Placement, top_level_entries
+from stages.paths import INTERIM_DIR, MANIFEST, SKIPPED, metrics_file, raw_archive
+# Extensions that promise an image format; bytes of another format behind them are kept but counted.
+EXTENSION_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    path: str  # relative to the dataset's interim folder
+    label: str
+    source_split: str
+    member: str  # path inside the archive
+    sha256: str
+    width: int
+    height: int
+    group: str  # patient id, empty where the dataset has none
+    channels: int
+    bytes: int
+    format: str
+
+
+MANIFEST_COLUMNS = list(ManifestRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    member: str
+    reason: str  # corrupt | not_image
+    detail: str
+
+
+@dataclass
+class Plan:
+    """What the archive holds, by member, before anything is read."""
+
+    placed: list[tuple[str, Placement]]
+    ignored_by_rule: Counter[str]
+    unmatched: list[str]
+
+
+def plan_members(names: list[str], layout: Layout, dataset: DatasetSpec) -> Plan:
+    plan = Plan(placed=[], ignored_by_rule=Counter(), unmatched=[])
+    targets: dict[str, str] = {}
+    for name in names:
+        rule = layout.ignore_rule(name)
+        if rule is not None:
+            plan.ignored_by_rule[rule] += 1
+            continue
+        placement = layout.place(name)
+        if placement is None:
+            plan.unmatched.append(name)
+            continue
+        if placement.path in targets:
+            raise PipelineError(
+                f"{dataset.name}: members {targets[placement.path]!r} and {name!r} both map to {placement.path}; "
+                f"add an ignore rule for one of them in {dataset_file(dataset.name)}"
+            )
+        targets[placement.path] = name
+        plan.placed.append((name, placement))
+    if not plan.placed:
+        raise PipelineError(
+            f"{dataset.name}: no member of the archive matches the layout {dataset.layout} in {dataset_file(dataset.name)}; "
+            f"the archive's top-level entries are: {top_level_entries(names)}"
+        )
+    return plan
+
+
+def extension_mismatch(row: ManifestRow) -> bool:
+    expected = EXTENSION_FORMATS.get(PurePosixPath(row.path).suffix.lower())
+    return expected is not None and expected != row.format
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def summarise(rows: list[ManifestRow], skipped: list[Skipped], plan: Plan) -> dict:
+    hashes = Counter(row.sha256 for row in rows)
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row.source_split, {}).setdefault(row.label, 0)
+        counts[row.source_split][row.label] += 1
+    reasons = Counter(item.reason for item in skipped)
+    return {
+        "images": len(rows),
+        "skipped": {
+            "corrupt": reasons["corrupt"],
+            "not_image": reasons["not_image"],
+            "ignored_by_layout": sum(plan.ignored_by_rule.values()) + len(plan.unmatched),
+        },
+        "duplicates": sum(count for count in hashes.values() if count > 1),
+        "extension_mismatch": sum(extension_mismatch(row) for row in rows),
+        "counts": {split: dict(sorted(labels.items())) for split, labels in sorted(counts.items())},
+        "ignored_by_rule": dict(sorted(plan.ignored_by_rule.items())),
+        "unmatched": len(plan.unmatched),
+        "unmatched_examples": sorted(plan.unmatched)[:5],
+    }
+
+
+def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureSettings, destination: Path) -> dict:
+    """Stream the archive into `destination` (replaced atomically); return the restructure metrics."""
+    layout = Layout(dataset)
+    limits = Limits.from_settings(settings)
+    with open_zip(archive_path) as archive:
+        members = checked_members(archive, limits)
+        infos = dict(members)
+        plan = plan_members([name for name, _ in members], layout, dataset)
+        rows: list[ManifestRow] = []
+        skipped: list[Skipped] = []
+        with atomic_dir(destination) as staging:
+            made: set[Path] = set()
+            for name, placement in tqdm(plan.placed, desc=f"restructure {dataset.name}", unit="img", disable=None):
+                try:
+                    data = read_member(archive, infos[name], limits)
+                    image = inspect_image(data)
+                except (CorruptMember, InvalidImage) as problem:
+                    reason = problem.reason if isinstance(problem, InvalidImage) else "corrupt"
+                    if settings.on_corrupt == "fail":
+                        raise PipelineError(f"{dataset.name}: {name!r} is {reason} ({problem}); set restructure.on_corrupt: skip to skip such files") from None
+                    skipped.append(Skipped(name, reason, str(problem)))
+                    continue
+                target = staging / placement.path
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                target.write_bytes(data)
+                rows.append(
+                    ManifestRow(
+                        path=placement.path,
+                        label=placement.label,
+                        source_split=placement.source_split,
+                        member=name,
+                        sha256=hashlib.sha256(data).hexdigest(),
+                        width=image.width,
+                        height=image.height,
+                        group=placement.group,
+                        channels=image.channels,
+                        bytes=len(data),
+                        format=image.format,
+                    )
+                )
+            if not rows:
+                raise PipelineError(f"{dataset.name}: all {len(skipped)} images matching the layout are corrupt or not images")
+            rows.sort(key=lambda row: row.path)
+            write_csv(staging / MANIFEST, MANIFEST_COLUMNS, [asdict(row) for row in rows])
+            write_csv(staging / SKIPPED, ["member", "reason", "detail"], [asdict(item) for item in sorted(skipped, key=lambda item: item.member)])
+    return summarise(rows, skipped, plan)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.restructure", description=__doc__)
+    parser.add_argument("dataset")
+    args = parser.parse_args(argv)
+    params = load_params()
+    dataset = load_dataset(args.dataset, params)
+    destination = INTERIM_DIR / dataset.name
+    metrics = restructure(raw_archive(dataset.name), dataset, params.restructure, destination)
+    write_json(metrics_file(dataset.name, "restructure.json"), metrics)
+    skipped = metrics["skipped"]
+    print(
+        f"restructure {dataset.name}: {metrics['images']} images in {len(metrics['counts'])} split(s) -> {destination}; "
+        f"skipped {skipped['corrupt']} corrupt, {skipped['not_image']} not images (see {destination / SKIPPED}), "
+        f"{skipped['ignored_by_layout']} outside the layout; {metrics['duplicates']} duplicate images kept and flagged"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("restructure", main)

@@ -1,0 +1,125 @@
+"""The synthetic archives reproduce the real layouts and restructure to exactly the planned counts."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stages import synthetic
+from stages.config import DatasetSpec, RestructureSettings, SyntheticSettings
+from stages.layout import Layout
+from stages.restructure import restructure
+from tests.conftest import files_under
+
+KNOBS = SyntheticSettings(images_per_class=12, image_size=40, seed=3)
+DATASETS = ["chest_xray", "blood_cells", "covid19", "brain_tumor"]
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory: pytest.TempPathFactory, registry: dict[str, DatasetSpec]) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("archives")
+    return {name: _write(registry[name], folder / f"{name}.zip") for name in DATASETS}
+
+
+def _write(dataset: DatasetSpec, path: Path) -> Path:
+    synthetic.write_archive(dataset, KNOBS, path)
+    return path
+
+
+def _members(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_restructure_gives_exactly_the_planned_counts(name: str, archives: dict[str, Path], registry: dict[str, DatasetSpec], tmp_path: Path) -> None:
+    dataset = registry[name]
+    layout = Layout(dataset)
+    expected = {
+        layout.canonical_split(split if "{split}" in dataset.synthetic.member else None): labels
+        for split, labels in synthetic.planned_counts(dataset.synthetic, KNOBS.images_per_class).items()
+    }
+    metrics = restructure(archives[name], dataset, RestructureSettings(), tmp_path / name)
+
+    assert metrics["counts"] == {split: dict(sorted(labels.items())) for split, labels in expected.items()}
+    assert metrics["skipped"]["corrupt"] == metrics["skipped"]["not_image"] == 0
+    on_disk = files_under(tmp_path / name) - {"manifest.csv", "skipped.csv"}
+    assert len(on_disk) == metrics["images"] == sum(sum(labels.values()) for labels in expected.values())
+    with (tmp_path / name / "manifest.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["path"] for row in rows} == on_disk
+    assert all(len(row["sha256"]) == 64 and int(row["width"]) > 0 for row in rows)
+
+
+def test_chest_xray_quirks_exist_in_the_archive_but_never_reach_the_output(archives: dict[str, Path], registry: dict[str, DatasetSpec], tmp_path: Path) -> None:
+    members = _members(archives["chest_xray"])
+    assert any(member.startswith("chest_xray/chest_xray/train/") for member in members)
+    assert any("/__MACOSX/" in member and "/._" in member for member in members)
+    assert "chest_xray/.DS_Store" in members
+    assert any("person" in member and "_virus_" in member for member in members)
+
+    metrics = restructure(archives["chest_xray"], registry["chest_xray"], RestructureSettings(), tmp_path / "out")
+    with (tmp_path / "out" / "manifest.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert not any("chest_xray/chest_xray" in row["member"] or "__MACOSX" in row["member"] or "._" in row["path"] for row in rows)
+    assert metrics["ignored_by_rule"]["chest_xray/chest_xray/*"] > metrics["images"]  # the nested copy (+ its .DS_Store)
+    # patient ids recur: one person has several images, and the same id appears in train and test
+    pneumonia = [row for row in rows if row["label"] == "PNEUMONIA"]
+    groups = [row["group"] for row in pneumonia]
+    assert all(groups) and len(set(groups)) < len(groups)
+    splits_of = {}
+    for row in pneumonia:
+        splits_of.setdefault(row["group"], set()).add(row["source_split"])
+    assert any(len(splits) > 1 for splits in splits_of.values())
+    assert {row["channels"] for row in rows if row["source_split"] == "train"} == {"1", "3"}  # grey and grey-as-RGB
+
+
+def test_chest_xray_test_split_is_acquired_differently(archives: dict[str, Path], tmp_path: Path, registry: dict[str, DatasetSpec]) -> None:
+    restructure(archives["chest_xray"], registry["chest_xray"], RestructureSettings(), tmp_path / "out")
+
+    def contrast(split: str) -> float:
+        images = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in (tmp_path / "out" / split).rglob("*.jpeg")]
+        return float(np.mean([image.std() for image in images]))
+
+    assert contrast("test") < 0.75 * contrast("train")
+
+
+def test_other_quirks(archives: dict[str, Path], registry: dict[str, DatasetSpec]) -> None:
+    covid = _members(archives["covid19"])
+    assert "COVID-19_Radiography_Dataset/Viral Pneumonia/images/Viral Pneumonia-1.png" in covid
+    assert "COVID-19_Radiography_Dataset/Viral Pneumonia/masks/Viral Pneumonia-1.png" in covid
+    assert "COVID-19_Radiography_Dataset/Viral Pneumonia.metadata.xlsx" in covid
+    assert "COVID-19_Radiography_Dataset/README.md.txt" in covid
+    blood = _members(archives["blood_cells"])
+    assert any("/images/TEST_SIMPLE/" in member for member in blood)
+    assert any(member.startswith("dataset-master/dataset-master/JPEGImages/BloodImage_") for member in blood)
+    brain = [image.member for image in synthetic.plan_images(registry["brain_tumor"].synthetic, images_per_class=40)]
+    assert "Training/glioma/Tr-glTr_0009.jpg" in brain and "Training/glioma/Tr-gl_0010.jpg" in brain
+    assert "Testing/notumor/Te-noTr_0000.jpg" in brain
+
+
+def test_blood_cells_train_and_test_share_augmented_originals(registry: dict[str, DatasetSpec]) -> None:
+    planned = synthetic.plan_images(registry["blood_cells"].synthetic, KNOBS.images_per_class)
+    sources = {split: {(image.label, image.source) for image in planned if image.archive_split == split} for split in ("TRAIN", "TEST")}
+    assert sources["TRAIN"] & sources["TEST"]
+
+
+def test_archives_are_deterministic_and_follow_the_seed(registry: dict[str, DatasetSpec], archives: dict[str, Path], tmp_path: Path) -> None:
+    again = _write(registry["brain_tumor"], tmp_path / "again.zip")
+    assert again.read_bytes() == archives["brain_tumor"].read_bytes()
+    other_seed = tmp_path / "other.zip"
+    synthetic.write_archive(registry["brain_tumor"], KNOBS.model_copy(update={"seed": 4}), other_seed)
+    assert _members(other_seed) == _members(again)
+    assert other_seed.read_bytes() != again.read_bytes()
+
+
+def test_real_scale_counts_match_the_real_archive(registry: dict[str, DatasetSpec]) -> None:
+    spec = registry["chest_xray"].synthetic
+    counts = synthetic.planned_counts(spec, images_per_class=2928)  # 5,856 images over 2 labels, as on Kaggle
+    assert counts == spec.counts
+    assert sum(sum(labels.values()) for labels in counts.values()) == 5856
