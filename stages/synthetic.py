@@ -9,6 +9,7 @@ The output is byte-identical for the same registry entry, knobs and seed.
 
 from __future__ import annotations
 
+import functools
 import math
 import zipfile
 import zlib
@@ -24,6 +25,8 @@ from stages.config import Acquisition, DatasetSpec, SyntheticSettings, Synthetic
 
 MIN_IMAGES = 2  # per archive split and label, so that every folder of the real layout exists
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
+NOISE_GRAIN = 256
+DRAW_SIZE = 256  # shapes are drawn at most this size, then scaled: large images cost little more than small ones
 APPLEDOUBLE_HEADER = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
 DS_STORE_HEADER = b"\x00\x00\x00\x01Bud1"
 Shape = Callable[[np.ndarray, np.random.Generator, int], None]
@@ -155,7 +158,10 @@ def finish(image: np.ndarray, rng: np.random.Generator, width: int, height: int,
     """Resize to the acquisition size, apply its contrast and brightness, add noise, make uint8 grey or RGB."""
     resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     adjusted = (resized - 128.0) * acquisition.contrast + 128.0 + acquisition.brightness
-    adjusted += rng.normal(0.0, 6.0, adjusted.shape).astype(np.float32)
+    # Sensor noise, grained at most 256 px across: per-pixel noise on a 2,000 px image would make
+    # incompressible 1 MB JPEGs and take most of the drawing time.
+    grain = rng.normal(0.0, 6.0, (min(height, NOISE_GRAIN), min(width, NOISE_GRAIN))).astype(np.float32)
+    adjusted += grain if grain.shape == adjusted.shape else cv2.resize(grain, (width, height), interpolation=cv2.INTER_LINEAR)
     grey = np.clip(adjusted, 0, 255).astype(np.uint8)
     if not rgb:
         return grey
@@ -193,10 +199,11 @@ def _image_size(spec: SyntheticSpec, planned: PlannedImage, base: int, rng: np.r
 def render(dataset: DatasetSpec, planned: PlannedImage, knobs: SyntheticSettings) -> bytes:
     spec = _spec(dataset)
     rng = _rng(knobs.seed, dataset.name, planned.member)
+    canvas = min(knobs.image_size, DRAW_SIZE)
     if planned.source is None:
-        square = draw_image(planned.label_index, rng, knobs.image_size)
+        square = draw_image(planned.label_index, rng, canvas)
     else:
-        original = draw_image(planned.label_index, _rng(knobs.seed, dataset.name, planned.label, planned.source), knobs.image_size)
+        original = draw_image(planned.label_index, _rng(knobs.seed, dataset.name, planned.label, planned.source), canvas)
         square = augment(original, rng)
     width, height = _image_size(spec, planned, knobs.image_size, rng)
     fraction = spec.rgb_fraction.get(f"{planned.archive_split}/{planned.label}", 0.0)
@@ -224,18 +231,21 @@ def stand_in_bytes(member: str) -> bytes:
 
 
 def archive_members(dataset: DatasetSpec, knobs: SyntheticSettings) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """(member path, function giving its bytes) for every member of the synthetic archive, in archive order."""
+    """(member path, function giving its bytes) for every member of the synthetic archive, in archive order.
+
+    An image's nested copies follow it, sharing one rendering; nothing is kept once it has been written.
+    """
     spec = _spec(dataset)
     planned = plan_images(spec, knobs.images_per_class)
     for image in planned:
-        yield image.member, lambda image=image: render(dataset, image, knobs)
+        content = functools.cache(lambda image=image: render(dataset, image, knobs))
+        yield image.member, content
+        for rule in spec.copies:
+            if image.member.startswith(rule.source):
+                yield rule.target + image.member[len(rule.source) :], content
         if spec.masks and spec.masks.source in image.member:
             mask_member = image.member.replace(spec.masks.source, spec.masks.target, 1)
             yield mask_member, lambda mask_member=mask_member: render_mask(mask_member, knobs.image_size)
-    for rule in spec.copies:
-        for image in planned:
-            if image.member.startswith(rule.source):
-                yield rule.target + image.member[len(rule.source) :], lambda image=image: render(dataset, image, knobs)
     if spec.appledouble:
         for image in planned:
             folder, name = image.member.rsplit("/", 1)
@@ -244,8 +254,8 @@ def archive_members(dataset: DatasetSpec, knobs: SyntheticSettings) -> Iterator[
     for extra in spec.extra_images:
         for n in range(1, extra.count + 1):
             member = extra.member.format(n=n)
-            rng_image = PlannedImage("extra", "extra", 0, n - 1, n, member, None)
-            yield member, lambda rng_image=rng_image: render(dataset, rng_image, knobs)
+            extra_image = PlannedImage("extra", "extra", 0, n - 1, n, member, None)
+            yield member, lambda extra_image=extra_image: render(dataset, extra_image, knobs)
     for template in spec.extras:
         for member in sorted({template.format(label=label) for label in labels_of(spec)}):
             yield member, lambda member=member: stand_in_bytes(member)
@@ -253,11 +263,13 @@ def archive_members(dataset: DatasetSpec, knobs: SyntheticSettings) -> Iterator[
 
 def write_archive(dataset: DatasetSpec, knobs: SyntheticSettings, destination: Path) -> int:
     """Write the synthetic archive to `destination`; return the number of members."""
-    members = list(archive_members(dataset, knobs))
+    count = 0
     with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        members = archive_members(dataset, knobs)
         for member, content in tqdm(members, desc=f"synthetic {dataset.name}", unit="file", disable=None, leave=False):
             info = zipfile.ZipInfo(member, date_time=ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             archive.writestr(info, content())
-    return len(members)
+            count += 1
+    return count
