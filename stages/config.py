@@ -50,24 +50,40 @@ class RestructureSettings(Strict):
     max_members: int = Field(1_000_000, ge=1)
 
 
+SPLIT_NAMES = ("train", "val", "test")
+
+
 class SplitSettings(Strict):
     strategy: Literal["keep", "merge", "pool"] = "pool"
-    ratios: dict[str, float] = {"train": 0.8, "test": 0.2}
+    ratios: dict[str, float] = {"train": 0.8, "test": 0.2}  # pool: the new splits and their shares
     seed: int = Field(42, ge=0)
-    stratify: bool = True
-    group: bool = True
+    stratify: bool = True  # pool: keep each label's share the same in every split
+    group: bool = True  # pool: all images of one patient in one split, where the dataset has patient ids
+    rename: dict[str, str] = {}  # keep: archive split -> train | val | test (one to one)
+    merge: dict[str, str] = {}  # merge: archive split -> the archive split it is folded into
+    near_duplicates: bool = False  # also keep perceptually near-identical images (dHash) together
+    near_duplicate_distance: int = Field(4, ge=0, le=32)  # max Hamming distance between 64-bit dHashes
+    shortcut_warning: float = Field(0.8, ge=0.5, le=1.0)  # warn when metadata alone predicts the label this well (AUC)
+    audit_images: int = Field(2000, ge=20)  # images sampled per split for the shift and shortcut scores
 
     @field_validator("ratios")
     @classmethod
     def _ratios_sum_to_one(cls, ratios: dict[str, float]) -> dict[str, float]:
-        unknown = set(ratios) - {"train", "val", "test"}
+        unknown = set(ratios) - set(SPLIT_NAMES)
         if unknown:
-            raise ValueError(f"unknown split name(s) {sorted(unknown)}; use train, val, test")
+            raise ValueError(f"unknown split name(s) {sorted(unknown)}; use {', '.join(SPLIT_NAMES)}")
+        if "train" not in ratios or "test" not in ratios:
+            raise ValueError("needs at least train and test")
         if any(value <= 0 for value in ratios.values()):
             raise ValueError("every ratio must be > 0")
         if not math.isclose(sum(ratios.values()), 1.0, abs_tol=1e-6):
             raise ValueError(f"ratios must sum to 1, got {sum(ratios.values()):g}")
         return ratios
+
+    @field_validator("rename", "merge")
+    @classmethod
+    def _targets_are_split_names(cls, mapping: dict[str, str]) -> dict[str, str]:
+        return {source.lower(): target.lower() for source, target in mapping.items()}
 
 
 class TrainSettings(Strict):
@@ -173,6 +189,7 @@ class DatasetSpec(Strict):
     split_map: dict[str, str]  # archive split name -> our name; unmapped names are lower-cased
     patient_id: str | None  # regex on the file name; group 1 is the patient id
     synthetic: SyntheticSpec | None  # the offline stand-in; null for a dataset used only with real downloads
+    split: dict[str, object]  # overrides of params.yaml's split section for this dataset ({} for none)
 
     @field_validator("kaggle")
     @classmethod
@@ -221,13 +238,22 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _describe(error: ValidationError, path: Path) -> str:
+def _describe(error: ValidationError, path: Path, prefix: str = "") -> str:
     problems = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        key = prefix + ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         problems.append(f"{key}: {message}")
     return f"invalid {path}: " + "; ".join(problems)
+
+
+def split_settings(params: Params, dataset: DatasetSpec) -> SplitSettings:
+    """params.yaml's split section with the dataset's own overrides (datasets/<ds>.yaml, key split) on top."""
+    try:
+        return SplitSettings.model_validate({**params.split.model_dump(), **dataset.split})
+    except ValidationError as error:
+        source = f"{PARAMS_FILE} (split) with {DATASETS_DIR}/{dataset.name}.yaml (split)"
+        raise PipelineError(_describe(error, Path(source), prefix="split.")) from None
 
 
 def load_params(root: Path = Path(".")) -> Params:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import files_under, run_in
+from tests.conftest import files_under, run_in, stage, update_yaml
 
 DATASETS = ["chest_xray", "blood_cells", "covid19", "brain_tumor"]
 
@@ -19,7 +19,7 @@ def ran(output: str) -> set[str]:
 
 def test_repro_runs_each_stage_once_then_only_what_changed(small_project: Path) -> None:
     first = run_in(small_project, "dvc", "repro")
-    assert ran(first.stdout) == {f"{stage}@{name}" for stage in ("fetch", "restructure") for name in DATASETS}
+    assert ran(first.stdout) == {f"{stage}@{name}" for stage in ("fetch", "restructure", "split") for name in DATASETS}
     for name in DATASETS:
         metrics = json.loads((small_project / "metrics" / name / "restructure.json").read_text())
         assert metrics["images"] > 0
@@ -33,12 +33,12 @@ def test_repro_runs_each_stage_once_then_only_what_changed(small_project: Path) 
     entry["ignore"].append("*/val/*")  # a layout change: restructure only
     registry.write_text(yaml.safe_dump(entry, sort_keys=False))
     second = run_in(small_project, "dvc", "repro")
-    assert ran(second.stdout) == {"restructure@chest_xray"}
+    assert ran(second.stdout) == {"restructure@chest_xray", "split@chest_xray"}
     assert "val" not in json.loads((small_project / "metrics" / "chest_xray" / "restructure.json").read_text())["counts"]
 
     entry["synthetic"]["size_jitter"] = 0.1  # the archive itself changes: fetch and restructure of that dataset only
     registry.write_text(yaml.safe_dump(entry, sort_keys=False))
-    assert ran(run_in(small_project, "dvc", "repro").stdout) == {"fetch@chest_xray", "restructure@chest_xray"}
+    assert ran(run_in(small_project, "dvc", "repro").stdout) == {"fetch@chest_xray", "restructure@chest_xray", "split@chest_xray"}
 
 
 def test_outputs_are_cached_by_dvc_and_restored_by_checkout(small_project: Path) -> None:
@@ -59,3 +59,38 @@ def test_run_metrics_are_readable_by_dvc(small_project: Path) -> None:
     shown = json.loads(run_in(small_project, "dvc", "metrics", "show", "--json").stdout)
     metrics = next(iter(shown.values()))["data"]["metrics/blood_cells/restructure.json"]["data"]
     assert metrics["counts"]["test_simple"]["NEUTROPHIL"] >= 2
+
+
+def test_a_seed_change_resplits_without_restructuring_and_links_instead_of_copying(small_project: Path) -> None:
+    run_in(small_project, "dvc", "repro")
+    processed = small_project / "data" / "processed" / "chest_xray"
+    manifest = (processed / "manifest.csv").read_text()
+    audit = json.loads((small_project / "metrics" / "chest_xray" / "split.json").read_text())
+    assert audit["group_overlap"]["new"] == 0 and audit["duplicate_overlap"]["new"] == 0
+    assert audit["files"] == {"linked": audit["files"]["linked"], "copied": 0, "renamed": audit["files"]["renamed"]}
+    assert (small_project / "plots" / "chest_xray" / "split_samples.png").read_bytes()[:4] == b"\x89PNG"
+
+    run_in(small_project, "dvc", "repro", "-f", "-s", "split@chest_xray")
+    assert (processed / "manifest.csv").read_text() == manifest  # same params, same bytes
+
+    update_yaml(small_project / "params.yaml", {"split": {"seed": 7}})
+    assert ran(run_in(small_project, "dvc", "repro").stdout) == {f"split@{name}" for name in DATASETS}
+    assert (processed / "manifest.csv").read_text() != manifest
+    interim = small_project / "data" / "interim" / "chest_xray"
+    rows = (processed / "manifest.csv").read_text().splitlines()[1:]
+    for line in rows[:10]:
+        path, interim_path = line.split(",")[0], line.split(",")[-2]
+        assert (processed / path).stat().st_ino == (interim / interim_path).stat().st_ino
+
+
+def test_invalid_split_params_stop_before_any_output(small_project: Path) -> None:
+    run_in(small_project, "dvc", "repro", "restructure@blood_cells")
+    update_yaml(small_project / "params.yaml", {"split": {"ratios": {"train": 0.7, "test": 0.2}}})
+    result = stage(small_project, "split", "blood_cells")
+    assert result.returncode == 1
+    assert "split.ratios: ratios must sum to 1, got 0.9" in result.stderr and "params.yaml" in result.stderr
+    update_yaml(small_project / "params.yaml", {"split": {"ratios": {"train": 0.8, "test": 0.2}, "strategy": "merge"}})
+    update_yaml(small_project / "datasets" / "blood_cells.yaml", {"split": {"merge": {"test_simple": "holdout"}}})
+    result = stage(small_project, "split", "blood_cells")
+    assert result.returncode == 1 and "split.merge: merge target 'holdout' of blood_cells does not exist" in result.stderr
+    assert not (small_project / "data" / "processed").exists()

@@ -26,6 +26,7 @@ TOY = DatasetSpec.model_validate(
         "split_map": {},
         "patient_id": None,
         "synthetic": None,
+        "split": {},
     }
 )
 GOOD = {"root/train/cat/a.jpg": jpeg_bytes(), "root/train/dog/b.jpg": jpeg_bytes(value=30)}

@@ -27,6 +27,7 @@ BRAIN_MRI = {
     "ignore": ["brain_tumor_dataset/*", "__MACOSX/*", "._*", ".DS_Store"],
     "split_map": {},
     "patient_id": None,
+    "split": {"strategy": "pool"},
     "synthetic": {
         "counts": {"all": {"yes": 155, "no": 98}},
         "member": "{label}/{name}",

@@ -1,0 +1,69 @@
+"""Lay out split folders by hardlinking the interim files: no image bytes are copied where the file system allows."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+# Errors that mean "this file system (or this pair of folders) cannot hardlink", not "this file is broken".
+NO_LINK_ERRORS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
+
+
+@dataclass
+class LinkReport:
+    linked: int = 0
+    copied: int = 0
+    copy_reason: str = ""
+    renamed: list[str] = field(default_factory=list)
+
+
+def place_file(source: Path, target: Path, report: LinkReport) -> None:
+    """Hardlink `source` at `target`; from the first failure on, copy (and say why once)."""
+    if not report.copy_reason:
+        try:
+            os.link(source, target)
+            report.linked += 1
+            return
+        except OSError as error:
+            if error.errno not in NO_LINK_ERRORS:
+                raise
+            report.copy_reason = f"{error.strerror} ({source.parent} -> {target.parent})"
+            print(f"split: warning: cannot hardlink here: {report.copy_reason}; copying image bytes instead", file=sys.stderr)
+    shutil.copyfile(source, target)
+    report.copied += 1
+
+
+def target_paths(splits: Sequence[str], labels: Sequence[str], paths: Sequence[str], source_splits: Sequence[str]) -> list[str]:
+    """`<split>/<label>/<file>`, prefixed with the source split where two archive splits held the same name."""
+    taken: set[str] = set()
+    targets = []
+    for split, label, path, source_split in zip(splits, labels, paths, source_splits, strict=True):
+        name = PurePosixPath(path).name
+        target = f"{split}/{label}/{name}"
+        counter = 1
+        while target in taken:
+            prefix = source_split if counter == 1 else f"{source_split}{counter}"
+            target = f"{split}/{label}/{prefix}_{name}"
+            counter += 1
+        taken.add(target)
+        targets.append(target)
+    return targets
+
+
+def materialise(sources: Sequence[Path], targets: Sequence[str], destination: Path) -> LinkReport:
+    report = LinkReport()
+    made: set[Path] = set()
+    for source, target in zip(sources, targets, strict=True):
+        path = destination / target
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        place_file(source, path, report)
+        if PurePosixPath(target).name != source.name:
+            report.renamed.append(target)
+    return report

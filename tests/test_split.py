@@ -1,0 +1,142 @@
+"""The splitter: leakage-free, stratified, seeded, order-independent; keep/merge rules; invalid settings refused."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stages.config import SplitSettings
+from stages.errors import PipelineError
+from stages.splitting import Item, assign_splits, folds_per_split, leakage_components
+
+RATIOS = [{"train": 0.8, "test": 0.2}, {"train": 0.7, "val": 0.15, "test": 0.15}, {"train": 0.6, "val": 0.2, "test": 0.2}, {"train": 0.5, "test": 0.5}]
+
+
+@st.composite
+def manifests(draw: st.DrawFn) -> list[Item]:
+    """300-500 images, 2-3 labels, patients with 1-4 images (some without id), some byte-identical copies."""
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    labels = ["A", "B", "C"][: draw(st.integers(2, 3))]
+    items: list[Item] = []
+    patient = 0
+    while len(items) < draw(st.integers(300, 500)):
+        patient += 1
+        label = rng.choice(labels)
+        group = f"p{patient}" if rng.random() < 0.7 else ""
+        for _ in range(rng.randint(1, 4) if group else 1):
+            index = len(items)
+            sha = f"sha{rng.randrange(index)}" if index and rng.random() < 0.05 else f"sha{index}"
+            items.append(Item(f"img{index:05d}.jpg", label, rng.choice(["train", "test"]), sha, group))
+    return items
+
+
+def straddling(items: list[Item], splits: list[str], key: str) -> list[str]:
+    seen: dict[str, set[str]] = defaultdict(set)
+    for item, split in zip(items, splits, strict=True):
+        if getattr(item, key):
+            seen[getattr(item, key)].add(split)
+    return [value for value, found in seen.items() if len(found) > 1]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(items=manifests(), ratios=st.sampled_from(RATIOS), seed=st.integers(0, 10_000))
+def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(items: list[Item], ratios: dict[str, float], seed: int) -> None:
+    config = SplitSettings(strategy="pool", ratios=ratios, seed=seed)
+    splits = assign_splits(items, config, "toy")
+
+    assert straddling(items, splits, "group") == []
+    assert straddling(items, splits, "sha256") == []
+    shares = Counter(splits)
+    for name, ratio in ratios.items():
+        assert abs(shares[name] / len(items) - ratio) < 0.06, (name, shares)
+    overall = Counter(item.label for item in items)
+    for name in ratios:
+        members = [item.label for item, split in zip(items, splits, strict=True) if split == name]
+        for label, count in overall.items():
+            assert abs(members.count(label) / len(members) - count / len(items)) < 0.12, (name, label)
+
+    shuffled = list(range(len(items)))
+    random.Random(seed).shuffle(shuffled)
+    again = assign_splits([items[index] for index in shuffled], config, "toy")
+    assert {items[index].path: split for index, split in zip(shuffled, again, strict=True)} == {
+        item.path: split for item, split in zip(items, splits, strict=True)
+    }
+
+
+@settings(max_examples=10, deadline=None)
+@given(items=manifests())
+def test_the_seed_alone_changes_the_split(items: list[Item]) -> None:
+    first = assign_splits(items, SplitSettings(seed=1), "toy")
+    assert assign_splits(items, SplitSettings(seed=1), "toy") == first
+    assert assign_splits(items, SplitSettings(seed=2), "toy") != first
+
+
+def test_grouping_off_ignores_patients_but_never_duplicates() -> None:
+    items = [Item(f"{i}.jpg", "AB"[i % 2], "train", "same" if i < 2 else f"s{i}", "p1") for i in range(200)]
+    components = leakage_components(items, by_patient=False)
+    assert components[0] == components[1] and len(set(components.tolist())) == 199
+    assert len(set(leakage_components(items, by_patient=True).tolist())) == 1
+
+
+def test_near_duplicate_pairs_join_groups() -> None:
+    items = [Item(f"{i}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
+    components = leakage_components(items, by_patient=True, near_pairs=[(3, 50), (50, 97)])
+    assert components[3] == components[50] == components[97]
+    splits = assign_splits(items, SplitSettings(), "toy", near_pairs=[(3, 51), (51, 97)])
+    assert splits[3] == splits[51] == splits[97]
+
+
+@pytest.mark.parametrize(("ratios", "expected"), [({"train": 0.8, "test": 0.2}, {"test": 4, "train": 16}), ({"train": 0.7, "val": 0.15, "test": 0.15}, {"test": 3, "val": 3, "train": 14})])
+def test_three_way_ratios_are_reached_with_twenty_folds(ratios: dict[str, float], expected: dict[str, int]) -> None:
+    assert folds_per_split(ratios, 20) == expected
+
+
+def _archive_items() -> list[Item]:
+    items = []
+    for split, count in (("train", 40), ("val", 4), ("test", 10), ("test_simple", 6)):
+        items += [Item(f"{split}/{i}.jpg", "AB"[i % 2], split, f"{split}{i}", "") for i in range(count)]
+    return items
+
+
+def test_keep_and_merge() -> None:
+    items = _archive_items()
+    kept = assign_splits(items, SplitSettings(strategy="keep", rename={"test_simple": "val", "val": "test"}), "toy")
+    assert Counter(kept) == {"train": 40, "val": 6, "test": 14}
+    merged = assign_splits(items, SplitSettings(strategy="merge", merge={"val": "train", "test_simple": "test"}), "toy")
+    assert Counter(merged) == {"train": 44, "test": 16}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (SplitSettings(strategy="keep"), r"split\(s\) \['test_simple'\] are none of \['train', 'val', 'test'\]; map them with split.rename"),
+        (SplitSettings(strategy="merge", merge={"val": "holdout", "test_simple": "test"}), "split.merge: merge target 'holdout' of toy does not exist"),
+        (SplitSettings(strategy="merge", merge={"missing": "train"}), "split.merge: toy has no split 'missing' to map"),
+        (SplitSettings(strategy="keep", rename={"val": "test", "test_simple": "test"}), "renamed to the same name"),
+    ],
+)
+def test_keep_and_merge_errors_name_the_key(config: SplitSettings, message: str) -> None:
+    with pytest.raises(PipelineError, match=message):
+        assign_splits(_archive_items(), config, "toy")
+
+
+def test_a_split_without_some_label_is_refused() -> None:
+    items = [Item(f"{i}.jpg", "A", "train", f"s{i}", "") for i in range(60)] + [Item("rare.jpg", "B", "train", "r", "")]
+    with pytest.raises(PipelineError, match=r"only 1 independent groups of images in the rarest label: too few for split.ratios"):
+        assign_splits(items, SplitSettings(), "toy")
+    kept = [*items, Item("test/a.jpg", "A", "test", "t", "")]
+    with pytest.raises(PipelineError, match=r"split 'test' of toy would hold no \['B'\] image \(split.strategy keep"):
+        assign_splits(kept, SplitSettings(strategy="keep"), "toy")
+
+
+@pytest.mark.parametrize(
+    ("ratios", "message"),
+    [({"train": 0.8, "test": 0.3}, "ratios must sum to 1, got 1.1"), ({"train": 0.8, "holdout": 0.2}, "unknown split name"), ({"train": 1.0}, "needs at least train and test")],
+)
+def test_invalid_ratios(ratios: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SplitSettings(ratios=ratios)
