@@ -20,8 +20,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 run: setup
 	$(BIN)/dvc repro
 	@echo
-	@echo "Datasets:  data/interim/<dataset>/ (manifest.csv, skipped.csv)"
-	@echo "Metrics:   metrics/<dataset>/  - show them with: $(BIN)/dvc metrics show"
+	@echo "Datasets:  data/interim/<dataset>/ (by archive split), data/processed/<dataset>/ (train/val/test), each with manifest.csv"
+	@echo "Models:    models/<dataset>/ (model.keras, labels.json)"
+	@echo "Metrics:   metrics/<dataset>/{restructure,split,eval}.json  - $(BIN)/dvc metrics show"
+	@echo "Plots:     plots/<dataset>/  - $(BIN)/dvc plots show (writes dvc_plots/index.html)"
 
 test: setup
 	$(BIN)/python -m pytest

@@ -64,7 +64,8 @@ class SplitSettings(Strict):
     near_duplicates: bool = False  # also keep perceptually near-identical images (dHash) together
     near_duplicate_distance: int = Field(4, ge=0, le=32)  # max Hamming distance between 64-bit dHashes
     shortcut_warning: float = Field(0.8, ge=0.5, le=1.0)  # warn when metadata alone predicts the label this well (AUC)
-    audit_images: int = Field(2000, ge=20)  # images sampled per split for the shift and shortcut scores
+    audit_images: int = Field(1000, ge=20)  # images sampled per split for the shift score
+    link: Literal["hardlink", "copy"] = "hardlink"  # copy: processed files independent of interim ones (more disk, slower)
 
     @field_validator("ratios")
     @classmethod
@@ -86,12 +87,29 @@ class SplitSettings(Strict):
         return {source.lower(): target.lower() for source, target in mapping.items()}
 
 
+class AugmentSettings(Strict):
+    flip: bool = True  # random horizontal flips
+    rotation: float = Field(0.05, ge=0, le=0.5)  # fraction of a full turn
+    zoom: float = Field(0.1, ge=0, le=0.5)
+    contrast: float = Field(0.3, ge=0, le=1)  # random contrast changes: robustness to acquisition differences
+
+
 class TrainSettings(Strict):
     loader: Literal["keras", "opencv"] = "keras"
     model: Literal["small_cnn", "mobilenet_v2", "efficientnet_b0", "sklearn_linear"] = "small_cnn"
     weights: Literal["imagenet"] | None = None
-    image_size: int = Field(64, ge=16, le=1024)
+    image_size: int = Field(64, ge=32, le=1024)
     epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1, le=4096)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    fine_tune_layers: int = Field(0, ge=0)  # backbones: unfreeze this many top layers for a second phase
+    fine_tune_epochs: int = Field(0, ge=0)
+    fine_tune_learning_rate: float = Field(1e-5, gt=0, le=1)
+    augment: AugmentSettings = AugmentSettings()
+    class_weight: Literal["balanced"] | None = "balanced"
+    early_stopping_patience: int = Field(3, ge=1)  # epochs without val_loss improvement (needs a val split)
+    deterministic: bool = True  # bit-identical reruns; single-threaded TensorFlow ops
+    threads: int = Field(2, ge=1, le=64)  # OpenCV loader decoding threads
     seed: int = Field(42, ge=0)
 
 

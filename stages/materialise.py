@@ -55,8 +55,8 @@ def target_paths(splits: Sequence[str], labels: Sequence[str], paths: Sequence[s
     return targets
 
 
-def materialise(sources: Sequence[Path], targets: Sequence[str], destination: Path) -> LinkReport:
-    report = LinkReport()
+def materialise(sources: Sequence[Path], targets: Sequence[str], destination: Path, link: bool = True) -> LinkReport:
+    report = LinkReport(copy_reason="" if link else "split.link is copy")
     made: set[Path] = set()
     for source, target in zip(sources, targets, strict=True):
         path = destination / target

@@ -19,3 +19,6 @@ def raw_archive(dataset: str) -> Path:
 
 def metrics_file(dataset: str, name: str) -> Path:
     return METRICS_DIR / dataset / name
+MODELS_DIR = Path("models")
+LABELS = "labels.json"
+KERAS_MODEL = "model.keras"

@@ -18,7 +18,7 @@ BACKGROUND = 255
 INK = (40, 40, 40)
 
 
-def _thumbnail(path: Path, width: int, height: int) -> np.ndarray:
+def thumbnail(path: Path, width: int, height: int) -> np.ndarray:
     flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
     image = cv2.imdecode(np.fromfile(path, np.uint8), flags[reduction_factor(width, height, THUMB)])
     if image is None:
@@ -45,7 +45,7 @@ def contact_sheet(rows: Sequence[dict], root: Path, per_label: int = 4) -> np.nd
             chosen = sorted((row for row in rows if row["split"] == split and row["label"] == label), key=lambda row: row["path"])[:per_label]
             for column, row in enumerate(chosen):
                 top, left = TITLE + line * (THUMB + 4), column * (THUMB + 4)
-                panel[top : top + THUMB, left : left + THUMB] = _thumbnail(root / row["path"], int(row["width"]), int(row["height"]))
+                panel[top : top + THUMB, left : left + THUMB] = thumbnail(root / row["path"], int(row["width"]), int(row["height"]))
         panels.append(panel)
         panels.append(np.full((panel.shape[0], 12, 3), BACKGROUND, np.uint8))
     names = np.full((TITLE + len(labels) * (THUMB + 4), LABEL_WIDTH, 3), BACKGROUND, np.uint8)

@@ -82,7 +82,9 @@ def split_dataset(dataset: DatasetSpec, settings: SplitSettings, source: Path, d
     processed = [{**row, "path": target, "interim_path": row["path"], "split": split} for row, target, split in zip(rows, targets, splits, strict=True)]
     processed.sort(key=lambda row: row["path"])
     with atomic_dir(destination) as staging:
-        report = materialise([source / row["interim_path"] for row in processed], [row["path"] for row in processed], staging)
+        report = materialise(
+            [source / row["interim_path"] for row in processed], [row["path"] for row in processed], staging, link=settings.link == "hardlink"
+        )
         with (staging / MANIFEST).open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(processed[0]), lineterminator="\n")
             writer.writeheader()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import files_under, run_in, stage, update_yaml
+from tests.conftest import files_under, make_project, run_in, stage, update_yaml
 
 DATASETS = ["chest_xray", "blood_cells", "covid19", "brain_tumor"]
 
@@ -18,27 +18,28 @@ def ran(output: str) -> set[str]:
 
 
 def test_repro_runs_each_stage_once_then_only_what_changed(small_project: Path) -> None:
-    first = run_in(small_project, "dvc", "repro")
+    """Up to split (training is covered in test_train_evaluate.py)."""
+    first = run_in(small_project, "dvc", "repro", "split")
     assert ran(first.stdout) == {f"{stage}@{name}" for stage in ("fetch", "restructure", "split") for name in DATASETS}
     for name in DATASETS:
         metrics = json.loads((small_project / "metrics" / name / "restructure.json").read_text())
         assert metrics["images"] > 0
         assert (small_project / "data" / "interim" / name / "manifest.csv").is_file()
-    assert "Data and pipelines are up to date" in run_in(small_project, "dvc", "status").stdout
+    assert "Data and pipelines are up to date" in run_in(small_project, "dvc", "status", "split").stdout
 
-    assert ran(run_in(small_project, "dvc", "repro").stdout) == set()
+    assert ran(run_in(small_project, "dvc", "repro", "split").stdout) == set()
 
     registry = small_project / "datasets" / "chest_xray.yaml"
     entry = yaml.safe_load(registry.read_text())
     entry["ignore"].append("*/val/*")  # a layout change: restructure only
     registry.write_text(yaml.safe_dump(entry, sort_keys=False))
-    second = run_in(small_project, "dvc", "repro")
+    second = run_in(small_project, "dvc", "repro", "split")
     assert ran(second.stdout) == {"restructure@chest_xray", "split@chest_xray"}
     assert "val" not in json.loads((small_project / "metrics" / "chest_xray" / "restructure.json").read_text())["counts"]
 
     entry["synthetic"]["size_jitter"] = 0.1  # the archive itself changes: fetch and restructure of that dataset only
     registry.write_text(yaml.safe_dump(entry, sort_keys=False))
-    assert ran(run_in(small_project, "dvc", "repro").stdout) == {"fetch@chest_xray", "restructure@chest_xray", "split@chest_xray"}
+    assert ran(run_in(small_project, "dvc", "repro", "split").stdout) == {"fetch@chest_xray", "restructure@chest_xray", "split@chest_xray"}
 
 
 def test_outputs_are_cached_by_dvc_and_restored_by_checkout(small_project: Path) -> None:
@@ -61,24 +62,27 @@ def test_run_metrics_are_readable_by_dvc(small_project: Path) -> None:
     assert metrics["counts"]["test_simple"]["NEUTROPHIL"] >= 2
 
 
-def test_a_seed_change_resplits_without_restructuring_and_links_instead_of_copying(small_project: Path) -> None:
-    run_in(small_project, "dvc", "repro")
-    processed = small_project / "data" / "processed" / "chest_xray"
+def test_a_seed_change_resplits_and_retrains_without_restructuring_and_links_instead_of_copying(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "project",
+        {"datasets": ["chest_xray", "covid19"], "fetch": {"synthetic": {"images_per_class": 12, "image_size": 32}}, "train": {"model": "sklearn_linear", "loader": "opencv", "image_size": 32}},
+    )
+    run_in(project, "dvc", "repro")
+    processed = project / "data" / "processed" / "chest_xray"
     manifest = (processed / "manifest.csv").read_text()
-    audit = json.loads((small_project / "metrics" / "chest_xray" / "split.json").read_text())
+    audit = json.loads((project / "metrics" / "chest_xray" / "split.json").read_text())
     assert audit["group_overlap"]["new"] == 0 and audit["duplicate_overlap"]["new"] == 0
-    assert audit["files"] == {"linked": audit["files"]["linked"], "copied": 0, "renamed": audit["files"]["renamed"]}
-    assert (small_project / "plots" / "chest_xray" / "split_samples.png").read_bytes()[:4] == b"\x89PNG"
+    assert audit["files"]["copied"] == 0 and audit["files"]["linked"] > 0
+    assert (project / "plots" / "chest_xray" / "split_samples.png").read_bytes()[:4] == b"\x89PNG"
 
-    run_in(small_project, "dvc", "repro", "-f", "-s", "split@chest_xray")
+    run_in(project, "dvc", "repro", "-f", "-s", "split@chest_xray")
     assert (processed / "manifest.csv").read_text() == manifest  # same params, same bytes
 
-    update_yaml(small_project / "params.yaml", {"split": {"seed": 7}})
-    assert ran(run_in(small_project, "dvc", "repro").stdout) == {f"split@{name}" for name in DATASETS}
+    update_yaml(project / "params.yaml", {"split": {"seed": 7}})
+    assert ran(run_in(project, "dvc", "repro").stdout) == {f"{stage}@{name}" for stage in ("split", "train", "evaluate") for name in ("chest_xray", "covid19")}
     assert (processed / "manifest.csv").read_text() != manifest
-    interim = small_project / "data" / "interim" / "chest_xray"
-    rows = (processed / "manifest.csv").read_text().splitlines()[1:]
-    for line in rows[:10]:
+    interim = project / "data" / "interim" / "chest_xray"
+    for line in (processed / "manifest.csv").read_text().splitlines()[1:11]:
         path, interim_path = line.split(",")[0], line.split(",")[-2]
         assert (processed / path).stat().st_ino == (interim / interim_path).stat().st_ino
 

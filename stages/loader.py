@@ -1,0 +1,96 @@
+"""Our own image loader: OpenCV decoding, a thread pool, NumPy batches. It imports no TensorFlow.
+
+The class order comes from one place, `class_names()` (the labels of the processed manifest, sorted), which
+the Keras loader is given too, and which train writes to models/<ds>/labels.json. Pixels match Keras'
+`image_dataset_from_directory`: RGB, bilinear resize without antialiasing, float32 in [0, 255]. When an
+image is at least twice the target size, libjpeg decodes it at 1/2, 1/4 or 1/8 scale first (much faster).
+Only one batch is held in memory at a time (plus the one being decoded).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from stages.errors import PipelineError
+from stages.features import reduction_factor
+from stages.paths import MANIFEST
+
+_REDUCED_COLOUR = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The images of one split: paths, integer labels in class order, and their stored sizes."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    sizes: list[tuple[int, int]]  # (width, height) from the manifest, to pick the decoding scale
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def read_rows(processed: Path) -> list[dict[str, str]]:
+    manifest = processed / MANIFEST
+    if not manifest.is_file():
+        raise PipelineError(f"{manifest} not found: run the split stage first (dvc repro split@<dataset>)")
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def class_names(processed: Path) -> list[str]:
+    """The one class order used everywhere: every label of the processed dataset, sorted."""
+    return sorted({row["label"] for row in read_rows(processed)})
+
+
+def image_set(processed: Path, split: str, names: list[str]) -> ImageSet:
+    rows = [row for row in read_rows(processed) if row["split"] == split]
+    index = {name: position for position, name in enumerate(names)}
+    return ImageSet(
+        paths=[processed / row["path"] for row in rows],
+        labels=np.array([index[row["label"]] for row in rows], dtype=np.int64),
+        sizes=[(int(row["width"]), int(row["height"])) for row in rows],
+        class_names=names,
+    )
+
+
+def load_image(path: Path, size: tuple[int, int] | None, target: int) -> np.ndarray:
+    """One image as float32 RGB, target x target x 3, values in [0, 255]; PipelineError names an unreadable file."""
+    factor = reduction_factor(*size, target) if size else 1
+    image = cv2.imdecode(np.fromfile(path, np.uint8), _REDUCED_COLOUR[factor])
+    if image is None:
+        raise PipelineError(f"cannot decode image {path}: the file is corrupt or not an image (restore it with dvc checkout)")
+    if image.shape[:2] != (target, target):
+        image = cv2.resize(image, (target, target), interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+
+
+def batch_order(count: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(count) if shuffle else np.arange(count)
+
+
+def load_batch(images: ImageSet, indices: np.ndarray, target: int, pool: ThreadPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
+    pixels = list(pool.map(lambda i: load_image(images.paths[i], images.sizes[i], target), indices.tolist()))
+    return np.stack(pixels), images.labels[indices]
+
+
+def batches(
+    images: ImageSet, target: int, batch_size: int, shuffle: bool = False, seed: int = 0, epoch: int = 0, threads: int = 2
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(pixels, labels) batches over the whole set, decoding the next batch while the caller uses this one."""
+    order = batch_order(len(images), shuffle, seed, epoch)
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    with ThreadPoolExecutor(max_workers=threads) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
+        pending = ahead.submit(load_batch, images, chunks[0], target, pool) if chunks else None
+        for position in range(len(chunks)):
+            current = pending.result()
+            pending = ahead.submit(load_batch, images, chunks[position + 1], target, pool) if position + 1 < len(chunks) else None
+            yield current

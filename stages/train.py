@@ -1,0 +1,56 @@
+"""train@<ds>: fit the configured model on data/processed/<ds>/train; write models/<ds>/ and training curves.
+
+models/<ds>/ holds model.keras (or model.joblib for sklearn_linear), labels.json (class names in index
+order) and train.json (what ran). Per-epoch loss and accuracy (train and val) are logged with DVCLive
+under plots/<ds>/training/. TensorFlow is imported only for the Keras models.
+
+    python -m stages.train chest_xray
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+from dvclive import Live
+
+from stages import linear, loader
+from stages.atomic import atomic_dir
+from stages.config import load_dataset, load_params
+from stages.errors import run_stage
+from stages.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__)
+    parser.add_argument("dataset")
+    args = parser.parse_args(argv)
+    params = load_params()
+    dataset = load_dataset(args.dataset, params)
+    settings = params.train
+    processed = PROCESSED_DIR / dataset.name
+    names = loader.class_names(processed)
+    curves = PLOTS_DIR / dataset.name / "training"
+    shutil.rmtree(curves, ignore_errors=True)
+    with atomic_dir(MODELS_DIR / dataset.name) as staging, Live(str(curves), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        if settings.model == "sklearn_linear":
+            images = loader.image_set(processed, "train", names)
+            model = linear.train(images, settings)
+            linear.save(model, staging)
+            live.log_metric("accuracy", float(model.score(linear.features(images, settings), images.labels)))
+            summary: dict = {"epochs": 1}
+        else:
+            from dvclive.keras import DVCLiveCallback
+
+            from stages import training
+
+            keras_model, summary = training.fit(processed, names, settings, [DVCLiveCallback(live=live)])
+            keras_model.save(staging / KERAS_MODEL)
+        (staging / LABELS).write_text(json.dumps(names, indent=2) + "\n")
+        (staging / "train.json").write_text(json.dumps({"model": settings.model, "loader": settings.loader, **summary}, indent=2) + "\n")
+    print(f"train {dataset.name}: {settings.model} ({settings.loader} loader), {summary['epochs']} epoch(s) -> {MODELS_DIR / dataset.name}")
+
+
+if __name__ == "__main__":
+    run_stage("train", main)

@@ -1,0 +1,125 @@
+"""Fit a Keras model on the processed folders, with either loader. Imports TensorFlow.
+
+keras loader: `image_dataset_from_directory`, unbatched, cached decoded to a temporary file (not in
+memory), reshuffled every epoch, batched and prefetched. opencv loader: our loader behind a
+`keras.utils.PyDataset`. Both are given the class order from `loader.class_names()`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import keras
+from sklearn.utils.class_weight import compute_class_weight
+
+from stages import loader, models
+from stages.config import TrainSettings
+
+SHUFFLE_BUFFER = 1024
+
+
+def configure(settings: TrainSettings) -> None:
+    """Seeds everywhere; with `deterministic`, op determinism and one thread per op (bit-identical reruns)."""
+    if settings.deterministic:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(settings.seed)
+
+
+class OpenCVBatches(keras.utils.PyDataset):
+    """Our OpenCV loader as a Keras dataset: one batch per index, reshuffled (seeded) at every epoch end."""
+
+    def __init__(self, images: loader.ImageSet, settings: TrainSettings, shuffle: bool) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.images, self.settings, self.shuffle = images, settings, shuffle
+        self.epoch = 0
+        self.order = loader.batch_order(len(images), shuffle, settings.seed, self.epoch)
+        self.pool = loader.ThreadPoolExecutor(max_workers=settings.threads)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.settings.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        chosen = self.order[index * self.settings.batch_size : (index + 1) * self.settings.batch_size]
+        return loader.load_batch(self.images, chosen, self.settings.image_size, self.pool)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = loader.batch_order(len(self.images), self.shuffle, self.settings.seed, self.epoch)
+
+
+def keras_dataset(folder: Path, names: list[str], settings: TrainSettings, shuffle: bool, cache_file: Path) -> tf.data.Dataset:
+    dataset = keras.utils.image_dataset_from_directory(
+        folder,
+        labels="inferred",
+        label_mode="int",
+        class_names=names,
+        color_mode="rgb",
+        batch_size=None,
+        image_size=(settings.image_size, settings.image_size),
+        shuffle=False,
+        interpolation="bilinear",
+        verbose=False,
+    ).cache(str(cache_file))
+    if shuffle:
+        dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=settings.seed, reshuffle_each_iteration=True)
+    return dataset.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def data_for(processed: Path, split: str, names: list[str], settings: TrainSettings, shuffle: bool, scratch: Path) -> tf.data.Dataset | OpenCVBatches:
+    if settings.loader == "keras":
+        return keras_dataset(processed / split, names, settings, shuffle, scratch / f"{split}.cache")
+    return OpenCVBatches(loader.image_set(processed, split, names), settings, shuffle)
+
+
+def fit(processed: Path, names: list[str], settings: TrainSettings, callbacks: list[keras.callbacks.Callback]) -> tuple[keras.Model, dict]:
+    """Train (and fine-tune, for backbones); return the model and a summary of what ran."""
+    configure(settings)
+    train_labels = loader.image_set(processed, "train", names).labels
+    has_val = (processed / "val").is_dir()
+    weights = None
+    if settings.class_weight == "balanced":
+        values = compute_class_weight("balanced", classes=np.arange(len(names)), y=train_labels)
+        weights = {index: float(value) for index, value in enumerate(values)}
+    model, backbone = models.build_model(settings, len(names))
+    if has_val:
+        callbacks = [*callbacks, keras.callbacks.EarlyStopping("val_loss", patience=settings.early_stopping_patience, restore_best_weights=True)]
+    verbose = 1 if sys.stdout.isatty() else 2
+    with tempfile.TemporaryDirectory(prefix="train-cache-") as scratch:
+        train = data_for(processed, "train", names, settings, True, Path(scratch))
+        val = data_for(processed, "val", names, settings, False, Path(scratch)) if has_val else None
+        model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        history = model.fit(train, validation_data=val, epochs=settings.epochs, class_weight=weights, callbacks=callbacks, verbose=verbose)
+        epochs_run = len(history.epoch)
+        unfrozen = 0
+        if backbone is not None and settings.fine_tune_layers > 0 and settings.fine_tune_epochs > 0:
+            unfrozen = models.unfreeze_top(backbone, settings.fine_tune_layers)
+            model.compile(optimizer=keras.optimizers.Adam(settings.fine_tune_learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            tuned = model.fit(
+                train, validation_data=val, initial_epoch=epochs_run, epochs=epochs_run + settings.fine_tune_epochs,
+                class_weight=weights, callbacks=callbacks, verbose=verbose,
+            )
+            epochs_run += len(tuned.epoch)
+    return model, {"epochs": epochs_run, "unfrozen_layers": unfrozen, "class_weight": weights, "early_stopping": has_val}
+
+
+def predict_proba(model_file: Path, processed: Path, split: str, names: list[str], settings: TrainSettings) -> np.ndarray:
+    """Class probabilities for one split, in the processed manifest's row order, read by the configured loader."""
+    configure(settings)
+    model = keras.saving.load_model(model_file)
+    images = loader.image_set(processed, split, names)
+    if settings.loader == "opencv":
+        return model.predict(OpenCVBatches(images, settings, shuffle=False), verbose=0)
+    dataset = keras.utils.image_dataset_from_directory(
+        processed / split, labels="inferred", label_mode="int", class_names=names, color_mode="rgb", batch_size=settings.batch_size,
+        image_size=(settings.image_size, settings.image_size), shuffle=False, interpolation="bilinear", verbose=False,
+    )
+    row_of = {Path(path).resolve(): row for row, path in enumerate(dataset.file_paths)}
+    probabilities = model.predict(dataset.prefetch(tf.data.AUTOTUNE), verbose=0)
+    return probabilities[[row_of[path.resolve()] for path in images.paths]]

@@ -1,0 +1,110 @@
+"""Both loaders read the same pixels in the same class order; ours stays within a batch of memory."""
+
+from __future__ import annotations
+
+import csv
+import tracemalloc
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stages import loader
+from stages.errors import PipelineError
+
+COLUMNS = ["path", "label", "source_split", "member", "sha256", "width", "height", "group", "channels", "bytes", "format", "interim_path", "split"]
+
+
+def smooth_image(rng: np.random.Generator, height: int, width: int, grey: bool) -> np.ndarray:
+    """Smooth content, so that resampling differences stay small and the comparison is about decoding."""
+    low = rng.uniform(0, 255, (4, 4) if grey else (4, 4, 3)).astype(np.float32)
+    return cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
+
+
+def processed_folder(root: Path, per_label: int, sizes: list[tuple[int, int]], labels: tuple[str, ...] = ("b_second", "a_first")) -> Path:
+    """A processed dataset as split writes it: <split>/<label>/<file> and manifest.csv."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for label in labels:
+        for index in range(per_label):
+            height, width = sizes[index % len(sizes)]
+            grey = index % 2 == 0
+            path = f"train/{label}/img {index}.{'png' if index % 3 == 0 else 'jpg'}"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / path), smooth_image(rng, height, width, grey))
+            rows.append({"path": path, "label": label, "width": width, "height": height, "split": "train", "channels": 1 if grey else 3})
+    with (root / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_class_order_comes_from_one_place(tmp_path: Path) -> None:
+    folder = processed_folder(tmp_path, 2, [(40, 50)])
+    assert loader.class_names(folder) == ["a_first", "b_second"]
+    images = loader.image_set(folder, "train", loader.class_names(folder))
+    assert {path.parent.name: label for path, label in zip(images.paths, images.labels.tolist(), strict=True)} == {"a_first": 0, "b_second": 1}
+
+
+@pytest.mark.parametrize(("sizes", "tolerance"), [([(64, 64), (80, 96)], 3.0), ([(512, 512), (300, 400)], 6.0)])
+def test_opencv_and_keras_loaders_give_the_same_pixels(tmp_path: Path, sizes: list[tuple[int, int]], tolerance: float) -> None:
+    import keras
+
+    folder = processed_folder(tmp_path, 4, sizes)
+    names = loader.class_names(folder)
+    dataset = keras.utils.image_dataset_from_directory(
+        folder / "train", class_names=names, image_size=(64, 64), batch_size=None, shuffle=False, interpolation="bilinear", verbose=False
+    )
+    images = loader.image_set(folder, "train", names)
+    row_of = {Path(path).resolve(): row for row, path in enumerate(dataset.file_paths)}
+    theirs = [(pixels.numpy(), int(label)) for pixels, label in dataset]
+    for path, label, size in zip(images.paths, images.labels.tolist(), images.sizes, strict=True):
+        expected, expected_label = theirs[row_of[path.resolve()]]
+        ours = loader.load_image(path, size, 64)
+        assert ours.shape == expected.shape == (64, 64, 3) and ours.dtype == np.float32
+        assert label == expected_label
+        assert np.abs(ours - expected).mean() < tolerance, path
+
+
+def test_batches_cover_every_image_once_in_seeded_order_with_bounded_memory(tmp_path: Path) -> None:
+    folder = processed_folder(tmp_path, 40, [(200, 240)])
+    images = loader.image_set(folder, "train", loader.class_names(folder))
+    tracemalloc.start()
+    seen = []
+    for pixels, labels in loader.batches(images, 96, batch_size=8, shuffle=True, seed=3):
+        assert pixels.shape[1:] == (96, 96, 3) and len(pixels) == len(labels) <= 8
+        seen.extend(labels.tolist())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    batch_bytes = 8 * 96 * 96 * 3 * 4
+    assert peak < 8 * batch_bytes  # 80 images would be 10 batches' worth: only a few batches are ever alive
+    assert sorted(seen) == sorted(images.labels.tolist())
+    first = [labels.tolist() for _, labels in loader.batches(images, 32, 8, shuffle=True, seed=3)]
+    again = [labels.tolist() for _, labels in loader.batches(images, 32, 8, shuffle=True, seed=3)]
+    other_epoch = [labels.tolist() for _, labels in loader.batches(images, 32, 8, shuffle=True, seed=3, epoch=1)]
+    assert first == again and first != other_epoch
+
+
+def test_an_unreadable_image_is_named(tmp_path: Path) -> None:
+    folder = processed_folder(tmp_path, 2, [(40, 50)])
+    victim = folder / "train" / "a_first" / "img 1.jpg"
+    victim.write_bytes(b"corrupted by hand")
+    images = loader.image_set(folder, "train", loader.class_names(folder))
+    with pytest.raises(PipelineError, match=r"cannot decode image .*img 1.jpg.*dvc checkout"):
+        list(loader.batches(images, 32, 4))
+
+
+def test_legacy_image_data_generator_reads_our_folders_unchanged(tmp_path: Path) -> None:
+    """Course notebooks still use ImageDataGenerator().flow_from_directory; our processed layout works with it."""
+    import tensorflow as tf
+
+    folder = processed_folder(tmp_path, 5, [(50, 60)])
+    flow = tf.keras.preprocessing.image.ImageDataGenerator(rescale=1 / 255).flow_from_directory(
+        folder / "train", target_size=(32, 32), batch_size=4, class_mode="sparse", shuffle=False
+    )
+    assert flow.samples == 10
+    assert list(flow.class_indices) == loader.class_names(folder)
+    pixels, labels = next(flow)
+    assert pixels.shape == (4, 32, 32, 3) and set(labels.tolist()) <= {0.0, 1.0}

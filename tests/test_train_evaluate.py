@@ -1,0 +1,97 @@
+"""train and evaluate under real DVC and real TensorFlow, on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import git, make_project, run_in, update_yaml
+
+EVAL_KEYS = {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "per_class", "train_accuracy", "generalization_gap"}
+TINY = {
+    "datasets": ["chest_xray"],
+    "fetch": {"synthetic": {"images_per_class": 24, "image_size": 48}},
+    "split": {"ratios": {"train": 0.7, "val": 0.15, "test": 0.15}},
+    "train": {"image_size": 32, "epochs": 2, "batch_size": 16},
+}
+BLOCK_TENSORFLOW = "import sys; sys.modules.update(dict.fromkeys(['tensorflow', 'keras', 'tf_keras']))"
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project", TINY)
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
+    run_in(tiny, "dvc", "repro")
+    metrics = read(tiny / "metrics" / "chest_xray" / "eval.json")
+    assert set(metrics) == EVAL_KEYS
+    assert set(metrics["per_class"]) == {"NORMAL", "PNEUMONIA"}
+    assert set(metrics["per_class"]["NORMAL"]) == {"precision", "recall", "f1", "support"}
+    assert metrics["generalization_gap"] == pytest.approx(metrics["train_accuracy"] - metrics["accuracy"], abs=1e-3)
+    assert read(tiny / "models" / "chest_xray" / "labels.json") == ["NORMAL", "PNEUMONIA"]
+    assert (tiny / "models" / "chest_xray" / "model.keras").stat().st_size > 0
+    curves = tiny / "plots" / "chest_xray" / "training" / "plots" / "metrics"
+    assert {path.name for path in curves.rglob("*.tsv")} >= {"loss.tsv", "accuracy.tsv"}
+    assert any("val" in path.as_posix() for path in curves.rglob("*.tsv"))  # validation curves: there is a val split
+    assert (tiny / "plots" / "chest_xray" / "confusion.csv").read_text().startswith("actual,predicted\n")
+    assert (tiny / "plots" / "chest_xray" / "misclassified.png").read_bytes()[:4] == b"\x89PNG"
+    shown = run_in(tiny, "dvc", "plots", "show", "--json").stdout
+    assert "confusion.csv" in shown and "roc.csv" in shown and "misclassified.png" in shown
+
+    first = (tiny / "metrics" / "chest_xray" / "eval.json").read_text()
+    run_in(tiny, "dvc", "repro", "-f", "-s", "train@chest_xray", "evaluate@chest_xray")
+    assert (tiny / "metrics" / "chest_xray" / "eval.json").read_text() == first  # train.deterministic: same bytes
+
+    git(tiny, "add", "-A")
+    git(tiny, "commit", "-q", "-m", "baseline")
+    run_in(tiny, "dvc", "exp", "run", "-S", "train.model=sklearn_linear")
+    diff = json.loads(run_in(tiny, "dvc", "metrics", "diff", "--json").stdout)
+    changed = diff["metrics/chest_xray/eval.json"]
+    assert "accuracy" in changed and changed["accuracy"]["old"] == json.loads(first)["accuracy"]
+    assert (tiny / "models" / "chest_xray" / "model.joblib").is_file()
+
+
+def test_sklearn_baseline_runs_where_tensorflow_cannot_be_imported(tiny: Path) -> None:
+    update_yaml(tiny / "params.yaml", {"train": {"model": "sklearn_linear", "loader": "opencv"}})
+    run_in(tiny, "dvc", "repro", "split@chest_xray")
+    for stage in ("train", "evaluate"):
+        code = f"{BLOCK_TENSORFLOW}; import runpy; sys.argv = ['{stage}', 'chest_xray']; runpy.run_module('stages.{stage}', run_name='__main__')"
+        run_in(tiny, sys.executable, "-c", code)
+    metrics = read(tiny / "metrics" / "chest_xray" / "eval.json")
+    assert set(metrics) == EVAL_KEYS and metrics["accuracy"] > 0.6
+    blocked = run_in(tiny, sys.executable, "-c", f"{BLOCK_TENSORFLOW}; import tensorflow", check=False)
+    assert blocked.returncode != 0 and "ModuleNotFoundError" in blocked.stderr  # the block is real
+
+
+def test_imagenet_weights_offline_fail_with_one_line(tiny: Path, tmp_path: Path) -> None:
+    update_yaml(tiny / "params.yaml", {"train": {"model": "mobilenet_v2", "weights": "imagenet", "image_size": 96}})
+    run_in(tiny, "dvc", "repro", "split@chest_xray")
+    result = run_in(tiny, "env", f"KERAS_HOME={tmp_path / 'empty-keras-home'}", sys.executable, "-m", "stages.train", "chest_xray", check=False)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("train: error:")]
+    assert len(errors) == 1 and "~/.keras/models/" in errors[0] and "train.weights: null" in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_backbones_get_their_own_preprocessing_and_grey_becomes_three_channels() -> None:
+    import keras
+
+    from stages.config import TrainSettings
+    from stages.models import BACKBONES, build_model
+
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    layer = BACKBONES["mobilenet_v2"][1]()
+    assert np.allclose(layer(pixels), keras.applications.mobilenet_v2.preprocess_input(pixels.copy()), atol=1e-5)
+    assert np.allclose(BACKBONES["efficientnet_b0"][1]()(pixels), keras.applications.efficientnet.preprocess_input(pixels.copy()))
+    model, backbone = build_model(TrainSettings(model="efficientnet_b0", image_size=32), classes=3)
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 3)
+    assert backbone is not None and not backbone.trainable
