@@ -8,7 +8,6 @@ plots/<ds>/misclassified.png (the most confidently misclassified test images, tr
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -18,8 +17,9 @@ import numpy as np
 
 from stages import evaluation, linear, loader
 from stages.atomic import atomic_file, write_json
-from stages.config import TrainSettings, load_dataset, load_params
-from stages.errors import PipelineError, run_stage
+from stages.cli import run_stage
+from stages.config import DatasetSpec, Params, TrainSettings
+from stages.errors import PipelineError
 from stages.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, metrics_file
 
 GALLERY_SIZE = 12
@@ -40,12 +40,7 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
         writer.writerows(rows)
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__)
-    parser.add_argument("dataset")
-    args = parser.parse_args(argv)
-    params = load_params()
-    dataset = load_dataset(args.dataset, params)
+def main(params: Params, dataset: DatasetSpec) -> None:
     settings = params.train
     model_dir, processed = MODELS_DIR / dataset.name, PROCESSED_DIR / dataset.name
     if not (model_dir / LABELS).is_file():
@@ -74,4 +69,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main)
+    run_stage("evaluate", main, __doc__)

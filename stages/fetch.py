@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from stages import sources, synthetic
 from stages.atomic import atomic_file
-from stages.config import DatasetSpec, FetchSettings, dataset_file, load_dataset, load_params
-from stages.errors import PipelineError, run_stage
+from stages.cli import run_stage
+from stages.config import DatasetSpec, FetchSettings, Params, dataset_file
+from stages.errors import PipelineError
 from stages.paths import raw_archive
 
 
@@ -30,16 +30,11 @@ def fetch(dataset: DatasetSpec, settings: FetchSettings, destination: Path) -> s
         return sources.download_kaggle(dataset, temporary)
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.fetch", description=__doc__)
-    parser.add_argument("dataset")
-    args = parser.parse_args(argv)
-    params = load_params()
-    dataset = load_dataset(args.dataset, params)
+def main(params: Params, dataset: DatasetSpec) -> None:
     destination = raw_archive(dataset.name)
     done = fetch(dataset, params.fetch, destination)
     print(f"fetch {dataset.name}: {done} -> {destination}")
 
 
 if __name__ == "__main__":
-    run_stage("fetch", main)
+    run_stage("fetch", main, __doc__)

@@ -8,7 +8,6 @@ Corrupt or non-image files are skipped and listed in skipped.csv (or fail the st
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 from collections import Counter
@@ -19,8 +18,9 @@ from tqdm import tqdm
 
 from stages.archive import CorruptMember, Limits, checked_members, open_zip, read_member
 from stages.atomic import atomic_dir, write_json
-from stages.config import DatasetSpec, RestructureSettings, dataset_file, load_dataset, load_params
-from stages.errors import PipelineError, run_stage
+from stages.cli import run_stage
+from stages.config import DatasetSpec, Params, RestructureSettings, dataset_file
+from stages.errors import PipelineError
 from stages.images import InvalidImage, inspect_image
 from stages.layout import Layout, Placement, top_level_entries
 from stages.paths import INTERIM_DIR, MANIFEST, SKIPPED, metrics_file, raw_archive
@@ -174,12 +174,7 @@ def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureS
     return summarise(rows, skipped, plan)
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.restructure", description=__doc__)
-    parser.add_argument("dataset")
-    args = parser.parse_args(argv)
-    params = load_params()
-    dataset = load_dataset(args.dataset, params)
+def main(params: Params, dataset: DatasetSpec) -> None:
     destination = INTERIM_DIR / dataset.name
     metrics = restructure(raw_archive(dataset.name), dataset, params.restructure, destination)
     write_json(metrics_file(dataset.name, "restructure.json"), metrics)
@@ -192,4 +187,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("restructure", main)
+    run_stage("restructure", main, __doc__)

@@ -9,7 +9,6 @@ ones, and plots/<ds>/split_samples.png shows a few images per split and label.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -20,8 +19,9 @@ from tqdm import tqdm
 
 from stages import audit
 from stages.atomic import atomic_dir, atomic_file, write_json
-from stages.config import DatasetSpec, SplitSettings, load_dataset, load_params, split_settings
-from stages.errors import PipelineError, run_stage
+from stages.cli import run_stage
+from stages.config import DatasetSpec, Params, SplitSettings, split_settings
+from stages.errors import PipelineError
 from stages.features import dhash, near_duplicate_pairs, read_grey, thumbnail_features
 from stages.materialise import materialise, target_paths
 from stages.paths import INTERIM_DIR, MANIFEST, PLOTS_DIR, PROCESSED_DIR, metrics_file
@@ -111,12 +111,7 @@ def audit_table(name: str, settings: SplitSettings, metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.split", description=__doc__)
-    parser.add_argument("dataset")
-    args = parser.parse_args(argv)
-    params = load_params()
-    dataset = load_dataset(args.dataset, params)
+def main(params: Params, dataset: DatasetSpec) -> None:
     settings = split_settings(params, dataset)
     metrics = split_dataset(
         dataset, settings, INTERIM_DIR / dataset.name, PROCESSED_DIR / dataset.name, PLOTS_DIR / dataset.name / "split_samples.png"
@@ -133,4 +128,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("split", main)
+    run_stage("split", main, __doc__)

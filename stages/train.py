@@ -9,7 +9,6 @@ under plots/<ds>/training/. TensorFlow is imported only for the Keras models.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
@@ -17,17 +16,12 @@ from dvclive import Live
 
 from stages import linear, loader
 from stages.atomic import atomic_dir
-from stages.config import load_dataset, load_params
-from stages.errors import run_stage
+from stages.cli import run_stage
+from stages.config import DatasetSpec, Params
 from stages.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__)
-    parser.add_argument("dataset")
-    args = parser.parse_args(argv)
-    params = load_params()
-    dataset = load_dataset(args.dataset, params)
+def main(params: Params, dataset: DatasetSpec) -> None:
     settings = params.train
     processed = PROCESSED_DIR / dataset.name
     names = loader.class_names(processed)
@@ -53,4 +47,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("train", main)
+    run_stage("train", main, __doc__)

@@ -1,0 +1,102 @@
+"""Loader throughput: decode + resize to 224 + batches of 32, over the same 2,000 JPEGs of 512x512.
+
+    python -m benchmarks.loaders [--repeat 3]
+
+Compares our OpenCV loader (2 threads, reduced JPEG decoding) with Keras' image_dataset_from_directory
+(prefetch, no cache) and the legacy ImageDataGenerator.flow_from_directory. The images are generated once
+into .benchmarks-cache/loaders/ (git-ignored). One full pass each, medians; ratios against Keras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from stages import loader
+
+FOLDER = Path(".benchmarks-cache/loaders")
+COUNT, SIDE, TARGET, BATCH = 2000, 512, 224, 32
+LABELS = ("a", "b")
+
+
+def images() -> Path:
+    manifest = FOLDER / "manifest.csv"
+    if manifest.is_file():
+        return FOLDER
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(COUNT):
+        label = LABELS[index % 2]
+        path = f"train/{label}/{index:05d}.jpg"
+        (FOLDER / path).parent.mkdir(parents=True, exist_ok=True)
+        picture = cv2.resize(rng.uniform(0, 255, (8, 8, 3)).astype(np.float32), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
+        picture += rng.normal(0, 12, picture.shape).astype(np.float32)
+        cv2.imwrite(str(FOLDER / path), picture.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        rows.append({"path": path, "label": label, "split": "train", "width": SIDE, "height": SIDE})
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return FOLDER
+
+
+def opencv_pass(folder: Path) -> int:
+    images = loader.image_set(folder, "train", list(LABELS))
+    return sum(len(batch) for batch, _ in loader.batches(images, TARGET, BATCH, threads=2))
+
+
+def keras_pass(folder: Path) -> int:
+    import keras
+    import tensorflow as tf
+
+    dataset = keras.utils.image_dataset_from_directory(
+        folder / "train", class_names=list(LABELS), image_size=(TARGET, TARGET), batch_size=BATCH, shuffle=False, verbose=False
+    ).prefetch(tf.data.AUTOTUNE)
+    return sum(int(batch.shape[0]) for batch, _ in dataset)
+
+
+def legacy_pass(folder: Path) -> int:
+    import tensorflow as tf
+
+    flow = tf.keras.preprocessing.image.ImageDataGenerator().flow_from_directory(
+        folder / "train", target_size=(TARGET, TARGET), batch_size=BATCH, class_mode="sparse", shuffle=False
+    )
+    return sum(len(flow[index][0]) for index in range(len(flow)))
+
+
+def rate(action: Callable[[Path], int], folder: Path, repeat: int) -> float:
+    rates = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        count = action(folder)
+        rates.append(count / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    folder = images()
+    results = {
+        "keras `image_dataset_from_directory` + prefetch": rate(keras_pass, folder, args.repeat),
+        "ours: OpenCV, reduced decoding, 2 threads": rate(opencv_pass, folder, args.repeat),
+        "legacy `ImageDataGenerator.flow_from_directory`": rate(legacy_pass, folder, args.repeat),
+    }
+    baseline = next(iter(results.values()))
+    print(f"\n{COUNT:,} JPEGs {SIDE}x{SIDE} -> {TARGET}x{TARGET}, batch {BATCH}, median of {args.repeat}\n")
+    print("| loader | images/s | ratio to keras |")
+    print("|---|---|---|")
+    for name, value in results.items():
+        print(f"| {name} | {value:,.0f} | {value / baseline:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
