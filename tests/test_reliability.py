@@ -1,0 +1,91 @@
+"""Reliability (issue 7, first parts): every params key refuses a wrong value by name; concurrent runs are locked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.config import load_params
+from stages.errors import PipelineError
+from tests.conftest import GIT_IDENTITY, ROOT, files_under, make_project
+
+
+def leaves(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
+    found = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        found += leaves(value, f"{path}.") if isinstance(value, dict) and value else [(path, value)]
+    return found
+
+
+def wrong_values(value: object) -> list[object]:
+    """Values of the wrong type (and out of range) for a leaf holding `value`."""
+    if isinstance(value, bool):
+        return ["sometimes", [1]]
+    if isinstance(value, int | float):
+        return ["many", -1e12, [value]]
+    if isinstance(value, str):
+        return [123, "no-such-choice"] if value else [123]
+    if isinstance(value, list):
+        return ["not a list", [{"x": 1}]]
+    if isinstance(value, dict):
+        return ["not a mapping", 5]
+    return [{"unexpected": "mapping"}, 3.5]  # nulls: imagenet | null and the like
+
+
+PARAM_LEAVES = leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))
+
+
+@pytest.mark.parametrize(("key", "value"), PARAM_LEAVES, ids=[key for key, _ in PARAM_LEAVES])
+def test_every_params_key_refuses_wrong_values_naming_the_key_and_the_file(tmp_path: Path, key: str, value: object) -> None:
+    refused = 0
+    for wrong in wrong_values(value):
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        node = params
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = wrong
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        try:
+            load_params(tmp_path)
+        except PipelineError as error:
+            assert "params.yaml" in str(error) and key.split(".")[0] in str(error), str(error)
+            assert key in str(error) or key.rsplit(".", 1)[0] in str(error), str(error)
+            refused += 1
+    assert refused >= 1, f"{key}: no wrong value was refused"
+
+
+def test_an_unknown_key_is_refused_by_name(tmp_path: Path) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["split"]["ratio"] = {"train": 0.5}  # a typo of ratios
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(PipelineError, match=r"invalid params.yaml: split.ratio: Extra inputs are not permitted"):
+        load_params(tmp_path)
+
+
+def test_a_second_dvc_repro_in_the_same_workspace_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project", {"datasets": ["blood_cells"], "fetch": {"synthetic": {"images_per_class": 400, "image_size": 96}}})
+    env = {**os.environ, **GIT_IDENTITY, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    first = subprocess.Popen(["dvc", "repro", "split"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (project / "data" / "raw").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first run is inside its fetch stage, holding DVC's lock
+        before = files_under(project / "data")
+        second = subprocess.run(["dvc", "repro", "split"], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+        message = " ".join((second.stdout + second.stderr).split())
+        assert second.returncode != 0, message
+        # DVC's lock: the whole repo ("Unable to acquire lock") or the stage's outputs ("is busy ... rwlock")
+        assert "Unable to acquire lock" in message or ("is busy" in message and ".dvc/tmp/rwlock" in message), message
+        assert files_under(project / "data") >= before  # the refused run deleted nothing
+    finally:
+        output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output
+    assert (project / "metrics" / "blood_cells" / "split.json").is_file()
