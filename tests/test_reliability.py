@@ -89,3 +89,52 @@ def test_a_second_dvc_repro_in_the_same_workspace_is_refused_and_changes_nothing
         output, _ = first.communicate(timeout=300)
     assert first.returncode == 0, output
     assert (project / "metrics" / "blood_cells" / "split.json").is_file()
+
+
+FAKE_KAGGLEHUB = '''
+"""A stand-in for kagglehub at its network boundary: 'downloads' by returning an already unpacked folder."""
+import os
+
+
+def dataset_download(handle, **kwargs):
+    return os.environ["FAKE_KAGGLE_FOLDER"]
+'''
+SECRETS = {"KAGGLE_USERNAME": "fake-user-7f3a9c", "KAGGLE_KEY": "fake-key-0d1e2f3a4b5c6d7e", "KAGGLE_API_TOKEN": "KGAT_fake_token_9a8b7c6d"}
+
+
+def test_kaggle_credentials_never_reach_any_file_or_log(tmp_path: Path) -> None:
+    import zipfile
+
+    from stages import synthetic
+    from stages.config import SyntheticSettings, load_dataset, load_params
+
+    params = load_params(ROOT)
+    archive = tmp_path / "download.zip"
+    synthetic.write_archive(load_dataset("chest_xray", params, ROOT), SyntheticSettings(images_per_class=12, image_size=32), archive)
+    with zipfile.ZipFile(archive) as handle:
+        handle.extractall(tmp_path / "kagglehub-cache" / "versions" / "2")
+    (tmp_path / "shim" / "kagglehub").mkdir(parents=True)
+    (tmp_path / "shim" / "kagglehub" / "__init__.py").write_text(FAKE_KAGGLEHUB)
+    project = make_project(
+        tmp_path / "project",
+        {"datasets": ["chest_xray"], "fetch": {"source": "kaggle"}, "train": {"model": "sklearn_linear", "loader": "opencv", "image_size": 32}},
+    )
+    env = {
+        **os.environ, **GIT_IDENTITY, **SECRETS,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": f"{tmp_path / 'shim'}{os.pathsep}{project}",
+        "FAKE_KAGGLE_FOLDER": str(tmp_path / "kagglehub-cache" / "versions" / "2"),
+    }
+    run = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (project / "metrics" / "chest_xray" / "eval.json").is_file()
+
+    scanned = 0
+    for path in [p for p in project.rglob("*") if p.is_file() and ".git" not in p.relative_to(project).parts[:1]]:
+        data = path.read_bytes()
+        scanned += 1
+        for name, secret in SECRETS.items():
+            assert secret.encode() not in data, f"{name} found in {path}"
+    for name, secret in SECRETS.items():
+        assert secret not in run.stdout + run.stderr, f"{name} found in the dvc repro log"
+    assert scanned > 100  # the raw archive, interim and processed images, .dvc/, dvc.lock, models, metrics, DVCLive files
