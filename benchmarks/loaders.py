@@ -9,7 +9,6 @@ into .benchmarks-cache/loaders/ (git-ignored). One full pass each, medians; rati
 
 from __future__ import annotations
 
-import argparse
 import csv
 import statistics
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.common import arguments
 from stages import loader
 
 FOLDER = Path(".benchmarks-cache/loaders")
@@ -81,8 +81,7 @@ def rate(action: Callable[[Path], int], folder: Path, repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = arguments(__doc__)
     args = parser.parse_args()
     folder = images()
     results = {

@@ -10,7 +10,6 @@ and `md5sum` of every processed file (the hashing floor under DVC). Medians; rat
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -19,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import arguments
 from tests.conftest import ROOT, make_project, run_in, update_yaml
 
 CACHE = Path(".benchmarks-cache").resolve()
@@ -54,8 +54,7 @@ def md5_seconds(folder: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = arguments(__doc__)
     parser.add_argument("--images-per-class", type=int, default=5000)
     args = parser.parse_args()
     folder = project(args.images_per_class)

@@ -9,7 +9,6 @@ across machines.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import tempfile
@@ -17,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.common import arguments
 from stages import synthetic
 from stages.config import RestructureSettings, SyntheticSettings, load_dataset, load_params
 from stages.restructure import restructure
@@ -48,8 +48,7 @@ def median_seconds(action: Callable[[Path], object], repeat: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = arguments(__doc__)
     args = parser.parse_args()
     archive = real_scale_archive()
     dataset = load_dataset("chest_xray", load_params())
