@@ -20,6 +20,7 @@ import numpy as np
 
 from stages.errors import PipelineError
 from stages.features import reduction_factor
+from stages.images import InvalidImage, inspect_image
 from stages.paths import MANIFEST
 
 _REDUCED_COLOUR = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -65,12 +66,27 @@ def image_set(processed: Path, split: str, names: list[str]) -> ImageSet:
 def load_image(path: Path, size: tuple[int, int] | None, target: int) -> np.ndarray:
     """One image as float32 RGB, target x target x 3, values in [0, 255]; PipelineError names an unreadable file."""
     factor = reduction_factor(*size, target) if size else 1
-    image = cv2.imdecode(np.fromfile(path, np.uint8), _REDUCED_COLOUR[factor])
+    try:
+        image = cv2.imdecode(np.fromfile(path, np.uint8), _REDUCED_COLOUR[factor])
+    except OSError as error:
+        raise PipelineError(f"cannot read image {path} ({error.strerror}); restore it with: dvc checkout {path.parents[2]}") from None
     if image is None:
-        raise PipelineError(f"cannot decode image {path}: the file is corrupt or not an image (restore it with dvc checkout)")
+        raise PipelineError(f"cannot decode image {path}: the file is corrupt or not an image; restore it with: dvc checkout {path.parents[2]}")
     if image.shape[:2] != (target, target):
         image = cv2.resize(image, (target, target), interpolation=cv2.INTER_LINEAR)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+
+
+def undecodable(folder: Path) -> list[Path]:
+    """Files under `folder` (a processed split) that are not readable images: to name them when TensorFlow will not."""
+    broken = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            try:
+                inspect_image(path.read_bytes())
+            except InvalidImage:
+                broken.append(path)
+    return broken
 
 
 def batch_order(count: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:

@@ -4,6 +4,10 @@ models/<ds>/ holds model.keras (or model.joblib for sklearn_linear), labels.json
 order) and train.json (what ran). Per-epoch loss and accuracy (train and val) are logged with DVCLive
 under plots/<ds>/training/. TensorFlow is imported only for the Keras models.
 
+A killed run resumes: every epoch is backed up in models/.resume-<ds>/ (weights, epoch, curves so far),
+kept only while it matches the train params and the processed data, and deleted once the model is saved.
+DVC deletes a stage's outputs before it reruns, so the backup lives beside the output, not inside it.
+
     python -m stages.train chest_xray
 """
 
@@ -14,7 +18,7 @@ import shutil
 
 from dvclive import Live
 
-from stages import linear, loader
+from stages import linear, loader, resume
 from stages.atomic import atomic_dir
 from stages.cli import run_stage
 from stages.config import DatasetSpec, Params
@@ -25,9 +29,12 @@ def main(params: Params, dataset: DatasetSpec) -> None:
     settings = params.train
     processed = PROCESSED_DIR / dataset.name
     names = loader.class_names(processed)
-    curves = PLOTS_DIR / dataset.name / "training"
-    shutil.rmtree(curves, ignore_errors=True)
-    with atomic_dir(MODELS_DIR / dataset.name) as staging, Live(str(curves), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+    backup = MODELS_DIR / f".resume-{dataset.name}"
+    resuming = resume.prepare(backup, resume.fingerprint(settings, processed))
+    curves = backup / "training"
+    resume.trim_curves(curves, resume.epochs_completed(backup))
+    with atomic_dir(MODELS_DIR / dataset.name) as staging, Live(str(curves), resume=resuming, save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        live.step = resume.epochs_completed(backup)
         if settings.model == "sklearn_linear":
             images = loader.image_set(processed, "train", names)
             model = linear.train(images, settings)
@@ -39,10 +46,13 @@ def main(params: Params, dataset: DatasetSpec) -> None:
 
             from stages import training
 
-            keras_model, summary = training.fit(processed, names, settings, [DVCLiveCallback(live=live)])
+            keras_model, summary = training.fit(processed, names, settings, [DVCLiveCallback(live=live)], backup)
             keras_model.save(staging / KERAS_MODEL)
         (staging / LABELS).write_text(json.dumps(names, indent=2) + "\n")
         (staging / "train.json").write_text(json.dumps({"model": settings.model, "loader": settings.loader, **summary}, indent=2) + "\n")
+    with atomic_dir(PLOTS_DIR / dataset.name / "training") as published:
+        shutil.copytree(curves, published, dirs_exist_ok=True)
+    shutil.rmtree(backup)
     print(f"train {dataset.name}: {settings.model} ({settings.loader} loader), {summary['epochs']} epoch(s) -> {MODELS_DIR / dataset.name}")
 
 

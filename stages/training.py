@@ -7,7 +7,10 @@ memory), reshuffled every epoch, batched and prefetched. opencv loader: our load
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 import sys
 import tempfile
 from pathlib import Path
@@ -17,10 +20,28 @@ import tensorflow as tf
 import keras
 from sklearn.utils.class_weight import compute_class_weight
 
-from stages import loader, models
+from stages import loader, models, resume
+from stages.atomic import write_json
 from stages.config import TrainSettings
+from stages.errors import PipelineError
 
 SHUFFLE_BUFFER = 1024
+
+
+@contextmanager
+def corrupt_images_named(folders: list[Path]) -> Iterator[None]:
+    """Turn TensorFlow's nameless decode error into one naming the corrupt files (searched only after a failure)."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError:
+        broken = [path for folder in folders for path in loader.undecodable(folder)]
+        if not broken:
+            raise
+        shown = ", ".join(str(path) for path in broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+        raise PipelineError(
+            f"cannot decode {len(broken)} image(s): {shown}; the files are corrupt or not images; "
+            f"restore them with: dvc checkout {folders[0].parent}"
+        ) from None
 
 
 def configure(settings: TrainSettings) -> None:
@@ -78,8 +99,14 @@ def data_for(processed: Path, split: str, names: list[str], settings: TrainSetti
     return OpenCVBatches(loader.image_set(processed, split, names), settings, shuffle)
 
 
-def fit(processed: Path, names: list[str], settings: TrainSettings, callbacks: list[keras.callbacks.Callback]) -> tuple[keras.Model, dict]:
-    """Train (and fine-tune, for backbones); return the model and a summary of what ran."""
+def fit(
+    processed: Path, names: list[str], settings: TrainSettings, callbacks: list[keras.callbacks.Callback], backup: Path
+) -> tuple[keras.Model, dict]:
+    """Train (and fine-tune, for backbones); return the model and a summary of what ran.
+
+    Every epoch is backed up under `backup` (weights and epoch, Keras' BackupAndRestore), so a killed run
+    resumes where it stopped; the caller deletes `backup` once the model is saved.
+    """
     configure(settings)
     train_labels = loader.image_set(processed, "train", names).labels
     has_val = (processed / "val").is_dir()
@@ -90,23 +117,45 @@ def fit(processed: Path, names: list[str], settings: TrainSettings, callbacks: l
     model, backbone = models.build_model(settings, len(names))
     if has_val:
         callbacks = [*callbacks, keras.callbacks.EarlyStopping("val_loss", patience=settings.early_stopping_patience, restore_best_weights=True)]
-    verbose = 1 if sys.stdout.isatty() else 2
     with tempfile.TemporaryDirectory(prefix="train-cache-") as scratch:
         train = data_for(processed, "train", names, settings, True, Path(scratch))
         val = data_for(processed, "val", names, settings, False, Path(scratch)) if has_val else None
-        model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        history = model.fit(train, validation_data=val, epochs=settings.epochs, class_weight=weights, callbacks=callbacks, verbose=verbose)
-        epochs_run = len(history.epoch)
-        unfrozen = 0
-        if backbone is not None and settings.fine_tune_layers > 0 and settings.fine_tune_epochs > 0:
-            unfrozen = models.unfreeze_top(backbone, settings.fine_tune_layers)
-            model.compile(optimizer=keras.optimizers.Adam(settings.fine_tune_learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-            tuned = model.fit(
-                train, validation_data=val, initial_epoch=epochs_run, epochs=epochs_run + settings.fine_tune_epochs,
-                class_weight=weights, callbacks=callbacks, verbose=verbose,
-            )
-            epochs_run += len(tuned.epoch)
+        phase = Phase(model, train, val, weights, callbacks, backup)
+        with corrupt_images_named([processed / "train", *([processed / "val"] if has_val else [])]):
+            epochs_run = phase.run("train", settings.learning_rate, 0, settings.epochs)
+            unfrozen = 0
+            if backbone is not None and settings.fine_tune_layers > 0 and settings.fine_tune_epochs > 0:
+                unfrozen = models.unfreeze_top(backbone, settings.fine_tune_layers)
+                epochs_run += phase.run("fine_tune", settings.fine_tune_learning_rate, epochs_run, epochs_run + settings.fine_tune_epochs)
     return model, {"epochs": epochs_run, "unfrozen_layers": unfrozen, "class_weight": weights, "early_stopping": has_val}
+
+
+class Phase:
+    """One `model.fit` call that survives a kill: per-epoch backups, and a marker with its weights once done."""
+
+    def __init__(self, model: keras.Model, train: object, val: object, class_weight: dict | None, callbacks: list, backup: Path) -> None:
+        self.model, self.train, self.val, self.class_weight, self.callbacks, self.backup = model, train, val, class_weight, callbacks, backup
+
+    def run(self, name: str, learning_rate: float, first_epoch: int, last_epoch: int) -> int:
+        """Train epochs [first_epoch, last_epoch) (fewer if stopped early); return how many the phase ran in all."""
+        done, final_weights, checkpoints = self.backup / f"{name}.done.json", self.backup / f"{name}.weights.h5", self.backup / name
+        if done.is_file():  # finished before the kill: its weights, not a rerun
+            self.model.load_weights(final_weights)
+            print(f"{name}: finished in an earlier, interrupted run; restored its weights")
+            return json.loads(done.read_text())["epochs"]
+        resumed = resume.phase_epochs(self.backup, name)
+        if resumed is not None:
+            print(f"{name}: resuming after epoch {resumed} of {last_epoch} (backup in {checkpoints})")
+        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        keep = keras.callbacks.BackupAndRestore(str(checkpoints), double_checkpoint=True, delete_checkpoint=False)
+        self.model.fit(
+            self.train, validation_data=self.val, initial_epoch=first_epoch, epochs=last_epoch, class_weight=self.class_weight,
+            callbacks=[*self.callbacks, keep], verbose=1 if sys.stdout.isatty() else 2,
+        )
+        reached = resume.phase_epochs(self.backup, name) or first_epoch
+        self.model.save_weights(final_weights)
+        write_json(done, {"epochs": reached - first_epoch, "last_epoch": reached})
+        return reached - first_epoch
 
 
 def predict_proba(model_file: Path, processed: Path, split: str, names: list[str], settings: TrainSettings) -> np.ndarray:
@@ -121,5 +170,6 @@ def predict_proba(model_file: Path, processed: Path, split: str, names: list[str
         image_size=(settings.image_size, settings.image_size), shuffle=False, interpolation="bilinear", verbose=False,
     )
     row_of = {Path(path).resolve(): row for row, path in enumerate(dataset.file_paths)}
-    probabilities = model.predict(dataset.prefetch(tf.data.AUTOTUNE), verbose=0)
+    with corrupt_images_named([processed / split]):
+        probabilities = model.predict(dataset.prefetch(tf.data.AUTOTUNE), verbose=0)
     return probabilities[[row_of[path.resolve()] for path in images.paths]]

@@ -1,0 +1,177 @@
+"""Reliability, part 1: a stage SIGKILLed mid-run leaves nothing that looks complete, and `dvc repro` converges.
+
+Each kill lands at a random moment after the stage has started writing (its hidden temporary folder
+exists); the delay is printed in every failure message so a failing point can be replayed by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import GIT_IDENTITY, make_project, run_in
+
+DATASET = "blood_cells"
+# Big enough that writing lasts long enough to be hit (2,000 images), small enough for CI.
+KILL_PROJECT = {"datasets": [DATASET], "fetch": {"synthetic": {"images_per_class": 500, "image_size": 32}}, "split": {"audit_images": 100}}
+OUTPUT_FOLDERS = ("data", "metrics", "plots", "models")
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, **GIT_IDENTITY, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def kill_when(project: Path, command: list[str], ready: Callable[[], bool], delay: float) -> str:
+    """Start `command`, wait until `ready()`, sleep `delay` seconds and SIGKILL its whole process group; return its output."""
+    process = subprocess.Popen(command, cwd=project, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not ready():
+        assert process.poll() is None, f"{command} ended before the kill point:\n{process.stdout.read().decode()}"
+        assert time.monotonic() < deadline, f"{command}: kill point never reached"
+        time.sleep(0.002)
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGKILL)
+    output, _ = process.communicate()
+    assert process.returncode == -signal.SIGKILL, f"{command} finished before the kill (delay {delay:.3f} s):\n{output.decode()}"
+    return output.decode()
+
+
+def temporary_folder(parent: Path) -> Callable[[], bool]:
+    return lambda: parent.is_dir() and any(entry.name.startswith(".tmp-") for entry in os.scandir(parent))
+
+
+def tree_digest(project: Path) -> dict[str, str]:
+    """sha256 of every output file (DVC's own dvc.lock compared separately)."""
+    digests = {}
+    for folder in OUTPUT_FOLDERS:
+        for path in sorted((project / folder).rglob("*")):
+            if path.is_file():
+                digests[path.relative_to(project).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def leftovers(project: Path) -> list[str]:
+    return [
+        path.relative_to(project).as_posix()
+        for folder in OUTPUT_FOLDERS
+        for path in (project / folder).rglob("*")
+        if path.name.startswith((".tmp-", ".resume-"))
+    ]
+
+
+def locked_stages(project: Path) -> set[str]:
+    lock = project / "dvc.lock"
+    return set(yaml.safe_load(lock.read_text())["stages"]) if lock.is_file() else set()
+
+
+def out_hashes(project: Path) -> dict[str, list]:
+    stages = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    return {name: [(out["path"], out["md5"]) for out in stage.get("outs", [])] for name, stage in stages.items()}
+
+
+def assert_clean(project: Path, target: str) -> None:
+    status = run_in(project, "dvc", "status", target)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    assert leftovers(project) == []
+
+
+def test_restructure_and_split_killed_at_random_points_converge_to_the_uninterrupted_outputs(tmp_path: Path) -> None:
+    reference = make_project(tmp_path / "reference", KILL_PROJECT)
+    run_in(reference, "dvc", "repro", f"split@{DATASET}")
+
+    project = make_project(tmp_path / "killed", KILL_PROJECT)
+    rng = random.Random()
+    kills = []
+    for stage_name, parent in (("restructure", project / "data" / "interim"), ("split", project / "data" / "processed")):
+        for _ in range(2):
+            delay = rng.uniform(0.0, 0.25)
+            kill_when(project, ["dvc", "repro", f"split@{DATASET}"], temporary_folder(parent), delay)
+            kills.append((stage_name, round(delay, 3)))
+            assert f"{stage_name}@{DATASET}" not in locked_stages(project), f"{stage_name} completed before the kill ({kills})"
+            status = run_in(project, "dvc", "status", f"split@{DATASET}")
+            assert "up to date" not in status.stdout, f"a killed run looks complete to DVC ({kills}):\n{status.stdout}"
+        if stage_name == "restructure":
+            run_in(project, "dvc", "repro", f"restructure@{DATASET}")  # move on to killing the next stage
+
+    finished = run_in(project, "dvc", "repro", f"split@{DATASET}")
+    assert "Running stage" in finished.stdout
+    assert tree_digest(project) == tree_digest(reference), f"outputs differ after kills at {kills}"
+    assert out_hashes(project) == out_hashes(reference), f"dvc.lock differs after kills at {kills}"
+    assert_clean(project, f"split@{DATASET}")
+
+
+TRAIN_PROJECT = {
+    "datasets": ["brain_tumor"],
+    "fetch": {"synthetic": {"images_per_class": 12, "image_size": 32}},
+    "train": {"image_size": 32, "epochs": 8, "batch_size": 8},
+}
+
+
+def completed_epochs(backup: Path) -> int:
+    try:
+        return json.loads((backup / "train" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError):
+        return 0
+
+
+def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project", TRAIN_PROJECT)
+    run_in(project, "dvc", "repro", "split@brain_tumor")
+    backup = project / "models" / ".resume-brain_tumor"
+    epochs = TRAIN_PROJECT["train"]["epochs"]
+    kill_after = random.Random().randint(1, epochs - 3)
+    delay = random.Random().uniform(0.0, 0.3)
+    kill_when(project, ["dvc", "repro", "train@brain_tumor"], lambda: completed_epochs(backup) >= kill_after, delay)
+    assert not (project / "models" / "brain_tumor").exists(), "a killed training left a model that looks complete"
+    done_before = completed_epochs(backup)
+    assert done_before >= kill_after
+
+    resumed = run_in(project, "dvc", "repro", "evaluate@brain_tumor")
+    assert f"train: resuming after epoch {done_before} of {epochs}" in resumed.stdout, resumed.stdout
+    assert resumed.stdout.count("Epoch ") == epochs - done_before, resumed.stdout  # only the missing epochs ran
+    summary = json.loads((project / "models" / "brain_tumor" / "train.json").read_text())
+    assert summary["epochs"] == epochs
+    curve = (project / "plots" / "brain_tumor" / "training" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()[1:]
+    assert [int(line.split("\t")[0]) for line in curve] == list(range(epochs)), curve  # one curve across the kill
+    assert (project / "metrics" / "brain_tumor" / "eval.json").is_file()
+    assert_clean(project, "evaluate@brain_tumor")
+
+
+def test_a_backup_made_for_other_params_is_discarded_not_resumed(tmp_path: Path) -> None:
+    from stages.resume import prepare
+
+    backup = tmp_path / ".resume-x"
+    assert prepare(backup, "params-a") is False
+    (backup / "train").mkdir()
+    assert prepare(backup, "params-a") is True
+    assert prepare(backup, "params-b") is False
+    assert not (backup / "train").exists()
+
+
+def test_curve_points_logged_after_the_last_backup_are_dropped_before_resuming(tmp_path: Path) -> None:
+    from stages.resume import epochs_completed, trim_curves
+
+    backup = tmp_path / ".resume-x"
+    (backup / "train").mkdir(parents=True)
+    (backup / "train" / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    assert epochs_completed(backup) == 3
+    table = backup / "training" / "plots" / "metrics" / "train" / "loss.tsv"
+    table.parent.mkdir(parents=True)
+    table.write_text("step\tloss\n" + "".join(f"{step}\t0.{step}\n" for step in range(5)))
+    trim_curves(backup / "training", epochs_completed(backup))
+    assert table.read_text() == "step\tloss\n0\t0.0\n1\t0.1\n2\t0.2\n"
+
+    (backup / "train.done.json").write_text('{"epochs": 6, "last_epoch": 6}')
+    (backup / "fine_tune").mkdir()
+    (backup / "fine_tune" / "training_metadata.json").write_text('{"epoch": 8, "batch": 0}')
+    assert epochs_completed(backup) == 8  # the fine-tuning phase counts on from the first
