@@ -1,12 +1,13 @@
 # make run   - set up .venv and run the whole pipeline on the embedded default (synthetic archives, offline)
 # make test  - set up .venv and run the test suite
+# make fuzz  - 3,000 hypothesis-generated archives through restructure (CI runs 150 inside make test)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test clean
+.PHONY: setup run test fuzz clean
 
 setup: $(STAMP)
 
@@ -27,6 +28,9 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+fuzz: setup
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} $(BIN)/python -m pytest tests/test_fuzz_archives.py -n 0 --hypothesis-show-statistics
 
 clean:
 	rm -rf data metrics models plots .dvc/cache .dvc/tmp
