@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
+import zipfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -24,6 +27,8 @@ from stages.errors import PipelineError
 from stages.images import InvalidImage, inspect_image
 from stages.layout import Layout, Placement, top_level_entries
 from stages.paths import INTERIM_DIR, MANIFEST, SKIPPED, metrics_file, raw_archive
+
+WORKERS = min(8, os.cpu_count() or 1)
 # Extensions that promise an image format; bytes of another format behind them are kept but counted.
 EXTENSION_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF"}
 
@@ -124,8 +129,35 @@ def summarise(rows: list[ManifestRow], skipped: list[Skipped], plan: Plan) -> di
     }
 
 
+def take_member(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo, placement: Placement, limits: Limits, staging: Path) -> ManifestRow | Skipped:
+    """Read, validate, hash and write one member (its folder already exists); a Skipped when it is not a good image."""
+    try:
+        data = read_member(archive, info, limits)
+        image = inspect_image(data)
+    except (CorruptMember, InvalidImage) as problem:
+        return Skipped(name, problem.reason if isinstance(problem, InvalidImage) else "corrupt", str(problem))
+    (staging / placement.path).write_bytes(data)
+    return ManifestRow(
+        path=placement.path,
+        label=placement.label,
+        source_split=placement.source_split,
+        member=name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=image.width,
+        height=image.height,
+        group=placement.group,
+        channels=image.channels,
+        bytes=len(data),
+        format=image.format,
+    )
+
+
 def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureSettings, destination: Path) -> dict:
-    """Stream the archive into `destination` (replaced atomically); return the restructure metrics."""
+    """Stream the archive into `destination` (replaced atomically); return the restructure metrics.
+
+    Members are taken by a few threads at once: inflating, decoding and hashing release the GIL, and the
+    JPEG decode that proves an image is whole is most of the work. Only the members in flight are in memory.
+    """
     layout = Layout(dataset)
     limits = Limits.from_settings(settings)
     with open_zip(archive_path) as archive:
@@ -135,37 +167,22 @@ def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureS
         rows: list[ManifestRow] = []
         skipped: list[Skipped] = []
         with atomic_dir(destination) as staging:
-            made: set[Path] = set()
-            for name, placement in tqdm(plan.placed, desc=f"restructure {dataset.name}", unit="img", disable=None):
-                try:
-                    data = read_member(archive, infos[name], limits)
-                    image = inspect_image(data)
-                except (CorruptMember, InvalidImage) as problem:
-                    reason = problem.reason if isinstance(problem, InvalidImage) else "corrupt"
-                    if settings.on_corrupt == "fail":
-                        raise PipelineError(f"{dataset.name}: {name!r} is {reason} ({problem}); set restructure.on_corrupt: skip to skip such files") from None
-                    skipped.append(Skipped(name, reason, str(problem)))
-                    continue
-                target = staging / placement.path
-                if target.parent not in made:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(target.parent)
-                target.write_bytes(data)
-                rows.append(
-                    ManifestRow(
-                        path=placement.path,
-                        label=placement.label,
-                        source_split=placement.source_split,
-                        member=name,
-                        sha256=hashlib.sha256(data).hexdigest(),
-                        width=image.width,
-                        height=image.height,
-                        group=placement.group,
-                        channels=image.channels,
-                        bytes=len(data),
-                        format=image.format,
-                    )
-                )
+            for folder in sorted({(staging / placement.path).parent for _, placement in plan.placed}):
+                folder.mkdir(parents=True, exist_ok=True)
+            pool = ThreadPoolExecutor(max_workers=WORKERS)
+            try:
+                results = pool.map(lambda item: take_member(archive, item[0], infos[item[0]], item[1], limits, staging), plan.placed)
+                for result in tqdm(results, total=len(plan.placed), desc=f"restructure {dataset.name}", unit="img", disable=None):
+                    if isinstance(result, ManifestRow):
+                        rows.append(result)
+                    elif settings.on_corrupt == "fail":
+                        raise PipelineError(
+                            f"{dataset.name}: {result.member!r} is {result.reason} ({result.detail}); set restructure.on_corrupt: skip to skip such files"
+                        )
+                    else:
+                        skipped.append(result)
+            finally:
+                pool.shutdown(cancel_futures=True)
             if not rows:
                 raise PipelineError(f"{dataset.name}: all {len(skipped)} images matching the layout are corrupt or not images")
             rows.sort(key=lambda row: row.path)

@@ -24,7 +24,7 @@ from stages.errors import PipelineError
 FOLDS = 20
 # StratifiedGroupKFold costs O(groups x folds) in Python (57 s for 20,000 one-image groups); past this many
 # groups, single-label groups are pooled, at random (seeded) within their label, into buckets.
-MAX_GROUPS = 2000
+MAX_GROUPS = 800
 
 
 @dataclass(frozen=True)
