@@ -27,8 +27,7 @@ LABELS = ("a", "b")
 
 
 def images() -> Path:
-    manifest = FOLDER / "manifest.csv"
-    if manifest.is_file():
+    if (FOLDER / "manifest.csv").is_file():
         return FOLDER
     rng = np.random.default_rng(0)
     rows = []
@@ -40,24 +39,29 @@ def images() -> Path:
         picture += rng.normal(0, 12, picture.shape).astype(np.float32)
         cv2.imwrite(str(FOLDER / path), picture.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
         rows.append({"path": path, "label": label, "split": "train", "width": SIDE, "height": SIDE})
-    with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(FOLDER, rows)
     return FOLDER
 
 
-def opencv_pass(folder: Path) -> int:
-    images = loader.image_set(folder, "train", list(LABELS))
+def write_manifest(folder: Path, rows: list[dict]) -> None:
+    """The few manifest columns our loader reads, written last: a folder with a manifest is complete."""
+    with (folder / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def opencv_pass(folder: Path, labels: tuple[str, ...] = LABELS) -> int:
+    images = loader.image_set(folder, "train", list(labels))
     return sum(len(batch) for batch, _ in loader.batches(images, TARGET, BATCH, threads=2))
 
 
-def keras_pass(folder: Path) -> int:
+def keras_pass(folder: Path, labels: tuple[str, ...] = LABELS) -> int:
     import keras
     import tensorflow as tf
 
     dataset = keras.utils.image_dataset_from_directory(
-        folder / "train", class_names=list(LABELS), image_size=(TARGET, TARGET), batch_size=BATCH, shuffle=False, verbose=False
+        folder / "train", class_names=list(labels), image_size=(TARGET, TARGET), batch_size=BATCH, shuffle=False, verbose=False
     ).prefetch(tf.data.AUTOTUNE)
     return sum(int(batch.shape[0]) for batch, _ in dataset)
 

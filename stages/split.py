@@ -23,7 +23,7 @@ from stages.cli import run_stage
 from stages.config import DatasetSpec, Params, SplitSettings, split_settings
 from stages.errors import PipelineError
 from stages.features import dhash, near_duplicate_pairs, read_grey, thumbnail_features
-from stages.materialise import materialise, target_paths
+from stages.materialise import LinkReport, materialise, target_paths
 from stages.paths import INTERIM_DIR, MANIFEST, PLOTS_DIR, PROCESSED_DIR, metrics_file
 from stages.sheets import contact_sheet
 from stages.splitting import Item, assign_splits
@@ -69,14 +69,19 @@ def audit_splits(rows: list[dict[str, str]], splits: list[str], folder: Path, se
     return result
 
 
-def split_dataset(dataset: DatasetSpec, settings: SplitSettings, source: Path, destination: Path, sheet: Path) -> dict:
+def write_split(settings: SplitSettings, dataset: str, source: Path, destination: Path) -> tuple[list[dict[str, str]], list[dict[str, str]], list[tuple[int, int]], LinkReport]:
+    """The split itself: assign every interim row a split and materialise `destination` (atomically) with its manifest.
+
+    Returns the interim rows, the processed rows (sorted by their new path), the near-duplicate pairs used and
+    how files were placed.
+    """
     rows = read_manifest(source / MANIFEST)
     items = [Item(row["path"], row["label"], row["source_split"], row["sha256"], row["group"]) for row in rows]
     near_pairs: list[tuple[int, int]] = []
     if settings.near_duplicates and settings.strategy == "pool":
         images = grey_images(rows, np.arange(len(rows)), source, "dHash")
         near_pairs = near_duplicate_pairs(np.array([dhash(images[i]) for i in range(len(rows))], dtype=np.uint64), settings.near_duplicate_distance)
-    splits = assign_splits(items, settings, dataset.name, near_pairs)  # invalid settings stop here, before any output
+    splits = assign_splits(items, settings, dataset, near_pairs)  # invalid settings stop here, before any output
 
     targets = target_paths(splits, [row["label"] for row in rows], [row["path"] for row in rows], [row["source_split"] for row in rows])
     processed = [{**row, "path": target, "interim_path": row["path"], "split": split} for row, target, split in zip(rows, targets, splits, strict=True)]
@@ -89,10 +94,16 @@ def split_dataset(dataset: DatasetSpec, settings: SplitSettings, source: Path, d
             writer = csv.DictWriter(handle, fieldnames=list(processed[0]), lineterminator="\n")
             writer.writeheader()
             writer.writerows(processed)
+    return rows, processed, near_pairs, report
+
+
+def split_dataset(dataset: DatasetSpec, settings: SplitSettings, source: Path, destination: Path, sheet: Path) -> dict:
+    rows, processed, near_pairs, report = write_split(settings, dataset.name, source, destination)
     with atomic_file(sheet) as temporary:
         temporary.write_bytes(cv2.imencode(".png", contact_sheet(processed, destination))[1].tobytes())
 
-    metrics = audit_splits(rows, splits, source, settings)
+    splits_by_path = {row["interim_path"]: row["split"] for row in processed}
+    metrics = audit_splits(rows, [splits_by_path[row["path"]] for row in rows], source, settings)
     metrics["near_duplicate_pairs"] = len(near_pairs)
     metrics["files"] = {"linked": report.linked, "copied": report.copied, "renamed": len(report.renamed)}
     metrics["shortcut_warning"] = bool((metrics["shortcut_auc"]["new"] or 0) >= settings.shortcut_warning)

@@ -54,21 +54,35 @@ def configure(settings: TrainSettings) -> None:
 
 
 class OpenCVBatches(keras.utils.PyDataset):
-    """Our OpenCV loader as a Keras dataset: one batch per index, reshuffled (seeded) at every epoch end."""
+    """Our OpenCV loader as a Keras dataset: one batch per index, reshuffled (seeded) at every epoch end.
 
-    def __init__(self, images: loader.ImageSet, settings: TrainSettings, shuffle: bool) -> None:
+    With `cache_file`, images decoded in the first epoch are kept there, resized, as uint8 (a memory map on
+    disk, not in RAM) and later epochs read them back instead of decoding again: on 2 cores, decoding every
+    epoch would make the model wait for its input.
+    """
+
+    def __init__(self, images: loader.ImageSet, settings: TrainSettings, shuffle: bool, cache_file: Path | None = None) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.settings, self.shuffle = images, settings, shuffle
         self.epoch = 0
         self.order = loader.batch_order(len(images), shuffle, settings.seed, self.epoch)
         self.pool = loader.ThreadPoolExecutor(max_workers=settings.threads)
+        side = settings.image_size
+        self.cache = np.lib.format.open_memmap(cache_file, "w+", np.uint8, (len(images), side, side, 3)) if cache_file and len(images) else None
+        self.cached = np.zeros(len(images), bool)
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.settings.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen = self.order[index * self.settings.batch_size : (index + 1) * self.settings.batch_size]
-        return loader.load_batch(self.images, chosen, self.settings.image_size, self.pool)
+        if self.cache is not None and self.cached[chosen].all():
+            return self.cache[chosen].astype(np.float32), self.images.labels[chosen]
+        pixels, labels = loader.load_batch(self.images, chosen, self.settings.image_size, self.pool)
+        if self.cache is not None:
+            self.cache[chosen] = np.rint(pixels).clip(0, 255).astype(np.uint8)
+            self.cached[chosen] = True
+        return pixels, labels
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -96,7 +110,7 @@ def keras_dataset(folder: Path, names: list[str], settings: TrainSettings, shuff
 def data_for(processed: Path, split: str, names: list[str], settings: TrainSettings, shuffle: bool, scratch: Path) -> tf.data.Dataset | OpenCVBatches:
     if settings.loader == "keras":
         return keras_dataset(processed / split, names, settings, shuffle, scratch / f"{split}.cache")
-    return OpenCVBatches(loader.image_set(processed, split, names), settings, shuffle)
+    return OpenCVBatches(loader.image_set(processed, split, names), settings, shuffle, scratch / f"{split}.npy")
 
 
 def fit(

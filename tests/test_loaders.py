@@ -108,3 +108,27 @@ def test_legacy_image_data_generator_reads_our_folders_unchanged(tmp_path: Path)
     assert list(flow.class_indices) == loader.class_names(folder)
     pixels, labels = next(flow)
     assert pixels.shape == (4, 32, 32, 3) and set(labels.tolist()) <= {0.0, 1.0}
+
+
+def test_opencv_batches_decode_once_and_read_later_epochs_from_their_disk_cache(tmp_path: Path) -> None:
+    from stages.config import TrainSettings
+    from stages.training import OpenCVBatches
+
+    folder = processed_folder(tmp_path / "processed", 6, [(40, 50), (70, 30)])
+    names = loader.class_names(folder)
+    settings = TrainSettings(image_size=32, batch_size=4, loader="opencv")
+    batches = OpenCVBatches(loader.image_set(folder, "train", names), settings, shuffle=True, cache_file=tmp_path / "train.npy")
+    first = {}
+    for index in range(len(batches)):
+        pixels, labels = batches[index]
+        for position, row in enumerate(batches.order[index * 4 : index * 4 + 4]):
+            first[int(row)] = (pixels[position], labels[position])
+    batches.on_epoch_end()
+    for path in (folder / "train").rglob("*.*"):
+        path.unlink()  # a second epoch that decoded again would fail now
+    for index in range(len(batches)):
+        pixels, labels = batches[index]
+        for position, row in enumerate(batches.order[index * 4 : index * 4 + 4]):
+            assert labels[position] == first[int(row)][1]
+            assert np.abs(pixels[position] - first[int(row)][0]).max() <= 0.5  # uint8 cache: rounding only
+    assert (tmp_path / "train.npy").stat().st_size >= 12 * 32 * 32 * 3
