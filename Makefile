@@ -1,5 +1,6 @@
 # make run   - set up .venv and run the whole pipeline on the embedded default (synthetic archives, offline)
 # make test  - set up .venv and run the test suite
+# make bench - every benchmark in one markdown table (benchmarks/README.md); data cached in .benchmarks-cache/
 # make fuzz  - 3,000 hypothesis-generated archives through restructure (CI runs 150 inside make test)
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt constraints.txt | cksum | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test fuzz clean
+.PHONY: setup run test fuzz bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +29,9 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m benchmarks.suite
 
 fuzz: setup
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} $(BIN)/python -m pytest tests/test_fuzz_archives.py -n 0 --hypothesis-show-statistics

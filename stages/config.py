@@ -109,6 +109,7 @@ class TrainSettings(Strict):
     class_weight: Literal["balanced"] | None = "balanced"
     early_stopping_patience: int = Field(3, ge=1)  # epochs without val_loss improvement (needs a val split)
     deterministic: bool = True  # bit-identical reruns; single-threaded TensorFlow ops
+    distribute: Literal["none", "mirrored", "multi_worker"] = "none"  # tf.distribute strategy; multi_worker reads TF_CONFIG
     threads: int = Field(2, ge=1, le=64)  # OpenCV loader decoding threads
     seed: int = Field(42, ge=0)
 

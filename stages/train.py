@@ -8,6 +8,9 @@ A killed run resumes: every epoch is backed up in models/.resume-<ds>/ (weights,
 kept only while it matches the train params and the processed data, and deleted once the model is saved.
 DVC deletes a stage's outputs before it reruns, so the backup lives beside the output, not inside it.
 
+With train.distribute: multi_worker, run the same command on every worker with its TF_CONFIG; only the
+chief (worker 0) writes models/<ds>/ and the curves, under `dvc repro` on the chief's machine.
+
     python -m stages.train chest_xray
 """
 
@@ -18,15 +21,31 @@ import shutil
 
 from dvclive import Live
 
-from stages import linear, loader, resume
+from stages import cluster, linear, loader, resume
 from stages.atomic import atomic_dir
 from stages.cli import run_stage
 from stages.config import DatasetSpec, Params
 from stages.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
 
 
+def train_as_worker(params: Params, dataset: DatasetSpec) -> None:
+    """A non-chief multi_worker task: trains in step with the chief, keeps its own backup, writes no output."""
+    from stages import training
+
+    settings = params.train
+    processed = PROCESSED_DIR / dataset.name
+    backup = MODELS_DIR / f".resume-{dataset.name}-{cluster.task_name(settings.distribute)}"
+    resume.prepare(backup, resume.fingerprint(settings, processed))
+    _, summary = training.fit(processed, loader.class_names(processed), settings, [], backup)
+    shutil.rmtree(backup)
+    print(f"train {dataset.name}: {cluster.task_name(settings.distribute)} done, {summary['epochs']} epoch(s); the chief writes the model")
+
+
 def main(params: Params, dataset: DatasetSpec) -> None:
     settings = params.train
+    if not cluster.is_chief(settings.distribute):
+        train_as_worker(params, dataset)
+        return
     processed = PROCESSED_DIR / dataset.name
     names = loader.class_names(processed)
     backup = MODELS_DIR / f".resume-{dataset.name}"

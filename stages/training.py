@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +20,7 @@ import tensorflow as tf
 import keras
 from sklearn.utils.class_weight import compute_class_weight
 
-from stages import loader, models, resume
+from stages import cluster, distributed, loader, models, resume
 from stages.atomic import write_json
 from stages.config import TrainSettings
 from stages.errors import PipelineError
@@ -89,6 +89,19 @@ class OpenCVBatches(keras.utils.PyDataset):
         self.order = loader.batch_order(len(self.images), self.shuffle, self.settings.seed, self.epoch)
 
 
+def strategy_for(settings: TrainSettings) -> tf.distribute.Strategy | None:
+    """TensorFlow's own distribution engine: every local device (mirrored) or every TF_CONFIG worker (multi_worker)."""
+    if settings.distribute == "none":
+        return None
+    if settings.distribute == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    cluster.tf_config()  # a clear error before TensorFlow waits for workers that will never come
+    if settings.loader != "keras":
+        raise PipelineError("train.distribute: multi_worker needs train.loader: keras (tf.data shards the input per worker)")
+    ring = tf.distribute.experimental.CommunicationOptions(implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=ring)
+
+
 def keras_dataset(folder: Path, names: list[str], settings: TrainSettings, shuffle: bool, cache_file: Path) -> tf.data.Dataset:
     dataset = keras.utils.image_dataset_from_directory(
         folder,
@@ -104,7 +117,9 @@ def keras_dataset(folder: Path, names: list[str], settings: TrainSettings, shuff
     ).cache(str(cache_file))
     if shuffle:
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=settings.seed, reshuffle_each_iteration=True)
-    return dataset.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA  # one image folder: shard elements
+    return dataset.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def data_for(processed: Path, split: str, names: list[str], settings: TrainSettings, shuffle: bool, scratch: Path) -> tf.data.Dataset | OpenCVBatches:
@@ -122,26 +137,42 @@ def fit(
     resumes where it stopped; the caller deletes `backup` once the model is saved.
     """
     configure(settings)
+    strategy = strategy_for(settings)
+    replicas = strategy.num_replicas_in_sync if strategy else 1
+    per_step = settings.model_copy(update={"batch_size": settings.batch_size * replicas})  # batch_size is per replica
     train_labels = loader.image_set(processed, "train", names).labels
     has_val = (processed / "val").is_dir()
     weights = None
     if settings.class_weight == "balanced":
         values = compute_class_weight("balanced", classes=np.arange(len(names)), y=train_labels)
         weights = {index: float(value) for index, value in enumerate(values)}
-    model, backbone = models.build_model(settings, len(names))
-    if has_val:
-        callbacks = [*callbacks, keras.callbacks.EarlyStopping("val_loss", patience=settings.early_stopping_patience, restore_best_weights=True)]
-    with tempfile.TemporaryDirectory(prefix="train-cache-") as scratch:
-        train = data_for(processed, "train", names, settings, True, Path(scratch))
-        val = data_for(processed, "val", names, settings, False, Path(scratch)) if has_val else None
-        phase = Phase(model, train, val, weights, callbacks, backup)
-        with corrupt_images_named([processed / "train", *([processed / "val"] if has_val else [])]):
-            epochs_run = phase.run("train", settings.learning_rate, 0, settings.epochs)
-            unfrozen = 0
-            if backbone is not None and settings.fine_tune_layers > 0 and settings.fine_tune_epochs > 0:
-                unfrozen = models.unfreeze_top(backbone, settings.fine_tune_layers)
-                epochs_run += phase.run("fine_tune", settings.fine_tune_learning_rate, epochs_run, epochs_run + settings.fine_tune_epochs)
-    return model, {"epochs": epochs_run, "unfrozen_layers": unfrozen, "class_weight": weights, "early_stopping": has_val}
+    if strategy:
+        print(
+            f"train: {settings.distribute}: {replicas} replica(s) in sync, global batch {per_step.batch_size}, "
+            f"{math.ceil(len(train_labels) / per_step.batch_size)} steps per epoch"
+        )
+    with strategy.scope() if strategy else nullcontext(), tempfile.TemporaryDirectory(prefix="train-cache-") as scratch:
+        model, backbone = models.build_model(settings, len(names))
+        train = data_for(processed, "train", names, per_step, True, Path(scratch))
+        unfrozen = 0
+        if settings.distribute == "multi_worker":  # Keras' fit cannot run under MultiWorkerMirroredStrategy: our loop
+            has_val = False  # no early stopping: every worker runs the same epochs
+            with corrupt_images_named([processed / "train"]):
+                epochs_run = distributed.fit(strategy, model, train, len(train_labels), settings, weights, callbacks, backup)
+        else:
+            if has_val:
+                callbacks = [*callbacks, keras.callbacks.EarlyStopping("val_loss", patience=settings.early_stopping_patience, restore_best_weights=True)]
+            val = data_for(processed, "val", names, per_step, False, Path(scratch)) if has_val else None
+            phase = Phase(model, train, val, weights, callbacks, backup)
+            with corrupt_images_named([processed / "train", *([processed / "val"] if has_val else [])]):
+                epochs_run = phase.run("train", settings.learning_rate, 0, settings.epochs)
+                if backbone is not None and settings.fine_tune_layers > 0 and settings.fine_tune_epochs > 0:
+                    unfrozen = models.unfreeze_top(backbone, settings.fine_tune_layers)
+                    epochs_run += phase.run("fine_tune", settings.fine_tune_learning_rate, epochs_run, epochs_run + settings.fine_tune_epochs)
+    summary = {"epochs": epochs_run, "unfrozen_layers": unfrozen, "class_weight": weights, "early_stopping": has_val}
+    if strategy:
+        summary |= {"distribute": settings.distribute, "replicas": replicas, "global_batch": per_step.batch_size}
+    return model, summary
 
 
 class Phase:
