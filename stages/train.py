@@ -70,7 +70,7 @@ def main(params: Params, dataset: DatasetSpec) -> None:
         (staging / LABELS).write_text(json.dumps(names, indent=2) + "\n")
         (staging / "train.json").write_text(json.dumps({"model": settings.model, "loader": settings.loader, **summary}, indent=2) + "\n")
     with atomic_dir(PLOTS_DIR / dataset.name / "training") as published:
-        shutil.copytree(curves, published, dirs_exist_ok=True)
+        shutil.copytree(curves / "plots", published / "plots")  # only the declared plots: nothing untracked beside them
     shutil.rmtree(backup)
     print(f"train {dataset.name}: {settings.model} ({settings.loader} loader), {summary['epochs']} epoch(s) -> {MODELS_DIR / dataset.name}")
 
