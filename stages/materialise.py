@@ -22,7 +22,7 @@ class LinkReport:
     renamed: list[str] = field(default_factory=list)
 
 
-def place_file(source: Path, target: Path, report: LinkReport) -> None:
+def place_file(source: Path, target: Path | str, report: LinkReport) -> None:
     """Hardlink `source` at `target`; from the first failure on, copy (and say why once)."""
     if not report.copy_reason:
         try:
@@ -32,7 +32,7 @@ def place_file(source: Path, target: Path, report: LinkReport) -> None:
         except OSError as error:
             if error.errno not in NO_LINK_ERRORS:
                 raise
-            report.copy_reason = f"{error.strerror} ({source.parent} -> {target.parent})"
+            report.copy_reason = f"{error.strerror} ({Path(source).parent} -> {Path(target).parent})"
             print(f"split: warning: cannot hardlink here: {report.copy_reason}; copying image bytes instead", file=sys.stderr)
     shutil.copyfile(source, target)
     report.copied += 1
@@ -56,14 +56,13 @@ def target_paths(splits: Sequence[str], labels: Sequence[str], paths: Sequence[s
 
 
 def materialise(sources: Sequence[Path], targets: Sequence[str], destination: Path, link: bool = True) -> LinkReport:
+    """Place each source at destination/target. Plain strings in the loop: pathlib costs more than the link itself."""
     report = LinkReport(copy_reason="" if link else "split.link is copy")
-    made: set[Path] = set()
+    root = os.fspath(destination)
+    for folder in sorted({target.rpartition("/")[0] for target in targets}):
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
     for source, target in zip(sources, targets, strict=True):
-        path = destination / target
-        if path.parent not in made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            made.add(path.parent)
-        place_file(source, path, report)
-        if PurePosixPath(target).name != source.name:
+        place_file(source, os.path.join(root, target), report)
+        if target.rpartition("/")[2] != os.path.basename(source):
             report.renamed.append(target)
     return report

@@ -1,7 +1,8 @@
 """Decide which split each image goes to: keep or merge the archive's splits, or pool and re-split without leakage.
 
-Pooling cuts the data into FOLDS stratified, grouped folds with scikit-learn (StratifiedGroupKFold, or
-GroupKFold when stratify is off) and gives each split round(ratio x FOLDS) of them, test first, then val,
+Pooling cuts the data into FOLDS stratified, grouped folds (balanced_folds: per label, whole groups dealt to
+the emptiest fold; scikit-learn's StratifiedGroupKFold where a group holds several labels) and gives each
+split round(ratio x FOLDS) of them, test first, then val,
 train taking the rest: 20 folds make every ratio a multiple of 5 %, three-way ratios included. Where the
 rarest label has fewer than 20 independent groups of images, there are that many folds instead (coarser
 ratios, but every fold can hold every label). Groups are
@@ -11,19 +12,22 @@ none of them ever straddles two splits. Input order does not matter: rows are so
 
 from __future__ import annotations
 
+import heapq
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+from sklearn.model_selection import StratifiedGroupKFold
 
 from stages.config import SPLIT_NAMES, SplitSettings
 from stages.errors import PipelineError
 
 FOLDS = 20
-# StratifiedGroupKFold costs O(groups x folds) in Python (57 s for 20,000 one-image groups); past this many
-# groups, single-label groups are pooled, at random (seeded) within their label, into buckets.
+# StratifiedGroupKFold (needed only when a group holds several labels) costs O(groups x folds) in Python (57 s
+# for 20,000 one-image groups); past this many groups, single-label groups are pooled, at random (seeded)
+# within their label, into buckets.
 MAX_GROUPS = 800
 
 
@@ -103,9 +107,44 @@ def coarsen(labels: Sequence[str], components: np.ndarray, seed: int, limit: int
     return np.array([bucket_of.get(component, component) for component in components.tolist()])
 
 
+def balanced_folds(labels: Sequence[str], components: np.ndarray, folds: int, seed: int) -> np.ndarray | None:
+    """Fold of each item when every group holds one label (else None): per label, groups in random order, largest
+    first, each to the fold holding fewest images of that label so far (fold numbers shuffled per label).
+
+    Stratified and grouped like StratifiedGroupKFold, balanced at least as well, in O(n log n).
+    """
+    label_of: dict[int, str] = {}
+    for label, component in zip(labels, components.tolist(), strict=True):
+        if label_of.setdefault(component, label) != label:
+            return None
+    sizes = Counter(components.tolist())
+    rng = np.random.default_rng(seed)
+    fold_of_group: dict[int, int] = {}
+    for label in sorted(set(labels)):
+        groups = [group for group in sorted(sizes) if label_of[group] == label]
+        groups = sorted((groups[index] for index in rng.permutation(len(groups))), key=lambda group: -sizes[group])
+        heap = [(0, position, int(fold)) for position, fold in enumerate(rng.permutation(folds))]
+        for group in groups:
+            total, position, fold = heapq.heappop(heap)
+            fold_of_group[group] = fold
+            heapq.heappush(heap, (total + sizes[group], position, fold))
+    return np.array([fold_of_group[component] for component in components.tolist()])
+
+
+def sklearn_folds(labels: Sequence[str], components: np.ndarray, folds: int, settings: SplitSettings) -> np.ndarray:
+    """Fold of each item by scikit-learn, for groups that hold several labels."""
+    components = coarsen(labels, components, settings.seed)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=settings.seed)
+    fold_of = np.empty(len(labels), dtype=int)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class")  # small classes: checked afterwards instead
+        for fold, (_, members) in enumerate(splitter.split(np.zeros(len(labels)), np.asarray(labels), components)):
+            fold_of[members] = fold
+    return fold_of
+
+
 def pool(labels: Sequence[str], components: np.ndarray, settings: SplitSettings) -> list[str]:
     """New split per item (items in path order): stratified, grouped folds handed out by ratio."""
-    components = coarsen(labels, components, settings.seed)
     groups_per_label: dict[str, set[int]] = {}
     for label, component in zip(labels, components.tolist(), strict=True):
         groups_per_label.setdefault(label, set()).add(component)
@@ -114,16 +153,10 @@ def pool(labels: Sequence[str], components: np.ndarray, settings: SplitSettings)
     folds = min(FOLDS, rarest)
     if folds < len(settings.ratios):
         raise PipelineError(f"only {folds} independent groups of images in the rarest label: too few for split.ratios {settings.ratios}")
-    splitter = (
-        StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=settings.seed)
-        if settings.stratify
-        else GroupKFold(n_splits=folds, shuffle=True, random_state=settings.seed)
-    )
-    fold_of = np.empty(len(labels), dtype=int)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The least populated class")  # small classes: checked below instead
-        for fold, (_, members) in enumerate(splitter.split(np.zeros(len(labels)), np.asarray(labels), components)):
-            fold_of[members] = fold
+    strata = labels if settings.stratify else ["all"] * len(labels)
+    fold_of = balanced_folds(strata, components, folds, settings.seed)
+    if fold_of is None:
+        fold_of = sklearn_folds(labels, components, folds, settings)
     split_of_fold = []
     for name, count in folds_per_split(settings.ratios, folds).items():
         split_of_fold += [name] * count
