@@ -39,6 +39,10 @@ def steps_per_epoch(output: str) -> set[int]:
     return {int(total) for done, total in re.findall(r"^(\d+)/(\d+) - ", output, re.MULTILINE) if done == total}
 
 
+def step_times(output: str) -> list[int]:
+    return [int(milliseconds) for milliseconds in re.findall(r" (\d+)ms/step", output)]
+
+
 def test_two_workers_train_one_model_that_evaluates_like_a_single_worker_one(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project", PROJECT)
     run_in(project, "dvc", "repro", f"split@{DATASET}")
@@ -75,9 +79,11 @@ def test_two_workers_train_one_model_that_evaluates_like_a_single_worker_one(tmp
     together = json.loads((project / "metrics" / DATASET / "eval.json").read_text())
 
     update_yaml(project / "params.yaml", {"train": {"distribute": "none", "batch_size": 16}})  # the same global batch on one worker
-    run_in(project, sys.executable, "-m", "stages.train", DATASET)
+    single = run_in(project, sys.executable, "-m", "stages.train", DATASET).stdout
+    print(f"\nstep times, two workers: {step_times(outputs[0])}; one worker: {step_times(single)}")
     run_in(project, sys.executable, "-m", "stages.evaluate", DATASET)
     alone = json.loads((project / "metrics" / DATASET / "eval.json").read_text())
+    print(f"test accuracy, two workers: {together['accuracy']:.3f}; one worker: {alone['accuracy']:.3f}")
     assert abs(together["accuracy"] - alone["accuracy"]) <= 0.2, (together, alone)
     assert together["accuracy"] > 0.4 and alone["accuracy"] > 0.4, (together, alone)  # both learned (4 classes: chance is 0.25)
 
