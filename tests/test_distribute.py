@@ -16,11 +16,11 @@ from stages.cluster import is_chief, task_name
 from stages.errors import PipelineError
 from tests.conftest import GIT_IDENTITY, make_project, run_in, update_yaml
 
-DATASET = "brain_tumor"
+DATASET = "blood_cells"  # learnable in a few epochs at 32 px, so that the two models can be compared
 PROJECT = {
     "datasets": [DATASET],
-    "fetch": {"synthetic": {"images_per_class": 40, "image_size": 32}},
-    "train": {"image_size": 32, "epochs": 6, "batch_size": 8, "deterministic": False, "augment": {"flip": False, "rotation": 0, "zoom": 0, "contrast": 0}},
+    "fetch": {"synthetic": {"images_per_class": 60, "image_size": 48}},
+    "train": {"image_size": 48, "epochs": 25, "batch_size": 8, "deterministic": False, "augment": {"flip": False, "rotation": 0, "zoom": 0, "contrast": 0}},
 }
 
 
@@ -85,7 +85,7 @@ def test_two_workers_train_one_model_that_evaluates_like_a_single_worker_one(tmp
     alone = json.loads((project / "metrics" / DATASET / "eval.json").read_text())
     print(f"test accuracy, two workers: {together['accuracy']:.3f}; one worker: {alone['accuracy']:.3f}")
     assert abs(together["accuracy"] - alone["accuracy"]) <= 0.2, (together, alone)
-    assert together["accuracy"] > 0.4 and alone["accuracy"] > 0.4, (together, alone)  # both learned (4 classes: chance is 0.25)
+    assert together["accuracy"] > 0.6 and alone["accuracy"] > 0.6, (together, alone)  # both learned (4 classes: chance is 0.25)
 
 
 def test_tf_config_decides_the_chief_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
