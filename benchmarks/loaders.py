@@ -27,20 +27,27 @@ LABELS = ("a", "b")
 
 
 def images() -> Path:
-    if (FOLDER / "manifest.csv").is_file():
-        return FOLDER
-    rng = np.random.default_rng(0)
+    return generate(FOLDER, COUNT, seed=0, size=lambda rng: (SIDE, SIDE), channels=3, noise=12)
+
+
+def generate(folder: Path, count: int, seed: int, size: Callable[[np.random.Generator], tuple[int, int]], channels: int, noise: float) -> Path:
+    """`count` smooth, noisy JPEGs over LABELS under folder/train/, once; (height, width) of each from `size`."""
+    if (folder / "manifest.csv").is_file():
+        return folder
+    rng = np.random.default_rng(seed)
     rows = []
-    for index in range(COUNT):
+    for index in range(count):
         label = LABELS[index % 2]
         path = f"train/{label}/{index:05d}.jpg"
-        (FOLDER / path).parent.mkdir(parents=True, exist_ok=True)
-        picture = cv2.resize(rng.uniform(0, 255, (8, 8, 3)).astype(np.float32), (SIDE, SIDE), interpolation=cv2.INTER_CUBIC)
-        picture += rng.normal(0, 12, picture.shape).astype(np.float32)
-        cv2.imwrite(str(FOLDER / path), picture.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        rows.append({"path": path, "label": label, "split": "train", "width": SIDE, "height": SIDE})
-    write_manifest(FOLDER, rows)
-    return FOLDER
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        height, width = size(rng)
+        coarse = rng.uniform(0, 255, (8, 8, channels) if channels > 1 else (8, 8)).astype(np.float32)
+        picture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        picture += rng.normal(0, noise, picture.shape).astype(np.float32)
+        cv2.imwrite(str(folder / path), picture.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        rows.append({"path": path, "label": label, "split": "train", "width": width, "height": height})
+    write_manifest(folder, rows)
+    return folder
 
 
 def write_manifest(folder: Path, rows: list[dict]) -> None:

@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from benchmarks import loaders, resplit
 from benchmarks import restructure as restructure_bench
 from benchmarks.common import arguments
@@ -164,21 +161,7 @@ print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if 
 
 def grey_images() -> Path:
     """Chest-X-ray-sized grey JPEGs (about 1,300 x 1,000), where reduced decoding matters most."""
-    if (GREY / "manifest.csv").is_file():
-        return GREY
-    rng = np.random.default_rng(1)
-    rows = []
-    for index in range(GREY_COUNT):
-        label = loaders.LABELS[index % 2]
-        path = f"train/{label}/{index:05d}.jpeg"
-        (GREY / path).parent.mkdir(parents=True, exist_ok=True)
-        height, width = int(rng.integers(900, 1100)), int(rng.integers(1200, 1400))
-        picture = cv2.resize(rng.uniform(0, 255, (8, 8)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
-        picture += rng.normal(0, 10, picture.shape).astype(np.float32)
-        cv2.imwrite(str(GREY / path), picture.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        rows.append({"path": path, "label": label, "split": "train", "width": width, "height": height})
-    loaders.write_manifest(GREY, rows)
-    return GREY
+    return loaders.generate(GREY, GREY_COUNT, seed=1, size=lambda rng: (int(rng.integers(900, 1100)), int(rng.integers(1200, 1400))), channels=1, noise=10)
 
 
 def peak_memory(function: str, folder: Path, labels: list[str]) -> int:
