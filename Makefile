@@ -2,27 +2,30 @@
 # make test  - set up .venv and run the test suite
 # make bench - every benchmark in one markdown table (benchmarks/README.md); data cached in .benchmarks-cache/
 # make fuzz  - 3,000 hypothesis-generated archives through restructure (CI runs 150 inside make test)
+# make lint  - ruff (rules and line length in pyproject.toml); .ci/run runs it before the tests
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements*.txt constraints.txt | cksum | cut -d' ' -f1)
 SSHD := $(firstword $(wildcard /usr/sbin/sshd /usr/local/sbin/sshd) $(shell command -v sshd))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test fuzz bench clean
+.PHONY: setup run test lint fuzz bench clean
 
 setup: $(STAMP)
 ifeq ($(SSHD),)
 	@echo "installing Debian's openssh-server: the DVC SSH-remote test starts a real sshd on a loopback port"
 	@if command -v apt-get >/dev/null; then \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server >/dev/null 2>&1 || \
-	  ($(SUDO) apt-get update -q >/dev/null && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server >/dev/null); \
-	else echo "no apt-get here: install OpenSSH's sshd yourself, or the SSH-remote test is skipped (it fails under CI)"; fi
+	  $(APT_INSTALL) openssh-server >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q >/dev/null && $(APT_INSTALL) openssh-server >/dev/null); \
+	else echo "no apt-get here: install OpenSSH's sshd yourself, or the SSH-remote test is skipped" \
+	  "(it fails under CI)"; fi
 endif
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-remote.txt constraints.txt
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=python3.11)")'
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (PYTHON=python3.11)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	rm -f $(VENV)/.installed-*
@@ -31,7 +34,8 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-remote.txt constrai
 run: setup
 	$(BIN)/dvc repro
 	@echo
-	@echo "Datasets:  data/interim/<dataset>/ (by archive split), data/processed/<dataset>/ (train/val/test), each with manifest.csv"
+	@echo "Datasets:  data/interim/<dataset>/ (by archive split), data/processed/<dataset>/ (train/val/test),"
+	@echo "           each with manifest.csv"
 	@echo "Models:    models/<dataset>/ (model.keras, labels.json)"
 	@echo "Metrics:   metrics/<dataset>/{restructure,split,eval}.json  - $(BIN)/dvc metrics show"
 	@echo "Plots:     plots/<dataset>/  - $(BIN)/dvc plots show (writes dvc_plots/index.html)"
@@ -39,11 +43,16 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 bench: setup
 	$(BIN)/python -m benchmarks.suite
 
 fuzz: setup
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} $(BIN)/python -m pytest tests/test_fuzz_archives.py -n 0 --hypothesis-show-statistics
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} $(BIN)/python -m pytest tests/test_fuzz_archives.py -n 0 \
+	  --hypothesis-show-statistics
 
 clean:
 	rm -rf data metrics models plots .dvc/cache .dvc/tmp

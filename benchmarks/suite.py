@@ -4,7 +4,7 @@
 
 Data is generated once into .benchmarks-cache/ (git-ignored): a real-scale synthetic chest X-ray archive
 (5,856 JPEGs), a ~20,000-image blood-cell project, 2,000 RGB 512x512 JPEGs and 300 grey chest-sized ones.
-Times are medians of --repeat runs. Targets are issue 6's; the last column says whether this run met them.
+Times are medians of --repeat runs. The last column says whether this run met the target we hold ourselves to.
 """
 
 from __future__ import annotations
@@ -16,21 +16,17 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from benchmarks import loaders, resplit
-from benchmarks import restructure as restructure_bench
-from benchmarks.common import arguments
-from stages.config import RestructureSettings, SplitSettings, load_dataset, load_params
-from stages.restructure import restructure
-from tests.conftest import make_project, run_in
+from benchmarks import loader_speed, resplit_speed, restructure_speed
+from benchmarks.common import CACHE, arguments, in_scratch, median_seconds
+from medimage.archives.unpacking import restructure
+from medimage.params import RestructureSettings, SplitSettings, load_dataset, load_params
+from tests.project import make_project, run_in
 
-CACHE = Path(".benchmarks-cache").resolve()
 SECTIONS = ("restructure", "resplit", "loaders", "noop", "stall")
 
 
@@ -44,27 +40,25 @@ class Row:
     met: bool
 
 
-def row(benchmark: str, ours: float, ours_label: str, baseline: float, baseline_label: str, ratio: float, bound: float, at_most: bool) -> Row:
+def row(
+    benchmark: str,
+    ours: float,
+    ours_label: str,
+    baseline: float,
+    baseline_label: str,
+    ratio: float,
+    bound: float,
+    at_most: bool,
+) -> Row:
     met = ratio <= bound if at_most else ratio >= bound
-    return Row(benchmark, f"{ours_label} {ours:.2f}", f"{baseline_label} {baseline:.2f}", ratio, f"{'<=' if at_most else '>='} {bound:g}x", met)
-
-
-def median_time(action: Callable[[], object], repeat: int, setup: Callable[[], object] = lambda: None) -> float:
-    times = []
-    for _ in range(repeat):
-        setup()
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def in_scratch(action: Callable[[Path], object]) -> Callable[[], None]:
-    def run() -> None:
-        with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
-            action(Path(scratch))
-
-    return run
+    return Row(
+        benchmark,
+        f"{ours_label} {ours:.2f}",
+        f"{baseline_label} {baseline:.2f}",
+        ratio,
+        f"{'<=' if at_most else '>='} {bound:g}x",
+        met,
+    )
 
 
 # --------------------------------------------------------------------------- 1. restructure
@@ -72,25 +66,50 @@ def in_scratch(action: Callable[[Path], object]) -> Callable[[], None]:
 
 def unzip_kept(archive: Path, out: Path) -> None:
     """`unzip -q` of the members restructure keeps (not the nested copy or the AppleDouble files): the floor."""
-    subprocess.run(["unzip", "-q", str(archive), "-d", str(out), "-x", "chest_xray/chest_xray/*", "chest_xray/__MACOSX/*"], check=True)
+    subprocess.run(
+        ["unzip", "-q", str(archive), "-d", str(out), "-x", "chest_xray/chest_xray/*", "chest_xray/__MACOSX/*"],
+        check=True,
+    )
 
 
 def unzip_and_split_folders(archive: Path, out: Path) -> None:
     import splitfolders
 
     unzip_kept(archive, out / "unzipped")
-    splitfolders.ratio(str(out / "unzipped" / "chest_xray" / "train"), output=str(out / "split"), seed=1337, ratio=(0.8, 0.2))
+    splitfolders.ratio(
+        str(out / "unzipped" / "chest_xray" / "train"), output=str(out / "split"), seed=1337, ratio=(0.8, 0.2)
+    )
 
 
 def restructure_rows(repeat: int) -> list[Row]:
-    archive = restructure_bench.real_scale_archive()
+    archive = restructure_speed.real_scale_archive()
     dataset = load_dataset("chest_xray", load_params())
-    floor = median_time(in_scratch(lambda out: unzip_kept(archive, out)), repeat)
-    users = median_time(in_scratch(lambda out: unzip_and_split_folders(archive, out)), repeat)
-    ours = median_time(in_scratch(lambda out: restructure(archive, dataset, RestructureSettings(), out / "interim")), repeat)
+    floor = median_seconds(in_scratch(lambda out: unzip_kept(archive, out)), repeat)
+    users = median_seconds(in_scratch(lambda out: unzip_and_split_folders(archive, out)), repeat)
+    ours = median_seconds(
+        in_scratch(lambda out: restructure(archive, dataset, RestructureSettings(), out / "interim")), repeat
+    )
     return [
-        row("restructure 5,856 JPEGs (s) vs `unzip -q` of the same members", ours, "ours", floor, "unzip", ours / floor, 2.0, True),
-        row("restructure vs unzip + `split-folders` copy (speed-up)", ours, "ours", users, "users'", users / ours, 3.0, False),
+        row(
+            "restructure 5,856 JPEGs (s) vs `unzip -q` of the same members",
+            ours,
+            "ours",
+            floor,
+            "unzip",
+            ours / floor,
+            2.0,
+            True,
+        ),
+        row(
+            "restructure vs unzip + `split-folders` copy (speed-up)",
+            ours,
+            "ours",
+            users,
+            "users'",
+            users / ours,
+            3.0,
+            False,
+        ),
     ]
 
 
@@ -103,7 +122,7 @@ def flat_folder(project: Path) -> Path:
     if not flat.is_dir():
         partial = CACHE / "flat-20k.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        interim = project / "data" / "interim" / resplit.DATASET
+        interim = project / "data" / "interim" / resplit_speed.DATASET
         for path in interim.rglob("*.jpeg"):
             target = partial / path.parent.name / f"{path.parent.parent.name}_{path.name}"
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,28 +138,57 @@ def split_folders(flat: Path, out: Path, move: bool | str) -> None:
 
 
 def resplit_rows(repeat: int) -> list[Row]:
-    from stages.split import write_split
+    from medimage.splitting.resplit import write_split
 
-    project = resplit.project(5000)
+    project = resplit_speed.project(5000)
     run_in(project, "dvc", "config", "cache.type", "hardlink,copy")
-    resplit.update_yaml(project / "params.yaml", {"split": {"link": "hardlink"}})
+    resplit_speed.update_yaml(project / "params.yaml", {"split": {"link": "hardlink"}})
     flat = flat_folder(project)
-    interim = project / "data" / "interim" / resplit.DATASET
+    interim = project / "data" / "interim" / resplit_speed.DATASET
     settings = SplitSettings(strategy="pool", ratios={"train": 0.8, "test": 0.2})
-    ours = median_time(in_scratch(lambda out: write_split(settings, resplit.DATASET, interim, out / "processed")), repeat)
-    copy = median_time(in_scratch(lambda out: split_folders(flat, out, False)), repeat)
-    symlink = median_time(in_scratch(lambda out: split_folders(flat, out, "symlink")), repeat)
-    seeds = iter(range(1000, 1000 + repeat))
-    repro = median_time(
-        lambda: run_in(project, "dvc", "repro", f"split@{resplit.DATASET}"),
-        repeat,
-        setup=lambda: resplit.update_yaml(project / "params.yaml", {"split": {"seed": next(seeds)}}),
+    ours = median_seconds(
+        in_scratch(lambda out: write_split(settings, resplit_speed.DATASET, interim, out / "processed")), repeat
     )
-    floor = median_time(lambda: resplit.md5_seconds(project), repeat)
+    copy = median_seconds(in_scratch(lambda out: split_folders(flat, out, False)), repeat)
+    symlink = median_seconds(in_scratch(lambda out: split_folders(flat, out, "symlink")), repeat)
+    seeds = iter(range(1000, 1000 + repeat))
+    repro = median_seconds(
+        lambda: run_in(project, "dvc", "repro", f"split@{resplit_speed.DATASET}"),
+        repeat,
+        setup=lambda: resplit_speed.update_yaml(project / "params.yaml", {"split": {"seed": next(seeds)}}),
+    )
+    floor = median_seconds(lambda: resplit_speed.md5_seconds(project), repeat)
     return [
-        row("split itself, 20,000 images (s) vs `split-folders` copy (speed-up)", ours, "ours", copy, "split-folders", copy / ours, 10.0, False),
-        row("split itself vs `split-folders` symlink mode (speed-up; no target)", ours, "ours", symlink, "split-folders", symlink / ours, 1.0, False),
-        row("`dvc repro split` after a seed change (s) vs `md5sum` of the files", repro, "repro", floor, "md5sum", repro / floor, 2.0, True),
+        row(
+            "split itself, 20,000 images (s) vs `split-folders` copy (speed-up)",
+            ours,
+            "ours",
+            copy,
+            "split-folders",
+            copy / ours,
+            10.0,
+            False,
+        ),
+        row(
+            "split itself vs `split-folders` symlink mode (speed-up; no target)",
+            ours,
+            "ours",
+            symlink,
+            "split-folders",
+            symlink / ours,
+            1.0,
+            False,
+        ),
+        row(
+            "`dvc repro split` after a seed change (s) vs `md5sum` of the files",
+            repro,
+            "repro",
+            floor,
+            "md5sum",
+            repro / floor,
+            2.0,
+            True,
+        ),
     ]
 
 
@@ -153,15 +201,22 @@ PEAK_SCRIPT = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from benchmarks import loaders
-loaders.{function}(Path({folder!r}), {labels!r})
+from benchmarks import loader_speed
+loader_speed.{function}(Path({folder!r}), {labels!r})
 print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
 def grey_images() -> Path:
     """Chest-X-ray-sized grey JPEGs (about 1,300 x 1,000), where reduced decoding matters most."""
-    return loaders.generate(GREY, GREY_COUNT, seed=1, size=lambda rng: (int(rng.integers(900, 1100)), int(rng.integers(1200, 1400))), channels=1, noise=10)
+    return loader_speed.generate(
+        GREY,
+        GREY_COUNT,
+        seed=1,
+        size=lambda rng: (int(rng.integers(900, 1100)), int(rng.integers(1200, 1400))),
+        channels=1,
+        noise=10,
+    )
 
 
 def peak_memory(function: str, folder: Path, labels: list[str]) -> int:
@@ -172,20 +227,54 @@ def peak_memory(function: str, folder: Path, labels: list[str]) -> int:
 
 def loader_rows(repeat: int) -> list[Row]:
     rows = []
-    for name, folder in (("RGB 512x512, 2,000", loaders.images()), (f"grey ~1,300x1,000, {GREY_COUNT}", grey_images())):
-        keras_rate = loaders.rate(loaders.keras_pass, folder, repeat)
-        ours_rate = loaders.rate(loaders.opencv_pass, folder, repeat)
-        legacy_rate = loaders.rate(loaders.legacy_pass, folder, repeat)
-        rows.append(row(f"loader {name} -> 224 (img/s) vs keras", ours_rate, "ours", keras_rate, "keras", ours_rate / keras_rate, 1.0, False))
-        rows.append(row(f"loader {name} -> 224 (img/s) vs ImageDataGenerator", ours_rate, "ours", legacy_rate, "legacy", ours_rate / legacy_rate, 2.0, False))
-    processed = resplit.project(5000) / "data" / "processed" / resplit.DATASET
+    for name, folder in (
+        ("RGB 512x512, 2,000", loader_speed.images()),
+        (f"grey ~1,300x1,000, {GREY_COUNT}", grey_images()),
+    ):
+        keras_rate = loader_speed.rate(loader_speed.keras_pass, folder, repeat)
+        ours_rate = loader_speed.rate(loader_speed.opencv_pass, folder, repeat)
+        legacy_rate = loader_speed.rate(loader_speed.legacy_pass, folder, repeat)
+        rows.append(
+            row(
+                f"loader {name} -> 224 (img/s) vs keras",
+                ours_rate,
+                "ours",
+                keras_rate,
+                "keras",
+                ours_rate / keras_rate,
+                1.0,
+                False,
+            )
+        )
+        rows.append(
+            row(
+                f"loader {name} -> 224 (img/s) vs ImageDataGenerator",
+                ours_rate,
+                "ours",
+                legacy_rate,
+                "legacy",
+                ours_rate / legacy_rate,
+                2.0,
+                False,
+            )
+        )
+    processed = resplit_speed.project(5000) / "data" / "processed" / resplit_speed.DATASET
     if not processed.is_dir():
-        run_in(processed.parents[2], "dvc", "repro", f"split@{resplit.DATASET}")
+        run_in(processed.parents[2], "dvc", "repro", f"split@{resplit_speed.DATASET}")
     labels = sorted(path.name for path in (processed / "train").iterdir())
     gib = 1024**3
     for function, label in (("opencv_pass", "ours"), ("keras_pass", "keras")):
         peak = peak_memory(function, processed, labels) / gib
-        rows.append(Row(f"peak memory, one pass over the ~16,000 train images ({label}), GiB", f"{label} {peak:.2f}", "limit 1.00", peak, "<= 1.0x", peak <= 1.0))
+        rows.append(
+            Row(
+                f"peak memory, one pass over the ~16,000 train images ({label}), GiB",
+                f"{label} {peak:.2f}",
+                "limit 1.00",
+                peak,
+                "<= 1.0x",
+                peak <= 1.0,
+            )
+        )
     return rows
 
 
@@ -193,7 +282,10 @@ def loader_rows(repeat: int) -> list[Row]:
 
 
 def default_project() -> Path:
-    """The four default datasets, run through every stage once (scikit-learn model: the no-op cost is DVC's, not the model's)."""
+    """The four default datasets, run through every stage once.
+
+    With the scikit-learn model: the no-op cost is DVC's, not the model's.
+    """
     folder = CACHE / "noop-defaults"
     if not (folder / "dvc.lock").is_file() or "evaluate@brain_tumor" not in (folder / "dvc.lock").read_text():
         shutil.rmtree(folder, ignore_errors=True)
@@ -207,12 +299,21 @@ def noop_rows(repeat: int) -> list[Row]:
     rows = []
     for name, folder, target in (
         ("4 default datasets, all stages", default_project(), []),
-        ("20,000-image dataset, to split", resplit.project(5000), [f"split@{resplit.DATASET}"]),
+        ("20,000-image dataset, to split", resplit_speed.project(5000), [f"split@{resplit_speed.DATASET}"]),
     ):
         run_in(folder, "dvc", "repro", *target)
         for command in ("status", "repro"):
-            seconds = median_time(lambda: run_in(folder, "dvc", command, *target), repeat)
-            rows.append(Row(f"no-op `dvc {command}`, {name} (s)", f"dvc {seconds:.2f}", "limit 3.00", seconds / 3.0, "<= 1.0x", seconds <= 3.0))
+            seconds = median_seconds(lambda f=folder, c=command, t=target: run_in(f, "dvc", c, *t), repeat)
+            rows.append(
+                Row(
+                    f"no-op `dvc {command}`, {name} (s)",
+                    f"dvc {seconds:.2f}",
+                    "limit 3.00",
+                    seconds / 3.0,
+                    "<= 1.0x",
+                    seconds <= 3.0,
+                )
+            )
     return rows
 
 
@@ -221,25 +322,45 @@ def noop_rows(repeat: int) -> list[Row]:
 STALL_SCRIPT = """
 import json, sys
 sys.path.insert(0, {root!r})
-from benchmarks.stall import measure
+from benchmarks.input_stall import measure
 print(json.dumps(measure({folder!r}, {labels!r})))
 """
 
 
 def stall_rows(repeat: int) -> list[Row]:
-    from benchmarks import stall
+    from benchmarks import input_stall
 
-    folder = stall.images()
+    folder = input_stall.images()
     rows = []
-    results = [json.loads(subprocess.run(
-        [sys.executable, "-c", STALL_SCRIPT.format(root=str(Path.cwd()), folder=str(folder), labels=list(loaders.LABELS))],
-        check=True, capture_output=True, text=True,
-    ).stdout.splitlines()[-1]) for _ in range(repeat)]
+    results = [
+        json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    STALL_SCRIPT.format(root=str(Path.cwd()), folder=str(folder), labels=list(loader_speed.LABELS)),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(repeat)
+    ]
     compute = statistics.median(result["compute"] for result in results)
     for loader in ("keras", "opencv"):
         epoch = statistics.median(result[loader] for result in results)
         stall = max(0.0, epoch - compute) / epoch
-        rows.append(Row(f"input stall, {loader} loader, epoch after the first (s; ratio = share waiting)", f"epoch {epoch:.2f}", f"compute {compute:.2f}", stall, "< 0.10", stall < 0.10))
+        rows.append(
+            Row(
+                f"input stall, {loader} loader, epoch after the first (s; ratio = share waiting)",
+                f"epoch {epoch:.2f}",
+                f"compute {compute:.2f}",
+                stall,
+                "< 0.10",
+                stall < 0.10,
+            )
+        )
     return rows
 
 
@@ -248,18 +369,30 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
     args = parser.parse_args()
     CACHE.mkdir(exist_ok=True)
-    measure = {"restructure": restructure_rows, "resplit": resplit_rows, "loaders": loader_rows, "noop": noop_rows, "stall": stall_rows}
+    measure = {
+        "restructure": restructure_rows,
+        "resplit": resplit_rows,
+        "loaders": loader_rows,
+        "noop": noop_rows,
+        "stall": stall_rows,
+    }
     started = time.perf_counter()
     rows: list[Row] = []
     for section in args.only.split(","):
         print(f"[bench] {section}...", file=sys.stderr)
         rows += measure[section](args.repeat)
-    print(f"\n{date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"median of {args.repeat}; {time.perf_counter() - started:,.0f} s in all\n")
+    print(
+        f"\n{date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; "
+        f"median of {args.repeat}; {time.perf_counter() - started:,.0f} s in all\n"
+    )
     print("| benchmark | ours | baseline | ratio | target | met |")
     print("|---|---|---|---|---|---|")
     for item in rows:
-        print(f"| {item.benchmark} | {item.ours} | {item.baseline} | {item.ratio:.2f} | {item.target} | {'yes' if item.met else '**no**'} |")
+        print(
+            f"| {item.benchmark} | {item.ours} | {item.baseline} | {item.ratio:.2f} | {item.target} "
+            f"| {'yes' if item.met else '**no**'} |"
+        )
 
 
 if __name__ == "__main__":

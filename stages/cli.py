@@ -1,23 +1,60 @@
 """The entry point every stage shares: `python -m stages.<stage> <dataset>`.
 
-Parses the dataset name, validates params.yaml and the dataset's registry entry once, then runs the stage.
-A PipelineError becomes one line on stderr and exit status 1.
+Parses the dataset name, validates params.yaml and the dataset's registry entry once, sets up logging, then
+runs the stage. A PipelineError becomes one line on stderr and exit status 1.
+
+Logging: the library and the stages log through `logging`; every line is prefixed with the stage and the
+dataset here, once. Information goes to stdout, warnings to stderr. Under CI=true only warnings are shown.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable
 
-from stages.config import DatasetSpec, Params, load_dataset, load_params
-from stages.errors import PipelineError
+from medimage.errors import PipelineError
+from medimage.params import DatasetSpec, Params, load_dataset, load_params
+
+LOGGERS = ("medimage", "stages", "__main__")  # a stage run with -m logs as __main__
 
 
-def run_stage(stage: str, main: Callable[[Params, DatasetSpec], None], description: str | None, argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=f"python -m stages.{stage}", description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+class _Below(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < self.level
+
+
+def configure_logging(prefix: str) -> None:
+    """INFO to stdout and WARNING and above to stderr, each line led by `prefix`; quiet under CI=true."""
+    quiet = os.environ.get("CI", "").lower() == "true"
+    information = logging.StreamHandler(sys.stdout)
+    information.addFilter(_Below(logging.WARNING))
+    information.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
+    warnings = logging.StreamHandler(sys.stderr)
+    warnings.setLevel(logging.WARNING)
+    warnings.setFormatter(logging.Formatter(f"{prefix}: warning: %(message)s"))
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [information, warnings]
+        logger.setLevel(logging.WARNING if quiet else logging.INFO)
+        logger.propagate = False
+
+
+def run_stage(
+    stage: str, main: Callable[[Params, DatasetSpec], None], description: str | None, argv: list[str] | None = None
+) -> None:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m stages.{stage}", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dataset", help="a dataset listed under 'datasets' in params.yaml")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    configure_logging(f"{stage} {args.dataset}")
     try:
         params = load_params()
         main(params, load_dataset(args.dataset, params))

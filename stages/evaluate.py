@@ -8,36 +8,23 @@ plots/<ds>/misclassified.png (the most confidently misclassified test images, tr
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
+import logging
 
-import cv2
-import numpy as np
-
-from stages import evaluation, linear, loader
-from stages.atomic import atomic_file, write_json
+from medimage.atomic import atomic_file, write_csv, write_json
+from medimage.errors import PipelineError
+from medimage.modelling import opencv_loader
+from medimage.modelling.prediction import predict
+from medimage.params import DatasetSpec, Params
+from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, metrics_file
+from medimage.reporting.galleries import gallery, most_confident_mistakes
+from medimage.reporting.plot_data import confusion_rows, roc_rows
+from medimage.reporting.scores import classification_metrics
+from medimage.reporting.sheets import png_bytes
 from stages.cli import run_stage
-from stages.config import DatasetSpec, Params, TrainSettings
-from stages.errors import PipelineError
-from stages.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, metrics_file
 
 GALLERY_SIZE = 12
-
-
-def predict(model_dir: Path, processed: Path, split: str, names: list[str], settings: TrainSettings) -> np.ndarray:
-    if settings.model == "sklearn_linear":
-        return linear.predict_proba(model_dir, loader.image_set(processed, split, names), settings)
-    from stages import training
-
-    return training.predict_proba(model_dir / KERAS_MODEL, processed, split, names, settings)
-
-
-def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    with atomic_file(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+log = logging.getLogger(__name__)
 
 
 def main(params: Params, dataset: DatasetSpec) -> None:
@@ -46,25 +33,32 @@ def main(params: Params, dataset: DatasetSpec) -> None:
     if not (model_dir / LABELS).is_file():
         raise PipelineError(f"{model_dir / LABELS} not found: run train first (dvc repro train@{dataset.name})")
     names = json.loads((model_dir / LABELS).read_text())
-    test, train = loader.image_set(processed, "test", names), loader.image_set(processed, "train", names)
+    test = opencv_loader.image_set(processed, "test", names)
+    train = opencv_loader.image_set(processed, "train", names)
     test_probabilities = predict(model_dir, processed, "test", names, settings)
-    train_accuracy = float((predict(model_dir, processed, "train", names, settings).argmax(axis=1) == train.labels).mean())
-    metrics = evaluation.classification_metrics(test.labels, test_probabilities, names, train_accuracy)
+    train_accuracy = float(
+        (predict(model_dir, processed, "train", names, settings).argmax(axis=1) == train.labels).mean()
+    )
+    metrics = classification_metrics(test.labels, test_probabilities, names, train_accuracy)
     write_json(metrics_file(dataset.name, "eval.json"), metrics)
 
     plots = PLOTS_DIR / dataset.name
-    write_csv(plots / "confusion.csv", evaluation.confusion_rows(test.labels, test_probabilities, names), ["actual", "predicted"])
-    write_csv(plots / "roc.csv", evaluation.roc_rows(test.labels, test_probabilities), ["fpr", "tpr"])
-    mistakes = evaluation.most_confident_mistakes(test.labels, test_probabilities, GALLERY_SIZE)
-    captions = [
-        f"true {names[test.labels[i]]}\npredicted {names[test_probabilities[i].argmax()]} {test_probabilities[i].max():.2f}" for i in mistakes
-    ]
-    picture = evaluation.gallery([test.paths[i] for i in mistakes], [test.sizes[i] for i in mistakes], captions)
+    write_csv(plots / "confusion.csv", ["actual", "predicted"], confusion_rows(test.labels, test_probabilities, names))
+    write_csv(plots / "roc.csv", ["fpr", "tpr"], roc_rows(test.labels, test_probabilities))
+    mistakes = most_confident_mistakes(test.labels, test_probabilities, GALLERY_SIZE)
+    predicted = test_probabilities.argmax(axis=1)
+    confidence = test_probabilities.max(axis=1)
+    captions = [f"true {names[test.labels[i]]}\npredicted {names[predicted[i]]} {confidence[i]:.2f}" for i in mistakes]
+    picture = gallery([test.paths[i] for i in mistakes], [test.sizes[i] for i in mistakes], captions)
     with atomic_file(plots / "misclassified.png") as temporary:
-        temporary.write_bytes(cv2.imencode(".png", picture)[1].tobytes())
-    print(
-        f"evaluate {dataset.name}: test accuracy {metrics['accuracy']:.3f}, balanced {metrics['balanced_accuracy']:.3f}, "
-        f"macro F1 {metrics['macro_f1']:.3f}, ROC AUC {metrics['roc_auc']}, train accuracy {metrics['train_accuracy']:.3f}"
+        temporary.write_bytes(png_bytes(picture))
+    log.info(
+        "test accuracy %.3f, balanced %.3f, macro F1 %.3f, ROC AUC %s, train accuracy %.3f",
+        metrics["accuracy"],
+        metrics["balanced_accuracy"],
+        metrics["macro_f1"],
+        metrics["roc_auc"],
+        metrics["train_accuracy"],
     )
 
 

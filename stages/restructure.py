@@ -8,187 +8,15 @@ Corrupt or non-image files are skipped and listed in skipped.csv (or fail the st
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import os
-import zipfile
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from pathlib import Path, PurePosixPath
+import logging
 
-from tqdm import tqdm
-
-from stages.archive import CorruptMember, Limits, checked_members, open_zip, read_member
-from stages.atomic import atomic_dir, write_json
+from medimage.archives.unpacking import restructure
+from medimage.atomic import write_json
+from medimage.params import DatasetSpec, Params
+from medimage.paths import INTERIM_DIR, SKIPPED, metrics_file, raw_archive
 from stages.cli import run_stage
-from stages.config import DatasetSpec, Params, RestructureSettings, dataset_file
-from stages.errors import PipelineError
-from stages.images import InvalidImage, inspect_image
-from stages.layout import Layout, Placement, top_level_entries
-from stages.paths import INTERIM_DIR, MANIFEST, SKIPPED, metrics_file, raw_archive
 
-WORKERS = min(8, os.cpu_count() or 1)
-# Extensions that promise an image format; bytes of another format behind them are kept but counted.
-EXTENSION_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF"}
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    path: str  # relative to the dataset's interim folder
-    label: str
-    source_split: str
-    member: str  # path inside the archive
-    sha256: str
-    width: int
-    height: int
-    group: str  # patient id, empty where the dataset has none
-    channels: int
-    bytes: int
-    format: str
-
-
-MANIFEST_COLUMNS = list(ManifestRow.__dataclass_fields__)
-
-
-@dataclass(frozen=True)
-class Skipped:
-    member: str
-    reason: str  # corrupt | not_image
-    detail: str
-
-
-@dataclass
-class Plan:
-    """What the archive holds, by member, before anything is read."""
-
-    placed: list[tuple[str, Placement]]
-    ignored_by_rule: Counter[str]
-    unmatched: list[str]
-
-
-def plan_members(names: list[str], layout: Layout, dataset: DatasetSpec) -> Plan:
-    plan = Plan(placed=[], ignored_by_rule=Counter(), unmatched=[])
-    targets: dict[str, str] = {}
-    for name in names:
-        rule = layout.ignore_rule(name)
-        if rule is not None:
-            plan.ignored_by_rule[rule] += 1
-            continue
-        placement = layout.place(name)
-        if placement is None:
-            plan.unmatched.append(name)
-            continue
-        if placement.path in targets:
-            raise PipelineError(
-                f"{dataset.name}: members {targets[placement.path]!r} and {name!r} both map to {placement.path}; "
-                f"add an ignore rule for one of them in {dataset_file(dataset.name)}"
-            )
-        targets[placement.path] = name
-        plan.placed.append((name, placement))
-    if not plan.placed:
-        raise PipelineError(
-            f"{dataset.name}: no member of the archive matches the layout {dataset.layout} in {dataset_file(dataset.name)}; "
-            f"the archive's top-level entries are: {top_level_entries(names)}"
-        )
-    return plan
-
-
-def extension_mismatch(row: ManifestRow) -> bool:
-    expected = EXTENSION_FORMATS.get(PurePosixPath(row.path).suffix.lower())
-    return expected is not None and expected != row.format
-
-
-def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def summarise(rows: list[ManifestRow], skipped: list[Skipped], plan: Plan) -> dict:
-    hashes = Counter(row.sha256 for row in rows)
-    counts: dict[str, dict[str, int]] = {}
-    for row in rows:
-        counts.setdefault(row.source_split, {}).setdefault(row.label, 0)
-        counts[row.source_split][row.label] += 1
-    reasons = Counter(item.reason for item in skipped)
-    return {
-        "images": len(rows),
-        "skipped": {
-            "corrupt": reasons["corrupt"],
-            "not_image": reasons["not_image"],
-            "ignored_by_layout": sum(plan.ignored_by_rule.values()) + len(plan.unmatched),
-        },
-        "duplicates": sum(count for count in hashes.values() if count > 1),
-        "extension_mismatch": sum(extension_mismatch(row) for row in rows),
-        "counts": {split: dict(sorted(labels.items())) for split, labels in sorted(counts.items())},
-        "ignored_by_rule": dict(sorted(plan.ignored_by_rule.items())),
-        "unmatched": len(plan.unmatched),
-        "unmatched_examples": sorted(plan.unmatched)[:5],
-    }
-
-
-def take_member(archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo, placement: Placement, limits: Limits, staging: Path) -> ManifestRow | Skipped:
-    """Read, validate, hash and write one member (its folder already exists); a Skipped when it is not a good image."""
-    try:
-        data = read_member(archive, info, limits)
-        image = inspect_image(data)
-    except (CorruptMember, InvalidImage) as problem:
-        return Skipped(name, problem.reason if isinstance(problem, InvalidImage) else "corrupt", str(problem))
-    (staging / placement.path).write_bytes(data)
-    return ManifestRow(
-        path=placement.path,
-        label=placement.label,
-        source_split=placement.source_split,
-        member=name,
-        sha256=hashlib.sha256(data).hexdigest(),
-        width=image.width,
-        height=image.height,
-        group=placement.group,
-        channels=image.channels,
-        bytes=len(data),
-        format=image.format,
-    )
-
-
-def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureSettings, destination: Path) -> dict:
-    """Stream the archive into `destination` (replaced atomically); return the restructure metrics.
-
-    Members are taken by a few threads at once: inflating, decoding and hashing release the GIL, and the
-    JPEG decode that proves an image is whole is most of the work. Only the members in flight are in memory.
-    """
-    layout = Layout(dataset)
-    limits = Limits.from_settings(settings)
-    with open_zip(archive_path) as archive:
-        members = checked_members(archive, limits)
-        infos = dict(members)
-        plan = plan_members([name for name, _ in members], layout, dataset)
-        rows: list[ManifestRow] = []
-        skipped: list[Skipped] = []
-        with atomic_dir(destination) as staging:
-            for folder in sorted({(staging / placement.path).parent for _, placement in plan.placed}):
-                folder.mkdir(parents=True, exist_ok=True)
-            pool = ThreadPoolExecutor(max_workers=WORKERS)
-            try:
-                results = pool.map(lambda item: take_member(archive, item[0], infos[item[0]], item[1], limits, staging), plan.placed)
-                for result in tqdm(results, total=len(plan.placed), desc=f"restructure {dataset.name}", unit="img", disable=None):
-                    if isinstance(result, ManifestRow):
-                        rows.append(result)
-                    elif settings.on_corrupt == "fail":
-                        raise PipelineError(
-                            f"{dataset.name}: {result.member!r} is {result.reason} ({result.detail}); set restructure.on_corrupt: skip to skip such files"
-                        )
-                    else:
-                        skipped.append(result)
-            finally:
-                pool.shutdown(cancel_futures=True)
-            if not rows:
-                raise PipelineError(f"{dataset.name}: all {len(skipped)} images matching the layout are corrupt or not images")
-            rows.sort(key=lambda row: row.path)
-            write_csv(staging / MANIFEST, MANIFEST_COLUMNS, [asdict(row) for row in rows])
-            write_csv(staging / SKIPPED, ["member", "reason", "detail"], [asdict(item) for item in sorted(skipped, key=lambda item: item.member)])
-    return summarise(rows, skipped, plan)
+log = logging.getLogger(__name__)
 
 
 def main(params: Params, dataset: DatasetSpec) -> None:
@@ -196,10 +24,17 @@ def main(params: Params, dataset: DatasetSpec) -> None:
     metrics = restructure(raw_archive(dataset.name), dataset, params.restructure, destination)
     write_json(metrics_file(dataset.name, "restructure.json"), metrics)
     skipped = metrics["skipped"]
-    print(
-        f"restructure {dataset.name}: {metrics['images']} images in {len(metrics['counts'])} split(s) -> {destination}; "
-        f"skipped {skipped['corrupt']} corrupt, {skipped['not_image']} not images (see {destination / SKIPPED}), "
-        f"{skipped['ignored_by_layout']} outside the layout; {metrics['duplicates']} duplicate images kept and flagged"
+    log.info(
+        "%d images in %d split(s) -> %s; skipped %d corrupt, %d not images (see %s), %d outside the layout; "
+        "%d duplicate images kept and flagged",
+        metrics["images"],
+        len(metrics["counts"]),
+        destination,
+        skipped["corrupt"],
+        skipped["not_image"],
+        destination / SKIPPED,
+        skipped["ignored_by_layout"],
+        metrics["duplicates"],
     )
 
 

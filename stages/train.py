@@ -17,28 +17,33 @@ chief (worker 0) writes models/<ds>/ and the curves, under `dvc repro` on the ch
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 from dvclive import Live
 
-from stages import cluster, linear, loader, resume
-from stages.atomic import atomic_dir
+from medimage.atomic import atomic_dir
+from medimage.modelling import cluster, linear, opencv_loader, resume
+from medimage.params import DatasetSpec, Params
+from medimage.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
 from stages.cli import run_stage
-from stages.config import DatasetSpec, Params
-from stages.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
+
+log = logging.getLogger(__name__)
 
 
 def train_as_worker(params: Params, dataset: DatasetSpec) -> None:
     """A non-chief multi_worker task: trains in step with the chief, keeps its own backup, writes no output."""
-    from stages import training
+    from medimage.modelling import fitting
 
     settings = params.train
     processed = PROCESSED_DIR / dataset.name
     backup = MODELS_DIR / f".resume-{dataset.name}-{cluster.task_name(settings.distribute)}"
     resume.prepare(backup, resume.fingerprint(settings, processed))
-    _, summary = training.fit(processed, loader.class_names(processed), settings, [], backup)
+    _, summary = fitting.fit(processed, opencv_loader.class_names(processed), settings, [], backup)
     shutil.rmtree(backup)
-    print(f"train {dataset.name}: {cluster.task_name(settings.distribute)} done, {summary['epochs']} epoch(s); the chief writes the model")
+    log.info(
+        "%s done, %d epoch(s); the chief writes the model", cluster.task_name(settings.distribute), summary["epochs"]
+    )
 
 
 def main(params: Params, dataset: DatasetSpec) -> None:
@@ -47,15 +52,18 @@ def main(params: Params, dataset: DatasetSpec) -> None:
         train_as_worker(params, dataset)
         return
     processed = PROCESSED_DIR / dataset.name
-    names = loader.class_names(processed)
+    names = opencv_loader.class_names(processed)
     backup = MODELS_DIR / f".resume-{dataset.name}"
     resuming = resume.prepare(backup, resume.fingerprint(settings, processed))
     curves = backup / "training"
     resume.trim_curves(curves, resume.epochs_completed(backup))
-    with atomic_dir(MODELS_DIR / dataset.name) as staging, Live(str(curves), resume=resuming, save_dvc_exp=False, dvcyaml=None, report=None) as live:
+    with (
+        atomic_dir(MODELS_DIR / dataset.name) as staging,
+        Live(str(curves), resume=resuming, save_dvc_exp=False, dvcyaml=None, report=None) as live,
+    ):
         live.step = resume.epochs_completed(backup)
         if settings.model == "sklearn_linear":
-            images = loader.image_set(processed, "train", names)
+            images = opencv_loader.image_set(processed, "train", names)
             model = linear.train(images, settings)
             linear.save(model, staging)
             live.log_metric("accuracy", float(model.score(linear.features(images, settings), images.labels)))
@@ -63,16 +71,24 @@ def main(params: Params, dataset: DatasetSpec) -> None:
         else:
             from dvclive.keras import DVCLiveCallback
 
-            from stages import training
+            from medimage.modelling import fitting
 
-            keras_model, summary = training.fit(processed, names, settings, [DVCLiveCallback(live=live)], backup)
+            keras_model, summary = fitting.fit(processed, names, settings, [DVCLiveCallback(live=live)], backup)
             keras_model.save(staging / KERAS_MODEL)
         (staging / LABELS).write_text(json.dumps(names, indent=2) + "\n")
-        (staging / "train.json").write_text(json.dumps({"model": settings.model, "loader": settings.loader, **summary}, indent=2) + "\n")
+        (staging / "train.json").write_text(
+            json.dumps({"model": settings.model, "loader": settings.loader, **summary}, indent=2) + "\n"
+        )
     with atomic_dir(PLOTS_DIR / dataset.name / "training") as published:
         shutil.copytree(curves / "plots", published / "plots")  # only the declared plots: nothing untracked beside them
     shutil.rmtree(backup)
-    print(f"train {dataset.name}: {settings.model} ({settings.loader} loader), {summary['epochs']} epoch(s) -> {MODELS_DIR / dataset.name}")
+    log.info(
+        "%s (%s loader), %d epoch(s) -> %s",
+        settings.model,
+        settings.loader,
+        summary["epochs"],
+        MODELS_DIR / dataset.name,
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ it the remote tests skip, except under CI, where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -18,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-SSHD = shutil.which("sshd") or next((path for path in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(path)), None)
+SSHD = shutil.which("sshd") or next(
+    (path for path in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.path.exists(path)), None
+)
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,13 @@ def running_sshd(folder: Path) -> Iterator[Server]:
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     log = folder / "sshd.log"
-    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(config)], stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_for_port(port, process, log)
         yield Server("127.0.0.1", port, getpass.getuser(), user_key, folder / "known_hosts")
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         process.wait(timeout=10)

@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stages import audit
-from stages.features import dhash, near_duplicate_pairs, read_grey, reduction_factor, thumbnail_features
-from stages.materialise import materialise, target_paths
+from medimage.decoding import reduction_factor
+from medimage.errors import PipelineError
+from medimage.splitting import audit
+from medimage.splitting.features import dhash, near_duplicate_pairs, read_grey, thumbnail_features
+from medimage.splitting.materialising import materialise, target_paths
 
 
 def _scene(rng: np.random.Generator, contrast: float = 1.0, size: int = 64) -> np.ndarray:
@@ -36,7 +38,9 @@ def test_shortcut_auc_sees_metadata_that_gives_the_label_away() -> None:
     rng = np.random.default_rng(1)
     labels = np.array(["NORMAL", "PNEUMONIA"] * 100)
     width = np.where(labels == "NORMAL", 1600, 1100) + rng.normal(0, 150, 200)
-    honest = np.column_stack([rng.normal(1300, 200, 200), rng.normal(1000, 200, 200), np.ones(200), rng.normal(2e5, 3e4, 200)])
+    honest = np.column_stack(
+        [rng.normal(1300, 200, 200), rng.normal(1000, 200, 200), np.ones(200), rng.normal(2e5, 3e4, 200)]
+    )
     leaky = honest.copy()
     leaky[:, 0] = width
     train, test = np.arange(200) % 5 != 0, np.arange(200) % 5 == 0
@@ -45,13 +49,20 @@ def test_shortcut_auc_sees_metadata_that_gives_the_label_away() -> None:
     no_pair = np.zeros(200, dtype=bool)
     assert audit.shortcut_auc(leaky, labels, no_pair, no_pair, seed=0) > 0.9  # cross-validated instead
     four = np.array(["a", "b", "c", "d"] * 50)
-    assert audit.shortcut_auc(np.column_stack([np.arange(200) % 4 * 100.0, np.ones(200)]), four, train, test, seed=0) > 0.95
+    assert (
+        audit.shortcut_auc(np.column_stack([np.arange(200) % 4 * 100.0, np.ones(200)]), four, train, test, seed=0)
+        > 0.95
+    )
 
 
 def test_overlap_and_counts() -> None:
     splits = ["train", "train", "test", "test", "val"]
     assert audit.overlap(splits, ["p1", "p2", "p1", "", ""]) == 1
-    assert audit.split_counts(splits, ["a", "b", "a", "a", "b"]) == {"test": {"a": 2}, "train": {"a": 1, "b": 1}, "val": {"b": 1}}
+    assert audit.split_counts(splits, ["a", "b", "a", "a", "b"]) == {
+        "test": {"a": 2},
+        "train": {"a": 1, "b": 1},
+        "val": {"b": 1},
+    }
     chosen = audit.sample_indices(["train"] * 50 + ["test"] * 5, ("train", "test"), per_split=10, seed=3)
     assert len(chosen) == 15 and list(chosen) == sorted(chosen)
 
@@ -71,15 +82,25 @@ def test_dhash_finds_augmented_copies_but_not_other_images(tmp_path: Path) -> No
 def test_reduced_decoding_keeps_the_target_size(tmp_path: Path) -> None:
     path = tmp_path / "big image.jpg"
     cv2.imwrite(str(path), np.full((1000, 1300), 128, np.uint8))
-    assert reduction_factor(1300, 1000, 64) == 8 and reduction_factor(100, 90, 64) == 1 and reduction_factor(300, 260, 64) == 4 and reduction_factor(300, 200, 64) == 2
+    assert (
+        reduction_factor(1300, 1000, 64) == 8
+        and reduction_factor(100, 90, 64) == 1
+        and reduction_factor(300, 260, 64) == 4
+        and reduction_factor(300, 200, 64) == 2
+    )
     assert read_grey(path, 1300, 1000, 64).shape == (125, 163)
-    with pytest.raises(ValueError, match="cannot decode"):
-        path.write_bytes(b"junk")
+    path.write_bytes(b"junk")
+    with pytest.raises(PipelineError, match="cannot decode image .*big image.jpg: the file is corrupt"):
         read_grey(path, 1300, 1000, 64)
 
 
 def test_target_paths_disambiguate_names_shared_by_two_archive_splits() -> None:
-    targets = target_paths(["train", "train", "test"], ["A", "A", "A"], ["train/A/x.jpg", "val/A/x.jpg", "test/A/x.jpg"], ["train", "val", "test"])
+    targets = target_paths(
+        ["train", "train", "test"],
+        ["A", "A", "A"],
+        ["train/A/x.jpg", "val/A/x.jpg", "test/A/x.jpg"],
+        ["train", "val", "test"],
+    )
     assert targets == ["train/A/x.jpg", "train/A/val_x.jpg", "test/A/x.jpg"]
 
 
@@ -94,11 +115,15 @@ def test_materialise_hardlinks(tmp_path: Path) -> None:
     sources = _sources(tmp_path / "interim", 5)
     report = materialise(sources, [f"train/A/{path.name}" for path in sources], tmp_path / "processed")
     assert (report.linked, report.copied) == (5, 0)
-    assert all((tmp_path / "processed" / "train" / "A" / path.name).stat().st_ino == path.stat().st_ino for path in sources)
+    assert all(
+        (tmp_path / "processed" / "train" / "A" / path.name).stat().st_ino == path.stat().st_ino for path in sources
+    )
 
 
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second file system (/dev/shm) to cross")
-def test_materialise_copies_across_file_systems_and_says_so_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_materialise_copies_across_file_systems_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
         if os.stat(other).st_dev == tmp_path.stat().st_dev:
             pytest.skip("/dev/shm is on the same file system here")
@@ -106,4 +131,5 @@ def test_materialise_copies_across_file_systems_and_says_so_once(tmp_path: Path,
         report = materialise(sources, [f"test/B/{path.name}" for path in sources], tmp_path / "processed")
         assert (report.linked, report.copied) == (0, 4)
         assert (tmp_path / "processed" / "test" / "B" / "3.jpg").read_bytes() == b"image 3"
-    assert capsys.readouterr().err.count("cannot hardlink here") == 1
+    warnings = [record for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "cannot hardlink here" in warnings[0].getMessage()

@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, make_project, run_in
+from tests.project import git, make_project, run_in
 from tests.sshd import SSHD, running_sshd
 
 DATASET = "brain_tumor"
-TINY = {"datasets": [DATASET], "fetch": {"synthetic": {"images_per_class": 10, "image_size": 32}}, "train": {"image_size": 32, "epochs": 2}}
+TINY = {
+    "datasets": [DATASET],
+    "fetch": {"synthetic": {"images_per_class": 10, "image_size": 32}},
+    "train": {"image_size": 32, "epochs": 2},
+}
 OUTPUTS = ("data", "models", "metrics", "plots")
 
 needs_sshd = pytest.mark.skipif(
@@ -39,7 +43,9 @@ def timed(project: Path, *command: str) -> tuple[float, str]:
 
 
 @needs_sshd
-def test_push_to_an_ssh_remote_then_a_fresh_clone_pulls_everything_and_reruns_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_push_to_an_ssh_remote_then_a_fresh_clone_pulls_everything_and_reruns_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alice = make_project(tmp_path / "alice", TINY)
     run_in(alice, "dvc", "repro")
     with running_sshd(tmp_path / "sshd") as server:
@@ -72,7 +78,9 @@ def test_push_to_an_ssh_remote_then_a_fresh_clone_pulls_everything_and_reruns_no
 
 
 def test_a_queued_sweep_runs_two_experiments_and_shows_audit_and_eval_metrics_side_by_side(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "project", {**TINY, "train": {**TINY["train"], "model": "sklearn_linear", "loader": "opencv"}})
+    project = make_project(
+        tmp_path / "project", {**TINY, "train": {**TINY["train"], "model": "sklearn_linear", "loader": "opencv"}}
+    )
     run_in(project, "dvc", "repro")
     git(project, "add", "dvc.lock")
     git(project, "commit", "-q", "-m", "baseline")

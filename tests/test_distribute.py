@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -12,15 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from stages.cluster import is_chief, task_name
-from stages.errors import PipelineError
-from tests.conftest import GIT_IDENTITY, make_project, run_in, update_yaml
+from medimage.errors import PipelineError
+from medimage.modelling.cluster import is_chief, task_name
+from tests.project import environment, make_project, run_in, update_yaml
 
 DATASET = "blood_cells"  # learnable in a few epochs at 32 px, so that the two models can be compared
 PROJECT = {
     "datasets": [DATASET],
     "fetch": {"synthetic": {"images_per_class": 60, "image_size": 48}},
-    "train": {"image_size": 48, "epochs": 25, "batch_size": 8, "deterministic": False, "augment": {"flip": False, "rotation": 0, "zoom": 0, "contrast": 0}},
+    "train": {
+        "image_size": 48,
+        "epochs": 25,
+        "batch_size": 8,
+        "deterministic": False,
+        "augment": {"flip": False, "rotation": 0, "zoom": 0, "contrast": 0},
+    },
 }
 
 
@@ -36,7 +41,7 @@ def free_ports(count: int) -> list[int]:
 
 def steps_per_epoch(output: str) -> set[int]:
     """The step counts Keras prints at each epoch end ("12/12 - 1s - ...")."""
-    return {int(total) for done, total in re.findall(r"^(\d+)/(\d+) - ", output, re.MULTILINE) if done == total}
+    return {int(total) for done, total in re.findall(r"(?:^|: )(\d+)/(\d+) - ", output, re.MULTILINE) if done == total}
 
 
 def step_times(output: str) -> list[int]:
@@ -48,12 +53,15 @@ def test_two_workers_train_one_model_that_evaluates_like_a_single_worker_one(tmp
     run_in(project, "dvc", "repro", f"split@{DATASET}")
     update_yaml(project / "params.yaml", {"train": {"distribute": "multi_worker"}})
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    base = {**os.environ, **GIT_IDENTITY, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(project)}
+    base = environment(project)
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "stages.train", DATASET],
             cwd=project,
-            env={**base, "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})},
+            env={
+                **base,
+                "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -72,20 +80,27 @@ def test_two_workers_train_one_model_that_evaluates_like_a_single_worker_one(tmp
     assert steps_per_epoch(outputs[0]) == steps_per_epoch(outputs[1]) != set(), outputs  # the same steps, in step
     assert "chief writes the model" in outputs[1]
     summary = json.loads((project / "models" / DATASET / "train.json").read_text())
-    assert summary["replicas"] == 2 and summary["global_batch"] == 16 and summary["epochs"] == PROJECT["train"]["epochs"]
+    assert (
+        summary["replicas"] == 2 and summary["global_batch"] == 16 and summary["epochs"] == PROJECT["train"]["epochs"]
+    )
     assert not list((project / "models").glob(".resume-*"))  # both backups gone once done
 
     run_in(project, sys.executable, "-m", "stages.evaluate", DATASET)
     together = json.loads((project / "metrics" / DATASET / "eval.json").read_text())
 
-    update_yaml(project / "params.yaml", {"train": {"distribute": "none", "batch_size": 16}})  # the same global batch on one worker
+    update_yaml(
+        project / "params.yaml", {"train": {"distribute": "none", "batch_size": 16}}
+    )  # the same global batch on one worker
     single = run_in(project, sys.executable, "-m", "stages.train", DATASET).stdout
     print(f"\nstep times, two workers: {step_times(outputs[0])}; one worker: {step_times(single)}")
     run_in(project, sys.executable, "-m", "stages.evaluate", DATASET)
     alone = json.loads((project / "metrics" / DATASET / "eval.json").read_text())
     print(f"test accuracy, two workers: {together['accuracy']:.3f}; one worker: {alone['accuracy']:.3f}")
     assert abs(together["accuracy"] - alone["accuracy"]) <= 0.2, (together, alone)
-    assert together["accuracy"] > 0.6 and alone["accuracy"] > 0.6, (together, alone)  # both learned (4 classes: chance is 0.25)
+    assert together["accuracy"] > 0.6 and alone["accuracy"] > 0.6, (
+        together,
+        alone,
+    )  # both learned (4 classes: chance is 0.25)
 
 
 def test_tf_config_decides_the_chief_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:

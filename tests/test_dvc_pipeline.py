@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import files_under, make_project, run_in, stage, update_yaml
+from tests.project import files_under, make_project, run_in, stage, update_yaml
 
 DATASETS = ["chest_xray", "blood_cells", "covid19", "brain_tumor"]
 
@@ -35,11 +35,17 @@ def test_repro_runs_each_stage_once_then_only_what_changed(small_project: Path) 
     registry.write_text(yaml.safe_dump(entry, sort_keys=False))
     second = run_in(small_project, "dvc", "repro", "split")
     assert ran(second.stdout) == {"restructure@chest_xray", "split@chest_xray"}
-    assert "val" not in json.loads((small_project / "metrics" / "chest_xray" / "restructure.json").read_text())["counts"]
+    assert (
+        "val" not in json.loads((small_project / "metrics" / "chest_xray" / "restructure.json").read_text())["counts"]
+    )
 
     entry["synthetic"]["size_jitter"] = 0.1  # the archive itself changes: fetch and restructure of that dataset only
     registry.write_text(yaml.safe_dump(entry, sort_keys=False))
-    assert ran(run_in(small_project, "dvc", "repro", "split").stdout) == {"fetch@chest_xray", "restructure@chest_xray", "split@chest_xray"}
+    assert ran(run_in(small_project, "dvc", "repro", "split").stdout) == {
+        "fetch@chest_xray",
+        "restructure@chest_xray",
+        "split@chest_xray",
+    }
 
 
 def test_outputs_are_cached_by_dvc_and_restored_by_checkout(small_project: Path) -> None:
@@ -65,7 +71,11 @@ def test_run_metrics_are_readable_by_dvc(small_project: Path) -> None:
 def test_a_seed_change_resplits_and_retrains_without_restructuring_and_links_instead_of_copying(tmp_path: Path) -> None:
     project = make_project(
         tmp_path / "project",
-        {"datasets": ["chest_xray", "covid19"], "fetch": {"synthetic": {"images_per_class": 12, "image_size": 32}}, "train": {"model": "sklearn_linear", "loader": "opencv", "image_size": 32}},
+        {
+            "datasets": ["chest_xray", "covid19"],
+            "fetch": {"synthetic": {"images_per_class": 12, "image_size": 32}},
+            "train": {"model": "sklearn_linear", "loader": "opencv", "image_size": 32},
+        },
     )
     run_in(project, "dvc", "repro")
     processed = project / "data" / "processed" / "chest_xray"
@@ -79,7 +89,9 @@ def test_a_seed_change_resplits_and_retrains_without_restructuring_and_links_ins
     assert (processed / "manifest.csv").read_text() == manifest  # same params, same bytes
 
     update_yaml(project / "params.yaml", {"split": {"seed": 7}})
-    assert ran(run_in(project, "dvc", "repro").stdout) == {f"{stage}@{name}" for stage in ("split", "train", "evaluate") for name in ("chest_xray", "covid19")}
+    assert ran(run_in(project, "dvc", "repro").stdout) == {
+        f"{stage}@{name}" for stage in ("split", "train", "evaluate") for name in ("chest_xray", "covid19")
+    }
     assert (processed / "manifest.csv").read_text() != manifest
     interim = project / "data" / "interim" / "chest_xray"
     for line in (processed / "manifest.csv").read_text().splitlines()[1:11]:
@@ -96,5 +108,7 @@ def test_invalid_split_params_stop_before_any_output(small_project: Path) -> Non
     update_yaml(small_project / "params.yaml", {"split": {"ratios": {"train": 0.8, "test": 0.2}, "strategy": "merge"}})
     update_yaml(small_project / "datasets" / "blood_cells.yaml", {"split": {"merge": {"test_simple": "holdout"}}})
     result = stage(small_project, "split", "blood_cells")
-    assert result.returncode == 1 and "split.merge: merge target 'holdout' of blood_cells does not exist" in result.stderr
+    assert (
+        result.returncode == 1 and "split.merge: merge target 'holdout' of blood_cells does not exist" in result.stderr
+    )
     assert not (small_project / "data" / "processed").exists()

@@ -1,4 +1,4 @@
-"""Reliability, part 6: files edited by hand under data/processed are seen by DVC, restored by it, and named in errors."""
+"""Files edited by hand under data/processed are seen by DVC, restored by it, and named in errors."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_project, run_in, stage, update_yaml
+from tests.project import make_project, run_in, stage, update_yaml
 
 DATASET = "brain_tumor"
-SMALL = {"datasets": [DATASET], "fetch": {"synthetic": {"images_per_class": 10, "image_size": 32}}, "train": {"image_size": 32, "epochs": 1}}
+SMALL = {
+    "datasets": [DATASET],
+    "fetch": {"synthetic": {"images_per_class": 10, "image_size": 32}},
+    "train": {"image_size": 32, "epochs": 1},
+}
 
 
 def digest(path: Path) -> str:
@@ -55,13 +59,15 @@ def test_deleted_added_and_corrupted_files_are_reported_restored_and_named(proje
         assert "Traceback" not in failed.stderr, failed.stderr
         errors = [line for line in failed.stderr.splitlines() if line.startswith("train: error:")]
         assert len(errors) == 1, failed.stderr
-        # keras lists the folder (it never sees the deleted file); ours reads the manifest and stops at the first bad row
+        # keras lists the folder (it never sees the deleted file); ours reads the manifest, stops at the first bad row
         named = [corrupted.name] if loader_name == "keras" else [deleted.name, corrupted.name]
         assert any(name in errors[0] for name in named), errors[0]
         assert "dvc checkout" in errors[0]
         assert not (project / "models" / DATASET).exists()
 
-    careful = run_in(project, "dvc", "checkout", f"split@{DATASET}", check=False)  # DVC will not drop hand edits unasked
+    careful = run_in(
+        project, "dvc", "checkout", f"split@{DATASET}", check=False
+    )  # DVC will not drop hand edits unasked
     assert careful.returncode != 0 and corrupted.name in careful.stderr and added.name in careful.stderr, careful.stderr
     assert added.exists()
     run_in(project, "dvc", "checkout", "--force", f"split@{DATASET}")

@@ -23,11 +23,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from stages.config import RestructureSettings
-from stages.errors import PipelineError
-from stages.restructure import restructure
-from tests.conftest import jpeg_bytes, png_bytes
-from tests.test_hostile_archives import TOY
+from medimage.archives.unpacking import restructure
+from medimage.errors import PipelineError
+from medimage.params import RestructureSettings
+from tests.samples import TOY, jpeg_bytes, png_bytes
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
 # Out of the temporary root: a member escaping to it would be caught, and nothing real is at risk.
@@ -36,7 +35,9 @@ QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\[.*\]"
 LIMITS = RestructureSettings(max_member_mb=1, max_total_gb=0.01, max_ratio=100, max_members=40)
 
 segments = st.one_of(
-    st.sampled_from(["root", "train", "test", "cat", "dog", "..", ".", "", "__MACOSX", "._a.jpg", "a.jpg", "b.png", "x.jpg/"]),
+    st.sampled_from(
+        ["root", "train", "test", "cat", "dog", "..", ".", "", "__MACOSX", "._a.jpg", "a.jpg", "b.png", "x.jpg/"]
+    ),
     st.text(min_size=1, max_size=12),  # unicode, controls, separators
     st.text(alphabet="ab", min_size=256, max_size=300),  # past the 255-byte name limit
 )
@@ -50,7 +51,17 @@ layout_names = st.builds(
 hostile_names = st.one_of(
     st.lists(segments, min_size=1, max_size=6).map("/".join),
     st.lists(segments, min_size=1, max_size=4).map("\\".join),
-    st.sampled_from(["../escape.jpg", "root/train/cat/../../../x.jpg", ESCAPE_TARGET, "C:/x.jpg", "C:\\x.jpg", "..\\..\\x.jpg", "root/train/cat/"]),
+    st.sampled_from(
+        [
+            "../escape.jpg",
+            "root/train/cat/../../../x.jpg",
+            ESCAPE_TARGET,
+            "C:/x.jpg",
+            "C:\\x.jpg",
+            "..\\..\\x.jpg",
+            "root/train/cat/",
+        ]
+    ),
 )
 good_images = st.sampled_from([jpeg_bytes(), jpeg_bytes(value=40, channels=3), png_bytes()])
 contents = st.one_of(
@@ -99,14 +110,21 @@ def all_files(root: Path) -> set[Path]:
 def check_manifest(destination: Path, metrics: dict) -> None:
     with (destination / "manifest.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    written = {path.relative_to(destination).as_posix() for path in all_files(destination)} - {"manifest.csv", "skipped.csv"}
+    written = {path.relative_to(destination).as_posix() for path in all_files(destination)} - {
+        "manifest.csv",
+        "skipped.csv",
+    }
     assert {row["path"] for row in rows} == written
     assert metrics["images"] == len(rows) > 0
     for row in rows:
         assert hashlib.sha256((destination / row["path"]).read_bytes()).hexdigest() == row["sha256"]
 
 
-@settings(max_examples=EXAMPLES, deadline=timedelta(seconds=20), suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=timedelta(seconds=20),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(archives())
 def test_restructure_survives_any_archive(data: bytes) -> None:
     with tempfile.TemporaryDirectory(prefix="fuzz-") as root_name:

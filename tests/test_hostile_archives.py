@@ -10,31 +10,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.config import DatasetSpec, RestructureSettings
-from stages.errors import PipelineError
-from stages.restructure import restructure
-from tests.conftest import files_under, jpeg_bytes, make_project, png_bytes, stage, write_zip
+from medimage.archives.unpacking import restructure
+from medimage.errors import PipelineError
+from medimage.params import RestructureSettings
+from tests.project import files_under, make_project, stage
+from tests.samples import TOY, jpeg_bytes, png_bytes, write_zip
 
-TOY = DatasetSpec.model_validate(
-    {
-        "name": "toy",
-        "kaggle": "someone/toy/versions/1",
-        "archive": "toy.zip",
-        "layout": ["root/{split}/{label}/{file}"],
-        "extensions": [".jpg", ".jpeg", ".png"],
-        "ignore": ["._*"],
-        "split_map": {},
-        "patient_id": None,
-        "synthetic": None,
-        "split": {},
-    }
-)
 GOOD = {"root/train/cat/a.jpg": jpeg_bytes(), "root/train/dog/b.jpg": jpeg_bytes(value=30)}
 
 
-def _restructure(tmp_path: Path, members: dict[str, bytes], settings: RestructureSettings = RestructureSettings()) -> dict:
+def _restructure(tmp_path: Path, members: dict[str, bytes], settings: RestructureSettings | None = None) -> dict:
     archive = write_zip(tmp_path / "toy.zip", members)
-    return restructure(archive, TOY, settings, tmp_path / "work" / "interim" / "toy")
+    return restructure(archive, TOY, settings or RestructureSettings(), tmp_path / "work" / "interim" / "toy")
 
 
 def _assert_nothing_written(tmp_path: Path) -> None:
@@ -44,7 +31,14 @@ def _assert_nothing_written(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "evil",
-    ["../escape.jpg", "root/train/cat/../../../../escape.jpg", "/tmp/absolute.jpg", "C:/windows.jpg", "..\\..\\backslash.jpg", "root/train/cat/..\\..\\x.jpg"],
+    [
+        "../escape.jpg",
+        "root/train/cat/../../../../escape.jpg",
+        "/tmp/absolute.jpg",
+        "C:/windows.jpg",
+        "..\\..\\backslash.jpg",
+        "root/train/cat/..\\..\\x.jpg",
+    ],
 )
 def test_member_paths_that_escape_are_refused(tmp_path: Path, evil: str) -> None:
     with pytest.raises(PipelineError, match="unsafe member path"):
@@ -87,7 +81,7 @@ def test_the_total_size_limit_applies_to_the_whole_archive(tmp_path: Path) -> No
 
 
 def test_a_member_lying_about_its_size_is_stopped_at_the_declared_size(tmp_path: Path) -> None:
-    """Rewrite the header sizes of a deflated member to claim 10 bytes: reading stops there, never inflating the rest."""
+    """Rewrite a deflated member's header sizes to claim 10 bytes: reading stops there, never inflating the rest."""
     archive = write_zip(tmp_path / "toy.zip", {"root/train/cat/a.jpg": jpeg_bytes(size=(200, 200))})
     data = bytearray(archive.read_bytes())
     with zipfile.ZipFile(archive) as handle:
@@ -95,7 +89,9 @@ def test_a_member_lying_about_its_size_is_stopped_at_the_declared_size(tmp_path:
     real_size = info.file_size.to_bytes(4, "little")
     assert data.count(real_size) == 2  # local header and central directory
     archive.write_bytes(bytes(data).replace(real_size, (10).to_bytes(4, "little")))
-    with pytest.raises(PipelineError, match="all 1 images matching the layout are corrupt"):  # the CRC no longer matches
+    with pytest.raises(
+        PipelineError, match="all 1 images matching the layout are corrupt"
+    ):  # the CRC no longer matches
         restructure(archive, TOY, RestructureSettings(), tmp_path / "work" / "toy")
     _assert_nothing_written(tmp_path)
 
@@ -114,7 +110,9 @@ def test_a_file_that_is_not_a_zip_gives_one_clear_line(tmp_path: Path) -> None:
 def test_an_unknown_layout_names_the_dataset_and_the_top_level_entries(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project")
     (project / "data" / "raw").mkdir(parents=True)
-    write_zip(project / "data" / "raw" / "chest_xray.zip", {"xrays/train/NORMAL/a.jpeg": jpeg_bytes(), "notes.txt": b"hello"})
+    write_zip(
+        project / "data" / "raw" / "chest_xray.zip", {"xrays/train/NORMAL/a.jpeg": jpeg_bytes(), "notes.txt": b"hello"}
+    )
     result = stage(project, "restructure", "chest_xray")
     assert result.returncode == 1
     line = result.stderr.strip()
@@ -154,12 +152,24 @@ def test_corrupt_and_non_image_files_are_skipped_counted_and_listed(tmp_path: Pa
     assert metrics["extension_mismatch"] == 1
     with (output / "skipped.csv").open() as handle:
         skipped = {row["member"]: row["reason"] for row in csv.DictReader(handle)}
-    assert skipped == {"root/train/cat/truncated.jpg": "corrupt", "root/train/cat/empty.jpg": "corrupt", "root/train/dog/text.jpg": "not_image"}
-    assert files_under(output) == {"manifest.csv", "skipped.csv", "train/cat/a.jpg", "train/dog/b.jpg", "train/dog/png-behind-jpg.jpg"}
+    assert skipped == {
+        "root/train/cat/truncated.jpg": "corrupt",
+        "root/train/cat/empty.jpg": "corrupt",
+        "root/train/dog/text.jpg": "not_image",
+    }
+    assert files_under(output) == {
+        "manifest.csv",
+        "skipped.csv",
+        "train/cat/a.jpg",
+        "train/dog/b.jpg",
+        "train/dog/png-behind-jpg.jpg",
+    }
 
 
 def test_on_corrupt_fail_stops_and_leaves_no_output(tmp_path: Path) -> None:
-    with pytest.raises(PipelineError, match=r"'root/train/cat/(truncated|empty).jpg' is corrupt .*restructure.on_corrupt"):
+    with pytest.raises(
+        PipelineError, match=r"'root/train/cat/(truncated|empty).jpg' is corrupt .*restructure.on_corrupt"
+    ):
         _restructure(tmp_path, _corrupt_members(), RestructureSettings(on_corrupt="fail"))
     _assert_nothing_written(tmp_path)
 
@@ -192,5 +202,6 @@ def test_invalid_registry_entries_name_the_key_and_the_file(tmp_path: Path) -> N
     (project / "datasets" / "covid19.yaml").write_text(yaml.safe_dump(entry))
     result = stage(project, "fetch", "covid19")
     assert result.returncode == 1
-    assert "invalid datasets/covid19.yaml: kaggle: 'tawsifurrahman/covid19-radiography-database' must be owner/slug/versions/N" in result.stderr
+    handle = "'tawsifurrahman/covid19-radiography-database'"
+    assert f"invalid datasets/covid19.yaml: kaggle: {handle} must be owner/slug/versions/N" in result.stderr
     assert "patient_id: needs one capture group" in result.stderr

@@ -1,7 +1,8 @@
-"""Reliability, part 1: a stage SIGKILLed mid-run leaves nothing that looks complete, and `dvc repro` converges.
+"""A stage SIGKILLed mid-run leaves nothing that looks complete, and `dvc repro` converges.
 
 Each kill lands at a random moment after the stage has started writing (its hidden temporary folder
-exists); the delay is printed in every failure message so a failing point can be replayed by hand.
+exists). The random points come from one seed, printed by every test (see it with -s or in a failure's
+captured output); KILL_SEED=<seed> replays the same points.
 """
 
 from __future__ import annotations
@@ -12,28 +13,41 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
-from tests.conftest import GIT_IDENTITY, make_project, run_in
+from tests.project import environment, make_project, run_in
 
 DATASET = "blood_cells"
 # Big enough that writing lasts long enough to be hit (2,000 images), small enough for CI.
-KILL_PROJECT = {"datasets": [DATASET], "fetch": {"synthetic": {"images_per_class": 500, "image_size": 32}}, "split": {"audit_images": 100}}
+KILL_PROJECT = {
+    "datasets": [DATASET],
+    "fetch": {"synthetic": {"images_per_class": 500, "image_size": 32}},
+    "split": {"audit_images": 100},
+}
 OUTPUT_FOLDERS = ("data", "metrics", "plots", "models")
 
 
-def environment() -> dict[str, str]:
-    return {**os.environ, **GIT_IDENTITY, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def seeded_random() -> random.Random:
+    """A generator seeded from KILL_SEED, or from a fresh seed that is printed so that the run can be replayed."""
+    seed = int(os.environ.get("KILL_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"kill points from seed {seed} (replay: KILL_SEED={seed} pytest {__file__})")
+    return random.Random(seed)
 
 
 def kill_when(project: Path, command: list[str], ready: Callable[[], bool], delay: float) -> str:
-    """Start `command`, wait until `ready()`, sleep `delay` seconds and SIGKILL its whole process group; return its output."""
-    process = subprocess.Popen(command, cwd=project, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    """Start `command`, wait for `ready()`, sleep `delay` s and SIGKILL its whole process group; return its output."""
+    process = subprocess.Popen(
+        command,
+        cwd=project,
+        env=environment(project),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while not ready():
         assert process.poll() is None, f"{command} ended before the kill point:\n{process.stdout.read().decode()}"
@@ -42,7 +56,9 @@ def kill_when(project: Path, command: list[str], ready: Callable[[], bool], dela
     time.sleep(delay)
     os.killpg(process.pid, signal.SIGKILL)
     output, _ = process.communicate()
-    assert process.returncode == -signal.SIGKILL, f"{command} finished before the kill (delay {delay:.3f} s):\n{output.decode()}"
+    assert process.returncode == -signal.SIGKILL, (
+        f"{command} finished before the kill (delay {delay:.3f} s):\n{output.decode()}"
+    )
     return output.decode()
 
 
@@ -90,14 +106,19 @@ def test_restructure_and_split_killed_at_random_points_converge_to_the_uninterru
     run_in(reference, "dvc", "repro", f"split@{DATASET}")
 
     project = make_project(tmp_path / "killed", KILL_PROJECT)
-    rng = random.Random()
+    rng = seeded_random()
     kills = []
-    for stage_name, parent in (("restructure", project / "data" / "interim"), ("split", project / "data" / "processed")):
+    for stage_name, parent in (
+        ("restructure", project / "data" / "interim"),
+        ("split", project / "data" / "processed"),
+    ):
         for _ in range(2):
             delay = rng.uniform(0.0, 0.25)
             kill_when(project, ["dvc", "repro", f"split@{DATASET}"], temporary_folder(parent), delay)
             kills.append((stage_name, round(delay, 3)))
-            assert f"{stage_name}@{DATASET}" not in locked_stages(project), f"{stage_name} completed before the kill ({kills})"
+            assert f"{stage_name}@{DATASET}" not in locked_stages(project), (
+                f"{stage_name} completed before the kill ({kills})"
+            )
             status = run_in(project, "dvc", "status", f"split@{DATASET}")
             assert "up to date" not in status.stdout, f"a killed run looks complete to DVC ({kills}):\n{status.stdout}"
         if stage_name == "restructure":
@@ -129,8 +150,9 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path: Path) -> 
     run_in(project, "dvc", "repro", "split@brain_tumor")
     backup = project / "models" / ".resume-brain_tumor"
     epochs = TRAIN_PROJECT["train"]["epochs"]
-    kill_after = random.Random().randint(1, epochs - 3)
-    delay = random.Random().uniform(0.0, 0.3)
+    rng = seeded_random()
+    kill_after = rng.randint(1, epochs - 3)
+    delay = rng.uniform(0.0, 0.3)
     kill_when(project, ["dvc", "repro", "train@brain_tumor"], lambda: completed_epochs(backup) >= kill_after, delay)
     assert not (project / "models" / "brain_tumor").exists(), "a killed training left a model that looks complete"
     done_before = completed_epochs(backup)
@@ -141,14 +163,18 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path: Path) -> 
     assert resumed.stdout.count("Epoch ") == epochs - done_before, resumed.stdout  # only the missing epochs ran
     summary = json.loads((project / "models" / "brain_tumor" / "train.json").read_text())
     assert summary["epochs"] == epochs
-    curve = (project / "plots" / "brain_tumor" / "training" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()[1:]
+    curve = (
+        (project / "plots" / "brain_tumor" / "training" / "plots" / "metrics" / "train" / "loss.tsv")
+        .read_text()
+        .splitlines()[1:]
+    )
     assert [int(line.split("\t")[0]) for line in curve] == list(range(epochs)), curve  # one curve across the kill
     assert (project / "metrics" / "brain_tumor" / "eval.json").is_file()
     assert_clean(project, "evaluate@brain_tumor")
 
 
 def test_a_backup_made_for_other_params_is_discarded_not_resumed(tmp_path: Path) -> None:
-    from stages.resume import prepare
+    from medimage.modelling.resume import prepare
 
     backup = tmp_path / ".resume-x"
     assert prepare(backup, "params-a") is False
@@ -159,7 +185,7 @@ def test_a_backup_made_for_other_params_is_discarded_not_resumed(tmp_path: Path)
 
 
 def test_curve_points_logged_after_the_last_backup_are_dropped_before_resuming(tmp_path: Path) -> None:
-    from stages.resume import epochs_completed, trim_curves
+    from medimage.modelling.resume import epochs_completed, trim_curves
 
     backup = tmp_path / ".resume-x"
     (backup / "train").mkdir(parents=True)

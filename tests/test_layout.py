@@ -2,17 +2,22 @@ from __future__ import annotations
 
 import pytest
 
-from stages.archive import safe_member_name
-from stages.config import DatasetSpec
-from stages.errors import PipelineError
-from stages.layout import Layout, top_level_entries
+from medimage.archives.layout import Layout, top_level_entries
+from medimage.archives.reading import safe_member_name
+from medimage.errors import PipelineError
+from medimage.params import DatasetSpec
 
 
 def test_chest_xray_layout(registry: dict[str, DatasetSpec]) -> None:
     layout = Layout(registry["chest_xray"])
     placement = layout.place("chest_xray/train/PNEUMONIA/person1946_bacteria_4874.jpeg")
     assert placement is not None
-    assert (placement.source_split, placement.label, placement.file, placement.group) == ("train", "PNEUMONIA", "person1946_bacteria_4874.jpeg", "1946")
+    assert (placement.source_split, placement.label, placement.file, placement.group) == (
+        "train",
+        "PNEUMONIA",
+        "person1946_bacteria_4874.jpeg",
+        "1946",
+    )
     assert layout.place("chest_xray/train/NORMAL/IM-0115-0001.jpeg").group == ""
     assert layout.place("chest_xray/chest_xray/train/NORMAL/IM-0115-0001.jpeg") is None  # one folder deeper: no match
     assert layout.place("chest_xray/train/NORMAL/notes.txt") is None  # not an image extension
@@ -26,7 +31,9 @@ def test_split_names_are_mapped_then_lower_cased(registry: dict[str, DatasetSpec
     assert Layout(registry["blood_cells"]).canonical_split("TEST_SIMPLE") == "test_simple"
     assert Layout(registry["brain_tumor"]).canonical_split("Training") == "train"
     assert Layout(registry["chest_xray"]).canonical_split("VAL") == "val"
-    covid = Layout(registry["covid19"]).place("COVID-19_Radiography_Dataset/Viral Pneumonia/images/Viral Pneumonia-1.png")
+    covid = Layout(registry["covid19"]).place(
+        "COVID-19_Radiography_Dataset/Viral Pneumonia/images/Viral Pneumonia-1.png"
+    )
     assert covid is not None and covid.source_split == "all" and covid.label == "Viral Pneumonia"
 
 
@@ -36,13 +43,21 @@ def test_extensions_match_case_insensitively(registry: dict[str, DatasetSpec]) -
 
 @pytest.mark.parametrize(
     ("raw", "safe"),
-    [("a/b.jpg", "a/b.jpg"), ("a\\b.jpg", "a/b.jpg"), ("./a//b.jpg", "a/b.jpg"), ("dir/", "dir/"), ("ü/ñ b.jpg", "ü/ñ b.jpg")],
+    [
+        ("a/b.jpg", "a/b.jpg"),
+        ("a\\b.jpg", "a/b.jpg"),
+        ("./a//b.jpg", "a/b.jpg"),
+        ("dir/", "dir/"),
+        ("ü/ñ b.jpg", "ü/ñ b.jpg"),
+    ],
 )
 def test_safe_member_names(raw: str, safe: str) -> None:
     assert safe_member_name(raw) == safe
 
 
-@pytest.mark.parametrize("raw", ["../a.jpg", "a/../../b.jpg", "/etc/passwd", "C:\\x.jpg", "a/\x00b.jpg", "a/" + "x" * 300 + ".jpg"])
+@pytest.mark.parametrize(
+    "raw", ["../a.jpg", "a/../../b.jpg", "/etc/passwd", "C:\\x.jpg", "a/\x00b.jpg", "a/" + "x" * 300 + ".jpg"]
+)
 def test_unsafe_member_names(raw: str) -> None:
     with pytest.raises(PipelineError):
         safe_member_name(raw)

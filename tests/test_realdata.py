@@ -1,4 +1,4 @@
-"""Real Kaggle images (../shared/realdata) packed into their Kaggle layouts, and a fifth dataset added with YAML only.
+"""Real Kaggle images packed into their Kaggle layouts, and a fifth dataset added with YAML only.
 
 Skipped where ../shared is absent (set SHARED_DIR to point elsewhere).
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.config import DatasetSpec, RestructureSettings
-from stages.restructure import restructure
-from tests.conftest import REALDATA, make_project, run_in
+from medimage.archives.unpacking import restructure
+from medimage.params import DatasetSpec, RestructureSettings
+from tests.project import REALDATA, make_project, run_in
 
 pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample images not found at {REALDATA}")
 
@@ -31,7 +31,10 @@ BRAIN_MRI = {
     "synthetic": {
         "counts": {"all": {"yes": 155, "no": 98}},
         "member": "{label}/{name}",
-        "names": {"yes": ["Y{n}.jpg", "Y{n}.JPG", "Y{n}.jpeg"], "no": ["{n} no.jpeg", "no {n}.jpg", "N{n}.JPG", "No{n}.jpg"]},
+        "names": {
+            "yes": ["Y{n}.jpg", "Y{n}.JPG", "Y{n}.jpeg"],
+            "no": ["{n} no.jpeg", "no {n}.jpg", "N{n}.JPG", "No{n}.jpg"],
+        },
         "channels": 3,
         "size_jitter": 0.4,
         "copies": [{"source": "", "target": "brain_tumor_dataset/"}],
@@ -75,13 +78,16 @@ def test_real_blood_cells_restructure(tmp_path: Path, registry: dict[str, Datase
     assert (tmp_path / "out" / "train" / "EOSINOPHIL" / "_0_1169.jpeg").read_bytes() == (
         source / "dataset2-master" / "images" / "TRAIN" / "EOSINOPHIL" / "_0_1169.jpeg"
     ).read_bytes()
-    assert {(row["width"], row["height"], row["channels"]) for row in read_manifest(tmp_path / "out")} == {("320", "240", "3")}
+    assert {(row["width"], row["height"], row["channels"]) for row in read_manifest(tmp_path / "out")} == {
+        ("320", "240", "3")
+    }
 
 
 def test_real_covid_radiography_restructure(tmp_path: Path, registry: dict[str, DatasetSpec]) -> None:
     source = REALDATA / "covid19-radiography-DERIVATIVE-resized224" / "COVID-19_Radiography_Dataset"
     members = {
-        f"COVID-19_Radiography_Dataset/{path.parent.name}/images/{path.name}": path for path in sorted(source.rglob("*.png"))
+        f"COVID-19_Radiography_Dataset/{path.parent.name}/images/{path.name}": path
+        for path in sorted(source.rglob("*.png"))
     }
     members["COVID-19_Radiography_Dataset/COVID/masks/COVID-1.png"] = source / "COVID" / "COVID-1.png"
     archive = pack(tmp_path / "covid.zip", members)
@@ -94,7 +100,10 @@ def test_real_covid_radiography_restructure(tmp_path: Path, registry: dict[str, 
 def test_a_fifth_dataset_needs_only_yaml_and_runs_under_dvc_on_real_images(tmp_path: Path) -> None:
     source = REALDATA / "brain-mri-yes-no"
     images = {**tree(source / "yes", "yes/"), **tree(source / "no", "no/")}
-    archive = pack(tmp_path / "brain-mri-images-for-brain-tumor-detection.zip", {**images, **{f"brain_tumor_dataset/{m}": p for m, p in images.items()}})
+    archive = pack(
+        tmp_path / "brain-mri-images-for-brain-tumor-detection.zip",
+        {**images, **{f"brain_tumor_dataset/{m}": p for m, p in images.items()}},
+    )
     project = make_project(
         tmp_path / "project",
         {"datasets": ["brain_mri"], "fetch": {"source": "path", "paths": {"brain_mri": str(archive)}}},

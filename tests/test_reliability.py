@@ -1,19 +1,18 @@
-"""Reliability (issue 7, first parts): every params key refuses a wrong value by name; concurrent runs are locked."""
+"""Every params key refuses a wrong value by name; concurrent runs are locked out; credentials never leak."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from stages.config import load_params
-from stages.errors import PipelineError
-from tests.conftest import GIT_IDENTITY, ROOT, files_under, make_project
+from medimage.errors import PipelineError
+from medimage.params import load_params
+from tests.project import ROOT, environment, files_under, make_project
 
 
 def leaves(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -43,7 +42,9 @@ PARAM_LEAVES = leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))
 
 
 @pytest.mark.parametrize(("key", "value"), PARAM_LEAVES, ids=[key for key, _ in PARAM_LEAVES])
-def test_every_params_key_refuses_wrong_values_naming_the_key_and_the_file(tmp_path: Path, key: str, value: object) -> None:
+def test_every_params_key_refuses_wrong_values_naming_the_key_and_the_file(
+    tmp_path: Path, key: str, value: object
+) -> None:
     refused = 0
     for wrong in wrong_values(value):
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -71,15 +72,22 @@ def test_an_unknown_key_is_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_a_second_dvc_repro_in_the_same_workspace_is_refused_and_changes_nothing(tmp_path: Path) -> None:
-    project = make_project(tmp_path / "project", {"datasets": ["blood_cells"], "fetch": {"synthetic": {"images_per_class": 400, "image_size": 96}}})
-    env = {**os.environ, **GIT_IDENTITY, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    first = subprocess.Popen(["dvc", "repro", "split"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    project = make_project(
+        tmp_path / "project",
+        {"datasets": ["blood_cells"], "fetch": {"synthetic": {"images_per_class": 400, "image_size": 96}}},
+    )
+    env = environment(project)
+    first = subprocess.Popen(
+        ["dvc", "repro", "split"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not (project / "data" / "raw").exists() and time.monotonic() < deadline:
             time.sleep(0.05)  # the first run is inside its fetch stage, holding DVC's lock
         before = files_under(project / "data")
-        second = subprocess.run(["dvc", "repro", "split"], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            ["dvc", "repro", "split"], cwd=project, env=env, capture_output=True, text=True, timeout=120
+        )
         message = " ".join((second.stdout + second.stderr).split())
         assert second.returncode != 0, message
         # DVC's lock: the whole repo ("Unable to acquire lock") or the stage's outputs ("is busy ... rwlock")
@@ -99,32 +107,42 @@ import os
 def dataset_download(handle, **kwargs):
     return os.environ["FAKE_KAGGLE_FOLDER"]
 '''
-SECRETS = {"KAGGLE_USERNAME": "fake-user-7f3a9c", "KAGGLE_KEY": "fake-key-0d1e2f3a4b5c6d7e", "KAGGLE_API_TOKEN": "KGAT_fake_token_9a8b7c6d"}
+SECRETS = {
+    "KAGGLE_USERNAME": "fake-user-7f3a9c",
+    "KAGGLE_KEY": "fake-key-0d1e2f3a4b5c6d7e",
+    "KAGGLE_API_TOKEN": "KGAT_fake_token_9a8b7c6d",
+}
 
 
 def test_kaggle_credentials_never_reach_any_file_or_log(tmp_path: Path) -> None:
     import zipfile
 
-    from stages import synthetic
-    from stages.config import SyntheticSettings, load_dataset, load_params
+    from medimage.archives import synthetic
+    from medimage.params import SyntheticSettings, load_dataset, load_params
 
     params = load_params(ROOT)
     archive = tmp_path / "download.zip"
-    synthetic.write_archive(load_dataset("chest_xray", params, ROOT), SyntheticSettings(images_per_class=12, image_size=32), archive)
+    synthetic.write_archive(
+        load_dataset("chest_xray", params, ROOT), SyntheticSettings(images_per_class=12, image_size=32), archive
+    )
     with zipfile.ZipFile(archive) as handle:
         handle.extractall(tmp_path / "kagglehub-cache" / "versions" / "2")
     (tmp_path / "shim" / "kagglehub").mkdir(parents=True)
     (tmp_path / "shim" / "kagglehub" / "__init__.py").write_text(FAKE_KAGGLEHUB)
     project = make_project(
         tmp_path / "project",
-        {"datasets": ["chest_xray"], "fetch": {"source": "kaggle"}, "train": {"model": "sklearn_linear", "loader": "opencv", "image_size": 32}},
+        {
+            "datasets": ["chest_xray"],
+            "fetch": {"source": "kaggle"},
+            "train": {"model": "sklearn_linear", "loader": "opencv", "image_size": 32},
+        },
     )
-    env = {
-        **os.environ, **GIT_IDENTITY, **SECRETS,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": f"{tmp_path / 'shim'}{os.pathsep}{project}",
-        "FAKE_KAGGLE_FOLDER": str(tmp_path / "kagglehub-cache" / "versions" / "2"),
-    }
+    env = environment(
+        project,
+        **SECRETS,
+        PYTHONPATH=f"{tmp_path / 'shim'}{os.pathsep}{project}",
+        FAKE_KAGGLE_FOLDER=str(tmp_path / "kagglehub-cache" / "versions" / "2"),
+    )
     run = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert (project / "metrics" / "chest_xray" / "eval.json").is_file()
@@ -137,4 +155,6 @@ def test_kaggle_credentials_never_reach_any_file_or_log(tmp_path: Path) -> None:
             assert secret.encode() not in data, f"{name} found in {path}"
     for name, secret in SECRETS.items():
         assert secret not in run.stdout + run.stderr, f"{name} found in the dvc repro log"
-    assert scanned > 100  # the raw archive, interim and processed images, .dvc/, dvc.lock, models, metrics, DVCLive files
+    assert (
+        scanned > 100
+    )  # the raw archive, interim and processed images, .dvc/, dvc.lock, models, metrics, DVCLive files

@@ -9,11 +9,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stages.config import SplitSettings
-from stages.errors import PipelineError
-from stages.splitting import Item, assign_splits, folds_per_split, leakage_components
+from medimage.errors import PipelineError
+from medimage.params import SplitSettings
+from medimage.splitting.assignment import Item, assign_splits, folds_per_split, leakage_components
 
-RATIOS = [{"train": 0.8, "test": 0.2}, {"train": 0.7, "val": 0.15, "test": 0.15}, {"train": 0.6, "val": 0.2, "test": 0.2}, {"train": 0.5, "test": 0.5}]
+RATIOS = [
+    {"train": 0.8, "test": 0.2},
+    {"train": 0.7, "val": 0.15, "test": 0.15},
+    {"train": 0.6, "val": 0.2, "test": 0.2},
+    {"train": 0.5, "test": 0.5},
+]
 
 
 @st.composite
@@ -44,7 +49,9 @@ def straddling(items: list[Item], splits: list[str], key: str) -> list[str]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=manifests(), ratios=st.sampled_from(RATIOS), seed=st.integers(0, 10_000))
-def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(items: list[Item], ratios: dict[str, float], seed: int) -> None:
+def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(
+    items: list[Item], ratios: dict[str, float], seed: int
+) -> None:
     config = SplitSettings(strategy="pool", ratios=ratios, seed=seed)
     splits = assign_splits(items, config, "toy")
 
@@ -90,7 +97,13 @@ def test_near_duplicate_pairs_join_groups() -> None:
     assert splits[3] == splits[51] == splits[97]
 
 
-@pytest.mark.parametrize(("ratios", "expected"), [({"train": 0.8, "test": 0.2}, {"test": 4, "train": 16}), ({"train": 0.7, "val": 0.15, "test": 0.15}, {"test": 3, "val": 3, "train": 14})])
+@pytest.mark.parametrize(
+    ("ratios", "expected"),
+    [
+        ({"train": 0.8, "test": 0.2}, {"test": 4, "train": 16}),
+        ({"train": 0.7, "val": 0.15, "test": 0.15}, {"test": 3, "val": 3, "train": 14}),
+    ],
+)
 def test_three_way_ratios_are_reached_with_twenty_folds(ratios: dict[str, float], expected: dict[str, int]) -> None:
     assert folds_per_split(ratios, 20) == expected
 
@@ -113,8 +126,14 @@ def test_keep_and_merge() -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (SplitSettings(strategy="keep"), r"split\(s\) \['test_simple'\] are none of \['train', 'val', 'test'\]; map them with split.rename"),
-        (SplitSettings(strategy="merge", merge={"val": "holdout", "test_simple": "test"}), "split.merge: merge target 'holdout' of toy does not exist"),
+        (
+            SplitSettings(strategy="keep"),
+            r"split\(s\) \['test_simple'\] are none of \['train', 'val', 'test'\]; map them with split.rename",
+        ),
+        (
+            SplitSettings(strategy="merge", merge={"val": "holdout", "test_simple": "test"}),
+            "split.merge: merge target 'holdout' of toy does not exist",
+        ),
         (SplitSettings(strategy="merge", merge={"missing": "train"}), "split.merge: toy has no split 'missing' to map"),
         (SplitSettings(strategy="keep", rename={"val": "test", "test_simple": "test"}), "renamed to the same name"),
     ],
@@ -126,7 +145,9 @@ def test_keep_and_merge_errors_name_the_key(config: SplitSettings, message: str)
 
 def test_a_split_without_some_label_is_refused() -> None:
     items = [Item(f"{i}.jpg", "A", "train", f"s{i}", "") for i in range(60)] + [Item("rare.jpg", "B", "train", "r", "")]
-    with pytest.raises(PipelineError, match=r"only 1 independent groups of images in the rarest label: too few for split.ratios"):
+    with pytest.raises(
+        PipelineError, match=r"only 1 independent groups of images in the rarest label: too few for split.ratios"
+    ):
         assign_splits(items, SplitSettings(), "toy")
     kept = [*items, Item("test/a.jpg", "A", "test", "t", "")]
     with pytest.raises(PipelineError, match=r"split 'test' of toy would hold no \['B'\] image \(split.strategy keep"):
@@ -135,7 +156,11 @@ def test_a_split_without_some_label_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("ratios", "message"),
-    [({"train": 0.8, "test": 0.3}, "ratios must sum to 1, got 1.1"), ({"train": 0.8, "holdout": 0.2}, "unknown split name"), ({"train": 1.0}, "needs at least train and test")],
+    [
+        ({"train": 0.8, "test": 0.3}, "ratios must sum to 1, got 1.1"),
+        ({"train": 0.8, "holdout": 0.2}, "unknown split name"),
+        ({"train": 1.0}, "needs at least train and test"),
+    ],
 )
 def test_invalid_ratios(ratios: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):

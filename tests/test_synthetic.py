@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stages import synthetic
-from stages.config import DatasetSpec, RestructureSettings, SyntheticSettings
-from stages.layout import Layout
-from stages.restructure import restructure
-from tests.conftest import files_under
+from medimage.archives import synthetic
+from medimage.archives.layout import Layout
+from medimage.archives.unpacking import restructure
+from medimage.params import DatasetSpec, RestructureSettings, SyntheticSettings
+from tests.project import files_under
 
 KNOBS = SyntheticSettings(images_per_class=12, image_size=40, seed=3)
 DATASETS = ["chest_xray", "blood_cells", "covid19", "brain_tumor"]
@@ -37,7 +37,9 @@ def _members(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("name", DATASETS)
-def test_restructure_gives_exactly_the_planned_counts(name: str, archives: dict[str, Path], registry: dict[str, DatasetSpec], tmp_path: Path) -> None:
+def test_restructure_gives_exactly_the_planned_counts(
+    name: str, archives: dict[str, Path], registry: dict[str, DatasetSpec], tmp_path: Path
+) -> None:
     dataset = registry[name]
     layout = Layout(dataset)
     expected = {
@@ -56,7 +58,9 @@ def test_restructure_gives_exactly_the_planned_counts(name: str, archives: dict[
     assert all(len(row["sha256"]) == 64 and int(row["width"]) > 0 for row in rows)
 
 
-def test_chest_xray_quirks_exist_in_the_archive_but_never_reach_the_output(archives: dict[str, Path], registry: dict[str, DatasetSpec], tmp_path: Path) -> None:
+def test_chest_xray_quirks_exist_in_the_archive_but_never_reach_the_output(
+    archives: dict[str, Path], registry: dict[str, DatasetSpec], tmp_path: Path
+) -> None:
     members = _members(archives["chest_xray"])
     assert any(member.startswith("chest_xray/chest_xray/train/") for member in members)
     assert any("/__MACOSX/" in member and "/._" in member for member in members)
@@ -66,8 +70,12 @@ def test_chest_xray_quirks_exist_in_the_archive_but_never_reach_the_output(archi
     metrics = restructure(archives["chest_xray"], registry["chest_xray"], RestructureSettings(), tmp_path / "out")
     with (tmp_path / "out" / "manifest.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert not any("chest_xray/chest_xray" in row["member"] or "__MACOSX" in row["member"] or "._" in row["path"] for row in rows)
-    assert metrics["ignored_by_rule"]["chest_xray/chest_xray/*"] > metrics["images"]  # the nested copy (+ its .DS_Store)
+    assert not any(
+        "chest_xray/chest_xray" in row["member"] or "__MACOSX" in row["member"] or "._" in row["path"] for row in rows
+    )
+    assert (
+        metrics["ignored_by_rule"]["chest_xray/chest_xray/*"] > metrics["images"]
+    )  # the nested copy (+ its .DS_Store)
     # patient ids recur: one person has several images, and the same id appears in train and test
     pneumonia = [row for row in rows if row["label"] == "PNEUMONIA"]
     groups = [row["group"] for row in pneumonia]
@@ -79,7 +87,9 @@ def test_chest_xray_quirks_exist_in_the_archive_but_never_reach_the_output(archi
     assert {row["channels"] for row in rows if row["source_split"] == "train"} == {"1", "3"}  # grey and grey-as-RGB
 
 
-def test_chest_xray_test_split_is_acquired_differently(archives: dict[str, Path], tmp_path: Path, registry: dict[str, DatasetSpec]) -> None:
+def test_chest_xray_test_split_is_acquired_differently(
+    archives: dict[str, Path], tmp_path: Path, registry: dict[str, DatasetSpec]
+) -> None:
     restructure(archives["chest_xray"], registry["chest_xray"], RestructureSettings(), tmp_path / "out")
 
     def contrast(split: str) -> float:
@@ -105,11 +115,16 @@ def test_other_quirks(archives: dict[str, Path], registry: dict[str, DatasetSpec
 
 def test_blood_cells_train_and_test_share_augmented_originals(registry: dict[str, DatasetSpec]) -> None:
     planned = synthetic.plan_images(registry["blood_cells"].synthetic, KNOBS.images_per_class)
-    sources = {split: {(image.label, image.source) for image in planned if image.archive_split == split} for split in ("TRAIN", "TEST")}
+    sources = {
+        split: {(image.label, image.source) for image in planned if image.archive_split == split}
+        for split in ("TRAIN", "TEST")
+    }
     assert sources["TRAIN"] & sources["TEST"]
 
 
-def test_archives_are_deterministic_and_follow_the_seed(registry: dict[str, DatasetSpec], archives: dict[str, Path], tmp_path: Path) -> None:
+def test_archives_are_deterministic_and_follow_the_seed(
+    registry: dict[str, DatasetSpec], archives: dict[str, Path], tmp_path: Path
+) -> None:
     again = _write(registry["brain_tumor"], tmp_path / "again.zip")
     assert again.read_bytes() == archives["brain_tumor"].read_bytes()
     other_seed = tmp_path / "other.zip"

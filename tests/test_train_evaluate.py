@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import git, make_project, run_in, update_yaml
+from tests.project import git, make_project, run_in, update_yaml
 
-EVAL_KEYS = {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "per_class", "train_accuracy", "generalization_gap"}
+EVAL_KEYS = {
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "roc_auc",
+    "per_class",
+    "train_accuracy",
+    "generalization_gap",
+}
 TINY = {
     "datasets": ["chest_xray"],
     "fetch": {"synthetic": {"images_per_class": 24, "image_size": 48}},
@@ -64,7 +72,8 @@ def test_sklearn_baseline_runs_where_tensorflow_cannot_be_imported(tiny: Path) -
     update_yaml(tiny / "params.yaml", {"train": {"model": "sklearn_linear", "loader": "opencv"}})
     run_in(tiny, "dvc", "repro", "split@chest_xray")
     for stage in ("train", "evaluate"):
-        code = f"{BLOCK_TENSORFLOW}; import runpy; sys.argv = ['{stage}', 'chest_xray']; runpy.run_module('stages.{stage}', run_name='__main__')"
+        run = f"sys.argv = ['{stage}', 'chest_xray']; runpy.run_module('stages.{stage}', run_name='__main__')"
+        code = f"{BLOCK_TENSORFLOW}; import runpy; {run}"
         run_in(tiny, sys.executable, "-c", code)
     metrics = read(tiny / "metrics" / "chest_xray" / "eval.json")
     assert set(metrics) == EVAL_KEYS and metrics["accuracy"] > 0.6
@@ -75,7 +84,16 @@ def test_sklearn_baseline_runs_where_tensorflow_cannot_be_imported(tiny: Path) -
 def test_imagenet_weights_offline_fail_with_one_line(tiny: Path, tmp_path: Path) -> None:
     update_yaml(tiny / "params.yaml", {"train": {"model": "mobilenet_v2", "weights": "imagenet", "image_size": 96}})
     run_in(tiny, "dvc", "repro", "split@chest_xray")
-    result = run_in(tiny, "env", f"KERAS_HOME={tmp_path / 'empty-keras-home'}", sys.executable, "-m", "stages.train", "chest_xray", check=False)
+    result = run_in(
+        tiny,
+        "env",
+        f"KERAS_HOME={tmp_path / 'empty-keras-home'}",
+        sys.executable,
+        "-m",
+        "stages.train",
+        "chest_xray",
+        check=False,
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("train: error:")]
     assert len(errors) == 1 and "~/.keras/models/" in errors[0] and "train.weights: null" in errors[0]
@@ -85,13 +103,15 @@ def test_imagenet_weights_offline_fail_with_one_line(tiny: Path, tmp_path: Path)
 def test_backbones_get_their_own_preprocessing_and_grey_becomes_three_channels() -> None:
     import keras
 
-    from stages.config import TrainSettings
-    from stages.models import BACKBONES, build_model
+    from medimage.modelling.architectures import BACKBONES, build_model
+    from medimage.params import TrainSettings
 
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     layer = BACKBONES["mobilenet_v2"][1]()
     assert np.allclose(layer(pixels), keras.applications.mobilenet_v2.preprocess_input(pixels.copy()), atol=1e-5)
-    assert np.allclose(BACKBONES["efficientnet_b0"][1]()(pixels), keras.applications.efficientnet.preprocess_input(pixels.copy()))
+    assert np.allclose(
+        BACKBONES["efficientnet_b0"][1]()(pixels), keras.applications.efficientnet.preprocess_input(pixels.copy())
+    )
     model, backbone = build_model(TrainSettings(model="efficientnet_b0", image_size=32), classes=3)
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 3)
     assert backbone is not None and not backbone.trainable

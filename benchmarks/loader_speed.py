@@ -1,0 +1,119 @@
+"""Loader throughput: decode + resize to 224 + batches of 32, over the same 2,000 JPEGs of 512x512.
+
+    python -m benchmarks.loader_speed [--repeat 3]
+
+Compares our OpenCV loader (2 threads, reduced JPEG decoding) with Keras' image_dataset_from_directory
+(prefetch, no cache) and the legacy ImageDataGenerator.flow_from_directory. The images are generated once
+into .benchmarks-cache/loaders/ (git-ignored). One full pass each, medians; ratios against Keras.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from benchmarks.common import arguments, median_seconds
+from medimage.modelling import opencv_loader
+
+FOLDER = Path(".benchmarks-cache/loaders")
+COUNT, SIDE, TARGET, BATCH = 2000, 512, 224, 32
+LABELS = ("a", "b")
+
+
+def images() -> Path:
+    return generate(FOLDER, COUNT, seed=0, size=lambda rng: (SIDE, SIDE), channels=3, noise=12)
+
+
+def generate(
+    folder: Path,
+    count: int,
+    seed: int,
+    size: Callable[[np.random.Generator], tuple[int, int]],
+    channels: int,
+    noise: float,
+) -> Path:
+    """`count` smooth, noisy JPEGs over LABELS under folder/train/, once; (height, width) of each from `size`."""
+    if (folder / "manifest.csv").is_file():
+        return folder
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(count):
+        label = LABELS[index % 2]
+        path = f"train/{label}/{index:05d}.jpg"
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        height, width = size(rng)
+        coarse = rng.uniform(0, 255, (8, 8, channels) if channels > 1 else (8, 8)).astype(np.float32)
+        picture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+        picture += rng.normal(0, noise, picture.shape).astype(np.float32)
+        cv2.imwrite(str(folder / path), picture.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        rows.append({"path": path, "label": label, "split": "train", "width": width, "height": height})
+    write_manifest(folder, rows)
+    return folder
+
+
+def write_manifest(folder: Path, rows: list[dict]) -> None:
+    """The few manifest columns our loader reads, written last: a folder with a manifest is complete."""
+    with (folder / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def opencv_pass(folder: Path, labels: tuple[str, ...] = LABELS) -> int:
+    images = opencv_loader.image_set(folder, "train", list(labels))
+    return sum(len(batch) for batch, _ in opencv_loader.batches(images, TARGET, BATCH, threads=2))
+
+
+def keras_pass(folder: Path, labels: tuple[str, ...] = LABELS) -> int:
+    import keras
+    import tensorflow as tf
+
+    dataset = keras.utils.image_dataset_from_directory(
+        folder / "train",
+        class_names=list(labels),
+        image_size=(TARGET, TARGET),
+        batch_size=BATCH,
+        shuffle=False,
+        verbose=False,
+    ).prefetch(tf.data.AUTOTUNE)
+    return sum(int(batch.shape[0]) for batch, _ in dataset)
+
+
+def legacy_pass(folder: Path) -> int:
+    import tensorflow as tf
+
+    flow = tf.keras.preprocessing.image.ImageDataGenerator().flow_from_directory(
+        folder / "train", target_size=(TARGET, TARGET), batch_size=BATCH, class_mode="sparse", shuffle=False
+    )
+    return sum(len(flow[index][0]) for index in range(len(flow)))
+
+
+def rate(action: Callable[[Path], int], folder: Path, repeat: int) -> float:
+    """Images per second: the count of one pass over the median pass time (every pass reads the same images)."""
+    count = action(folder)  # also warms the file cache, as the later passes find it
+    return count / median_seconds(lambda: action(folder), repeat)
+
+
+def main() -> None:
+    parser = arguments(__doc__)
+    args = parser.parse_args()
+    folder = images()
+    results = {
+        "keras `image_dataset_from_directory` + prefetch": rate(keras_pass, folder, args.repeat),
+        "ours: OpenCV, reduced decoding, 2 threads": rate(opencv_pass, folder, args.repeat),
+        "legacy `ImageDataGenerator.flow_from_directory`": rate(legacy_pass, folder, args.repeat),
+    }
+    baseline = next(iter(results.values()))
+    print(f"\n{COUNT:,} JPEGs {SIDE}x{SIDE} -> {TARGET}x{TARGET}, batch {BATCH}, median of {args.repeat}\n")
+    print("| loader | images/s | ratio to keras |")
+    print("|---|---|---|")
+    for name, value in results.items():
+        print(f"| {name} | {value:,.0f} | {value / baseline:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

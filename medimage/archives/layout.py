@@ -1,0 +1,106 @@
+"""Map archive member paths to (source_split, label, file) with the registry's layout patterns.
+
+Pattern syntax: `{split}`, `{label}` and `{file}` each match one path segment; everything else is literal.
+Ignore rules: a rule without '/' matches the file name (`._*`, `.DS_Store`); a rule with '/' matches the
+whole member path, `*` crossing folders (`chest_xray/chest_xray/*`, `*/masks/*`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import PurePosixPath
+
+from medimage.params import DatasetSpec
+
+NO_SPLIT = "all"
+_PLACEHOLDER = re.compile(r"\{(split|label|file)\}")
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    parts = []
+    position = 0
+    for placeholder in _PLACEHOLDER.finditer(pattern):
+        parts.append(re.escape(pattern[position : placeholder.start()]))
+        parts.append(f"(?P<{placeholder.group(1)}>[^/]+)")
+        position = placeholder.end()
+    parts.append(re.escape(pattern[position:]))
+    return re.compile("".join(parts))
+
+
+@dataclass(frozen=True)
+class Placement:
+    source_split: str
+    label: str
+    file: str
+    group: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.source_split}/{self.label}/{self.file}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The registry's layout rules for one dataset, compiled once."""
+
+    spec: DatasetSpec
+
+    @cached_property
+    def _patterns(self) -> list[re.Pattern[str]]:
+        return [compile_pattern(pattern) for pattern in self.spec.layout]
+
+    @cached_property
+    def _patient(self) -> re.Pattern[str] | None:
+        return re.compile(self.spec.patient_id) if self.spec.patient_id else None
+
+    @cached_property
+    def _extensions(self) -> frozenset[str]:
+        return frozenset(extension.lower() for extension in self.spec.extensions)
+
+    def ignore_rule(self, member: str) -> str | None:
+        """The first ignore rule that matches the member, if any."""
+        name = PurePosixPath(member).name
+        for rule in self.spec.ignore:
+            target = member if "/" in rule else name
+            if fnmatch.fnmatchcase(target, rule):
+                return rule
+        return None
+
+    def place(self, member: str) -> Placement | None:
+        """Where the member goes, or None when no layout pattern (or no allowed extension) matches it."""
+        for pattern in self._patterns:
+            match = pattern.fullmatch(member)
+            if match:
+                break
+        else:
+            return None
+        file = match["file"]
+        if PurePosixPath(file).suffix.lower() not in self._extensions:
+            return None
+        return Placement(
+            source_split=self.canonical_split(match.groupdict().get("split")),
+            label=match["label"],
+            file=file,
+            group=self.patient_of(file),
+        )
+
+    def canonical_split(self, archive_split: str | None) -> str:
+        if archive_split is None:
+            return NO_SPLIT
+        return self.spec.split_map.get(archive_split, archive_split).lower()
+
+    def patient_of(self, file: str) -> str:
+        if self._patient is None:
+            return ""
+        match = self._patient.search(file)
+        return match.group(1) if match else ""
+
+
+def top_level_entries(members: list[str], limit: int = 12) -> str:
+    """A short listing of an archive's top-level folders and files, for error messages."""
+    entries = sorted({member.split("/", 1)[0] + ("/" if "/" in member else "") for member in members})
+    shown = ", ".join(entries[:limit])
+    return shown + (f", ... ({len(entries)} in all)" if len(entries) > limit else "") if entries else "(empty archive)"

@@ -1,0 +1,288 @@
+"""Offline stand-ins for the Kaggle archives: the same member paths, names and quirks, fewer and smaller images.
+
+Everything dataset-specific comes from the registry's `synthetic:` section (see datasets/*.yaml); this module
+only knows how to draw and pack. Each label gets its own shape (circles, bars, triangles, ...) drawn with
+OpenCV over a smooth anatomical-looking background, so a small CNN can learn the classes. Splits can differ
+in acquisition (contrast, brightness, size) and labels in image size, as in the real chest X-ray set.
+The output is byte-identical for the same registry entry, knobs and seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from medimage.archives.packing import member_info
+from medimage.params import Acquisition, DatasetSpec, SyntheticSettings, SyntheticSpec
+
+MIN_IMAGES = 2  # per archive split and label, so that every folder of the real layout exists
+NOISE_GRAIN = 256
+DRAW_SIZE = 256  # shapes are drawn at most this size, then scaled: large images cost little more than small ones
+APPLEDOUBLE_HEADER = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+DS_STORE_HEADER = b"\x00\x00\x00\x01Bud1"
+Shape = Callable[[np.ndarray, np.random.Generator, int], None]
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    archive_split: str
+    label: str
+    label_index: int
+    index: int  # position among the images of its archive split and label
+    n: int
+    member: str
+    source: int | None  # the original this image is an augmentation of, when the dataset is augmented
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def planned_counts(spec: SyntheticSpec, images_per_class: int) -> dict[str, dict[str, int]]:
+    """Scale the real archive's counts so that an average label has `images_per_class` images in all."""
+    totals: dict[str, int] = {}
+    for per_label in spec.counts.values():
+        for label, count in per_label.items():
+            totals[label] = totals.get(label, 0) + count
+    scale = images_per_class / (sum(totals.values()) / len(totals))
+    return {
+        split: {label: max(MIN_IMAGES, round(count * scale)) for label, count in per_label.items()}
+        for split, per_label in spec.counts.items()
+    }
+
+
+def labels_of(spec: SyntheticSpec) -> list[str]:
+    return sorted({label for per_label in spec.counts.values() for label in per_label})
+
+
+def plan_images(spec: SyntheticSpec, images_per_class: int) -> list[PlannedImage]:
+    labels = labels_of(spec)
+    planned = []
+    for split, per_label in planned_counts(spec, images_per_class).items():
+        for label, count in per_label.items():
+            fields = {**spec.fields.get(split, {}), **spec.fields.get(label, {})}
+            for index in range(count):
+                n = spec.start + index
+                source = index % spec.sources_per_label if spec.sources_per_label else None
+                templates = spec.name_templates(label, n)
+                name = templates[index % len(templates)].format(
+                    n=n,
+                    patient=index // spec.images_per_patient + 1,
+                    source=source if source is not None else n,
+                    label=label,
+                    split=split,
+                    **fields,
+                )
+                member = spec.member.format(split=split, label=label, name=name)
+                planned.append(PlannedImage(split, label, labels.index(label), index, n, member, source))
+    return planned
+
+
+# --------------------------------------------------------------------------- draw
+
+
+def _circles(canvas: np.ndarray, rng: np.random.Generator, size: int) -> None:
+    for _ in range(rng.integers(2, 4)):
+        centre = rng.integers(size // 5, size - size // 5, 2)
+        cv2.circle(canvas, (int(centre[0]), int(centre[1])), int(size * rng.uniform(0.07, 0.13)), 235, -1)
+
+
+def _bars(canvas: np.ndarray, rng: np.random.Generator, size: int) -> None:
+    for _ in range(rng.integers(2, 4)):
+        x, y = rng.integers(size // 8, size - size // 3, 2)
+        cv2.rectangle(canvas, (int(x), int(y)), (int(x + size * 0.25), int(y + size * 0.08)), 235, -1)
+
+
+def _triangles(canvas: np.ndarray, rng: np.random.Generator, size: int) -> None:
+    for _ in range(rng.integers(1, 3)):
+        x, y = rng.integers(size // 6, size - size // 3, 2)
+        side = size * rng.uniform(0.2, 0.3)
+        points = np.array([[x, y + side], [x + side, y + side], [x + side / 2, y]], dtype=np.int32)
+        cv2.fillPoly(canvas, [points], 235)
+
+
+def _rings(canvas: np.ndarray, rng: np.random.Generator, size: int) -> None:
+    for _ in range(rng.integers(1, 3)):
+        centre = rng.integers(size // 4, size - size // 4, 2)
+        cv2.circle(
+            canvas, (int(centre[0]), int(centre[1])), int(size * rng.uniform(0.12, 0.18)), 235, max(2, size // 40)
+        )
+
+
+def _crosses(canvas: np.ndarray, rng: np.random.Generator, size: int) -> None:
+    for _ in range(rng.integers(1, 3)):
+        x, y = rng.integers(size // 4, size - size // 4, 2)
+        arm, thickness = int(size * 0.12), max(2, size // 30)
+        cv2.line(canvas, (int(x - arm), int(y)), (int(x + arm), int(y)), 235, thickness)
+        cv2.line(canvas, (int(x), int(y - arm)), (int(x), int(y + arm)), 235, thickness)
+
+
+def _stripes(canvas: np.ndarray, rng: np.random.Generator, size: int) -> None:
+    offset, step = int(rng.integers(0, size // 6)), max(4, size // 6)
+    for x in range(offset, size, step):
+        cv2.line(canvas, (x, 0), (x + size // 4, size), 225, max(1, size // 40))
+
+
+SHAPES: list[Shape] = [_circles, _bars, _triangles, _rings, _crosses, _stripes]
+
+
+def draw_image(label_index: int, rng: np.random.Generator, size: int) -> np.ndarray:
+    """A square grey image: smooth background, a bright oval 'organ', and the label's shape on top."""
+    low = rng.uniform(40, 110, (6, 6)).astype(np.float32)
+    canvas = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+    organ = np.zeros((size, size), np.float32)
+    cv2.ellipse(
+        organ, (size // 2, size // 2), (int(size * 0.38), int(size * 0.3)), float(rng.uniform(-20, 20)), 0, 360, 50, -1
+    )
+    canvas += cv2.GaussianBlur(organ, (0, 0), size / 20)
+    signal = np.zeros((size, size), np.float32)
+    SHAPES[label_index % len(SHAPES)](signal, rng, size)
+    canvas = np.where(signal > 0, signal * rng.uniform(0.75, 1.0), canvas)
+    return canvas
+
+
+def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What Kaggle's blood-cell set did to its few originals: small rotations, shifts and flips."""
+    size = image.shape[0]
+    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), float(rng.uniform(-20, 20)), 1.0)
+    matrix[:, 2] += rng.uniform(-0.05, 0.05, 2) * size
+    moved = cv2.warpAffine(image, matrix, (size, size), borderMode=cv2.BORDER_REFLECT)
+    return moved[:, ::-1] if rng.random() < 0.5 else moved
+
+
+def finish(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    acquisition: Acquisition,
+    rgb: bool,
+    tint: np.ndarray,
+) -> np.ndarray:
+    """Resize to the acquisition size, apply its contrast and brightness, add noise, make uint8 grey or RGB."""
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    adjusted = (resized - 128.0) * acquisition.contrast + 128.0 + acquisition.brightness
+    # Sensor noise, grained at most 256 px across: per-pixel noise on a 2,000 px image would make
+    # incompressible 1 MB JPEGs and take most of the drawing time.
+    grain = rng.normal(0.0, 6.0, (min(height, NOISE_GRAIN), min(width, NOISE_GRAIN))).astype(np.float32)
+    adjusted += (
+        grain if grain.shape == adjusted.shape else cv2.resize(grain, (width, height), interpolation=cv2.INTER_LINEAR)
+    )
+    grey = np.clip(adjusted, 0, 255).astype(np.uint8)
+    if not rgb:
+        return grey
+    colour = grey[:, :, None].astype(np.float32) * tint[None, None, :]
+    return np.clip(colour, 0, 255).astype(np.uint8)
+
+
+def encode(image: np.ndarray, member: str) -> bytes:
+    is_png = PurePosixPath(member).suffix.lower() == ".png"
+    ok, buffer = cv2.imencode(".png" if is_png else ".jpg", image, [] if is_png else [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {member}")
+    return buffer.tobytes()
+
+
+# --------------------------------------------------------------------------- archive
+
+
+def _spec(dataset: DatasetSpec) -> SyntheticSpec:
+    if dataset.synthetic is None:
+        raise ValueError(f"{dataset.name} has no synthetic section")
+    return dataset.synthetic
+
+
+def _rng(*keys: object) -> np.random.Generator:
+    return np.random.default_rng([zlib.crc32(str(key).encode()) for key in keys])
+
+
+def _image_size(spec: SyntheticSpec, planned: PlannedImage, base: int, rng: np.random.Generator) -> tuple[int, int]:
+    factor = spec.label_size.get(planned.label, 1.0) * spec.acquisition.get(planned.archive_split, Acquisition()).size
+    height = base * factor * (1 + spec.size_jitter * rng.uniform(-1, 1))
+    return max(16, round(height * spec.aspect)), max(16, round(height))
+
+
+def render(dataset: DatasetSpec, planned: PlannedImage, knobs: SyntheticSettings) -> bytes:
+    spec = _spec(dataset)
+    rng = _rng(knobs.seed, dataset.name, planned.member)
+    canvas = min(knobs.image_size, DRAW_SIZE)
+    if planned.source is None:
+        square = draw_image(planned.label_index, rng, canvas)
+    else:
+        original = draw_image(
+            planned.label_index, _rng(knobs.seed, dataset.name, planned.label, planned.source), canvas
+        )
+        square = augment(original, rng)
+    width, height = _image_size(spec, planned, knobs.image_size, rng)
+    fraction = spec.rgb_fraction.get(f"{planned.archive_split}/{planned.label}", 0.0)
+    # ceil((i+1)f) > ceil(if) spreads ceil(count * f) colour images evenly, the first one included
+    rgb = spec.channels == 3 or math.ceil((planned.index + 1) * fraction) > math.ceil(planned.index * fraction)
+    tint = np.array(spec.tint or (1.0, 1.0, 1.0), np.float32)
+    acquisition = spec.acquisition.get(planned.archive_split, Acquisition())
+    return encode(finish(square, rng, width, height, acquisition, rgb, tint), planned.member)
+
+
+def render_mask(member: str, size: int) -> bytes:
+    mask = np.zeros((size, size, 3), np.uint8)
+    cv2.ellipse(mask, (size // 2, size // 2), (int(size * 0.35), int(size * 0.3)), 0, 0, 360, (255, 255, 255), -1)
+    return encode(mask, member)
+
+
+def stand_in_bytes(member: str) -> bytes:
+    """Content for members that only need to exist (.DS_Store, *.xlsx, README.md.txt, labels.csv, ...)."""
+    name = PurePosixPath(member).name
+    if name == ".DS_Store":
+        return DS_STORE_HEADER + bytes(2048)
+    if name.startswith("._"):
+        return APPLEDOUBLE_HEADER + bytes(4096 - len(APPLEDOUBLE_HEADER))
+    return f"synthetic stand-in for {member}\n".encode()
+
+
+def archive_members(dataset: DatasetSpec, knobs: SyntheticSettings) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """(member path, function giving its bytes) for every member of the synthetic archive, in archive order.
+
+    An image's nested copies follow it, sharing one rendering; nothing is kept once it has been written.
+    """
+    spec = _spec(dataset)
+    planned = plan_images(spec, knobs.images_per_class)
+    for image in planned:
+        content = functools.cache(lambda image=image: render(dataset, image, knobs))
+        yield image.member, content
+        for rule in spec.copies:
+            if image.member.startswith(rule.source):
+                yield rule.target + image.member[len(rule.source) :], content
+        if spec.masks and spec.masks.source in image.member:
+            mask_member = image.member.replace(spec.masks.source, spec.masks.target, 1)
+            yield mask_member, lambda mask_member=mask_member: render_mask(mask_member, knobs.image_size)
+    if spec.appledouble:
+        for image in planned:
+            folder, name = image.member.rsplit("/", 1)
+            double = f"{spec.appledouble}{folder}/._{name}"
+            yield double, lambda double=double: stand_in_bytes(double)
+    for extra in spec.extra_images:
+        for n in range(1, extra.count + 1):
+            member = extra.member.format(n=n)
+            extra_image = PlannedImage("extra", "extra", 0, n - 1, n, member, None)
+            yield member, lambda extra_image=extra_image: render(dataset, extra_image, knobs)
+    for template in spec.extras:
+        for member in sorted({template.format(label=label) for label in labels_of(spec)}):
+            yield member, lambda member=member: stand_in_bytes(member)
+
+
+def write_archive(dataset: DatasetSpec, knobs: SyntheticSettings, destination: Path) -> int:
+    """Write the synthetic archive to `destination`; return the number of members."""
+    count = 0
+    with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        members = archive_members(dataset, knobs)
+        for member, content in tqdm(members, desc=f"synthetic {dataset.name}", unit="file", disable=None, leave=False):
+            archive.writestr(member_info(member, zipfile.ZIP_DEFLATED), content())
+            count += 1
+    return count

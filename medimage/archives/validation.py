@@ -1,0 +1,73 @@
+"""Validate image bytes and read their size without a full-resolution decode.
+
+Pillow is used for validation because it reports truncated data as an error (OpenCV's imdecode only warns
+and returns a half-grey image). JPEGs are decoded in draft mode (libjpeg's DCT scaling, 1/8 size), which
+still walks every scan of the file, so truncation is caught at a fraction of the cost of a full decode.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # larger than any medical image here; stops decompression bombs
+
+# Channels by Pillow mode; palette and 1-bit images are decoded to what they display.
+_CHANNELS = {
+    "1": 1,
+    "L": 1,
+    "I": 1,
+    "I;16": 1,
+    "F": 1,
+    "P": 3,
+    "RGB": 3,
+    "YCbCr": 3,
+    "CMYK": 3,
+    "LA": 2,
+    "RGBA": 4,
+    "PA": 4,
+}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+    channels: int
+    format: str  # "JPEG", "PNG", ... what the bytes are, whatever the extension says
+
+
+class InvalidImage(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason  # "corrupt" or "not_image"
+        self.detail = detail
+
+
+def inspect_image(data: bytes) -> ImageInfo:
+    """Size, channels and real format of an image; InvalidImage('corrupt'|'not_image') otherwise."""
+    if not data:
+        raise InvalidImage("corrupt", "zero-byte file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InvalidImage("not_image", "not a recognised image format") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InvalidImage("corrupt", str(error) or type(error).__name__) from None
+    info = ImageInfo(
+        width=image.width, height=image.height, channels=_CHANNELS.get(image.mode, 3), format=image.format or ""
+    )
+    try:
+        if image.format == "JPEG":
+            image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise InvalidImage("corrupt", str(error) or type(error).__name__) from None
+    if info.width < 1 or info.height < 1:
+        raise InvalidImage("corrupt", f"size {info.width}x{info.height}")
+    return info

@@ -1,0 +1,164 @@
+"""Fit a Keras model on the processed split folders, with either loader (`keras_loader`). Imports TensorFlow.
+
+Seeds and, with train.deterministic, op determinism are set first; backbones train their head, then
+optionally fine-tune their top layers; every epoch is backed up so that a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
+
+from medimage.atomic import write_json
+from medimage.errors import PipelineError
+from medimage.modelling import architectures, cluster, distributed, opencv_loader, resume
+from medimage.modelling.keras_loader import corrupt_images_named, data_for
+from medimage.params import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+def configure(settings: TrainSettings) -> None:
+    """Seeds everywhere; with `deterministic`, op determinism and one thread per op (bit-identical reruns)."""
+    if settings.deterministic:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(settings.seed)
+
+
+def strategy_for(settings: TrainSettings) -> tf.distribute.Strategy | None:
+    """TensorFlow's own distribution engine: every local device (mirrored) or every TF_CONFIG worker (multi_worker)."""
+    if settings.distribute == "none":
+        return None
+    if settings.distribute == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    cluster.tf_config()  # a clear error before TensorFlow waits for workers that will never come
+    if settings.loader != "keras":
+        raise PipelineError(
+            "train.distribute: multi_worker needs train.loader: keras (tf.data shards the input per worker)"
+        )
+    ring = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=ring)
+
+
+def fit(
+    processed: Path, names: list[str], settings: TrainSettings, callbacks: list[keras.callbacks.Callback], backup: Path
+) -> tuple[keras.Model, dict]:
+    """Train (and fine-tune, for backbones); return the model and a summary of what ran.
+
+    Every epoch is backed up under `backup` (weights and epoch, Keras' BackupAndRestore), so a killed run
+    resumes where it stopped; the caller deletes `backup` once the model is saved.
+    """
+    configure(settings)
+    strategy = strategy_for(settings)
+    replicas = strategy.num_replicas_in_sync if strategy else 1
+    per_step = settings.model_copy(update={"batch_size": settings.batch_size * replicas})  # batch_size is per replica
+    train_labels = opencv_loader.image_set(processed, "train", names).labels
+    has_val = (processed / "val").is_dir()
+    weights = None
+    if settings.class_weight == "balanced":
+        values = compute_class_weight("balanced", classes=np.arange(len(names)), y=train_labels)
+        weights = {index: float(value) for index, value in enumerate(values)}
+    if strategy:
+        log.info(
+            "%s: %d replica(s) in sync, global batch %d, %d steps per epoch",
+            settings.distribute,
+            replicas,
+            per_step.batch_size,
+            math.ceil(len(train_labels) / per_step.batch_size),
+        )
+    with strategy.scope() if strategy else nullcontext(), tempfile.TemporaryDirectory(prefix="train-cache-") as scratch:
+        model, backbone = architectures.build_model(settings, len(names))
+        train = data_for(processed, "train", names, per_step, True, Path(scratch))
+        unfrozen = 0
+        if settings.distribute == "multi_worker":  # Keras' fit cannot run under MultiWorkerMirroredStrategy: our loop
+            has_val = False  # no early stopping: every worker runs the same epochs
+            with corrupt_images_named([processed / "train"]):
+                epochs_run = distributed.fit(
+                    strategy, model, train, len(train_labels), settings, weights, callbacks, backup
+                )
+        else:
+            if has_val:
+                callbacks = [
+                    *callbacks,
+                    keras.callbacks.EarlyStopping(
+                        "val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
+                    ),
+                ]
+            val = data_for(processed, "val", names, per_step, False, Path(scratch)) if has_val else None
+            phase = Phase(model, train, val, weights, callbacks, backup)
+            with corrupt_images_named([processed / "train", *([processed / "val"] if has_val else [])]):
+                epochs_run = phase.run("train", settings.learning_rate, 0, settings.epochs)
+                if backbone is not None and settings.fine_tune_layers > 0 and settings.fine_tune_epochs > 0:
+                    unfrozen = architectures.unfreeze_top(backbone, settings.fine_tune_layers)
+                    epochs_run += phase.run(
+                        "fine_tune",
+                        settings.fine_tune_learning_rate,
+                        epochs_run,
+                        epochs_run + settings.fine_tune_epochs,
+                    )
+    summary = {"epochs": epochs_run, "unfrozen_layers": unfrozen, "class_weight": weights, "early_stopping": has_val}
+    if strategy:
+        summary |= {"distribute": settings.distribute, "replicas": replicas, "global_batch": per_step.batch_size}
+    return model, summary
+
+
+class Phase:
+    """One `model.fit` call that survives a kill: per-epoch backups, and a marker with its weights once done."""
+
+    def __init__(
+        self, model: keras.Model, train: object, val: object, class_weight: dict | None, callbacks: list, backup: Path
+    ) -> None:
+        self.model, self.train, self.val, self.class_weight, self.callbacks, self.backup = (
+            model,
+            train,
+            val,
+            class_weight,
+            callbacks,
+            backup,
+        )
+
+    def run(self, name: str, learning_rate: float, first_epoch: int, last_epoch: int) -> int:
+        """Train epochs [first_epoch, last_epoch) (fewer if stopped early); return how many the phase ran in all."""
+        done, final_weights, checkpoints = (
+            self.backup / f"{name}.done.json",
+            self.backup / f"{name}.weights.h5",
+            self.backup / name,
+        )
+        if done.is_file():  # finished before the kill: its weights, not a rerun
+            self.model.load_weights(final_weights)
+            log.info("%s: finished in an earlier, interrupted run; restored its weights", name)
+            return json.loads(done.read_text())["epochs"]
+        resumed = resume.phase_epochs(self.backup, name)
+        if resumed is not None:
+            log.info("%s: resuming after epoch %d of %d (backup in %s)", name, resumed, last_epoch, checkpoints)
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+        keep = keras.callbacks.BackupAndRestore(str(checkpoints), double_checkpoint=True, delete_checkpoint=False)
+        self.model.fit(
+            self.train,
+            validation_data=self.val,
+            initial_epoch=first_epoch,
+            epochs=last_epoch,
+            class_weight=self.class_weight,
+            callbacks=[*self.callbacks, keep],
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        reached = resume.phase_epochs(self.backup, name) or first_epoch
+        self.model.save_weights(final_weights)
+        write_json(done, {"epochs": reached - first_epoch, "last_epoch": reached})
+        return reached - first_epoch

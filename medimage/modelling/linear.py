@@ -1,0 +1,61 @@
+"""The TensorFlow-free baseline: HOG and thumbnail features (OpenCV) into a scikit-learn logistic regression.
+
+For users who may not use TensorFlow: this module, the OpenCV loader and evaluate's scikit-learn path
+import no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import joblib
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from medimage.modelling import opencv_loader
+from medimage.params import TrainSettings
+
+HOG_WINDOW = 64  # HOG on the image resized to 64x64 grey
+HOG = cv2.HOGDescriptor((HOG_WINDOW, HOG_WINDOW), (16, 16), (8, 8), (8, 8), 9)
+MODEL_FILE = "model.joblib"
+
+
+def image_features(pixels: np.ndarray) -> np.ndarray:
+    """HOG of the 64x64 grey image plus a 16x16 thumbnail, for one RGB float image in [0, 255]."""
+    grey = cv2.cvtColor(pixels.astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, (HOG_WINDOW, HOG_WINDOW), interpolation=cv2.INTER_AREA)
+    thumbnail = cv2.resize(grey, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0
+    return np.concatenate([HOG.compute(grey).ravel(), thumbnail])
+
+
+def features(images: opencv_loader.ImageSet, settings: TrainSettings) -> np.ndarray:
+    """Feature rows for a whole split, decoded a batch at a time (the pixels are never all in memory)."""
+    rows = [
+        image_features(pixels)
+        for batch, _ in opencv_loader.batches(
+            images, settings.image_size, settings.batch_size, threads=settings.threads
+        )
+        for pixels in batch
+    ]
+    return np.array(rows, dtype=np.float32)
+
+
+def train(images: opencv_loader.ImageSet, settings: TrainSettings) -> Pipeline:
+    model = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=0.05, max_iter=3000, class_weight=settings.class_weight, random_state=settings.seed),
+    )
+    model.fit(features(images, settings), images.labels)
+    return model
+
+
+def save(model: Pipeline, folder: Path) -> None:
+    joblib.dump(model, folder / MODEL_FILE)
+
+
+def predict_proba(folder: Path, images: opencv_loader.ImageSet, settings: TrainSettings) -> np.ndarray:
+    model: Pipeline = joblib.load(folder / MODEL_FILE)
+    return model.predict_proba(features(images, settings))

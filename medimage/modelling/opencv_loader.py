@@ -1,0 +1,105 @@
+"""Our own image loader: OpenCV decoding, a thread pool, NumPy batches. It imports no TensorFlow.
+
+The class order comes from one place, `manifest.class_names()` (the labels of the processed manifest,
+sorted), which the Keras loader is given too, and which train writes to models/<ds>/labels.json. Pixels
+match Keras' `image_dataset_from_directory`: RGB, bilinear resize without antialiasing, float32 in [0, 255].
+Large images are decoded at reduced scale first (`medimage.decoding`). Only one batch is held in memory at a
+time (plus the one being decoded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from medimage import manifest
+from medimage.archives.validation import InvalidImage, inspect_image
+from medimage.decoding import decode_or_fail
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The images of one split: paths, integer labels in class order, and their stored sizes."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    sizes: list[tuple[int, int]]  # (width, height) from the manifest, to pick the decoding scale
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def class_names(processed: Path) -> list[str]:
+    return manifest.class_names(manifest.read_processed(processed))
+
+
+def image_set(processed: Path, split: str, names: list[str]) -> ImageSet:
+    rows = [row for row in manifest.read_processed(processed) if row.split == split]
+    index = {name: position for position, name in enumerate(names)}
+    return ImageSet(
+        paths=[processed / row.path for row in rows],
+        labels=np.array([index[row.label] for row in rows], dtype=np.int64),
+        sizes=[row.size for row in rows],
+        class_names=names,
+    )
+
+
+def load_image(path: Path, size: tuple[int, int] | None, target: int) -> np.ndarray:
+    """One image as float32 RGB, target x target x 3, values in [0, 255]; PipelineError names an unreadable file."""
+    image = decode_or_fail(path, size, target, colour=True)
+    if image.shape[:2] != (target, target):
+        image = cv2.resize(image, (target, target), interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+
+
+def undecodable(folder: Path) -> list[Path]:
+    """Files under `folder` (a processed split) that are not readable images: to name them when TensorFlow will not."""
+    broken = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            try:
+                inspect_image(path.read_bytes())
+            except InvalidImage:
+                broken.append(path)
+    return broken
+
+
+def batch_order(count: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(count) if shuffle else np.arange(count)
+
+
+def load_batch(
+    images: ImageSet, indices: np.ndarray, target: int, pool: ThreadPoolExecutor
+) -> tuple[np.ndarray, np.ndarray]:
+    pixels = list(pool.map(lambda i: load_image(images.paths[i], images.sizes[i], target), indices.tolist()))
+    return np.stack(pixels), images.labels[indices]
+
+
+def batches(
+    images: ImageSet,
+    target: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    threads: int = 2,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(pixels, labels) batches over the whole set, decoding the next batch while the caller uses this one."""
+    order = batch_order(len(images), shuffle, seed, epoch)
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    with ThreadPoolExecutor(max_workers=threads) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
+        pending = ahead.submit(load_batch, images, chunks[0], target, pool) if chunks else None
+        for position in range(len(chunks)):
+            current = pending.result()
+            pending = (
+                ahead.submit(load_batch, images, chunks[position + 1], target, pool)
+                if position + 1 < len(chunks)
+                else None
+            )
+            yield current

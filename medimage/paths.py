@@ -1,0 +1,24 @@
+"""Where each stage reads and writes (the README's layout), relative to the project root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RAW_DIR = Path("data/raw")
+INTERIM_DIR = Path("data/interim")
+PROCESSED_DIR = Path("data/processed")
+MODELS_DIR = Path("models")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+MANIFEST = "manifest.csv"
+SKIPPED = "skipped.csv"
+LABELS = "labels.json"
+KERAS_MODEL = "model.keras"
+
+
+def raw_archive(dataset: str) -> Path:
+    return RAW_DIR / f"{dataset}.zip"
+
+
+def metrics_file(dataset: str, name: str) -> Path:
+    return METRICS_DIR / dataset / name

@@ -1,0 +1,229 @@
+"""Decide which split each image goes to: keep or merge the archive's splits, or pool and re-split without leakage.
+
+Pooling cuts the data into FOLDS stratified, grouped folds (balanced_folds: per label, whole groups dealt to
+the emptiest fold; scikit-learn's StratifiedGroupKFold where a group holds several labels) and gives each
+split round(ratio x FOLDS) of them, test first, then val,
+train taking the rest: 20 folds make every ratio a multiple of 5 %, three-way ratios included. Where the
+rarest label has fewer than 20 independent groups of images, there are that many folds instead (coarser
+ratios, but every fold can hold every label). Groups are
+the connected components of "same patient", "same bytes" and (optionally) "near-identical dHash", so
+none of them ever straddles two splits. Input order does not matter: rows are sorted by path first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from medimage.errors import PipelineError
+from medimage.params import SPLIT_NAMES, SplitSettings
+
+FOLDS = 20
+# StratifiedGroupKFold (needed only when a group holds several labels) costs O(groups x folds) in Python (57 s
+# for 20,000 one-image groups); past this many groups, single-label groups are pooled, at random (seeded)
+# within their label, into buckets.
+MAX_GROUPS = 800
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image as the splitter sees it."""
+
+    path: str
+    label: str
+    source_split: str
+    sha256: str
+    group: str  # patient id, "" where unknown
+
+
+class UnionFind:
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, index: int) -> int:
+        while self.parent[index] != index:
+            self.parent[index] = self.parent[self.parent[index]]
+            index = self.parent[index]
+        return index
+
+    def union(self, first: int, second: int) -> None:
+        roots = sorted((self.find(first), self.find(second)))
+        self.parent[roots[1]] = roots[0]
+
+
+def leakage_components(
+    items: Sequence[Item], by_patient: bool, near_pairs: Sequence[tuple[int, int]] = ()
+) -> np.ndarray:
+    """Component id per item: items sharing bytes, a patient (if by_patient) or a near-duplicate pair share one."""
+    components = UnionFind(len(items))
+    first_seen: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(items):
+        keys = [("sha256", item.sha256)] + ([("patient", item.group)] if by_patient and item.group else [])
+        for key in keys:
+            if key in first_seen:
+                components.union(first_seen[key], index)
+            else:
+                first_seen[key] = index
+    for first, second in near_pairs:
+        components.union(first, second)
+    return np.array([components.find(index) for index in range(len(items))])
+
+
+def folds_per_split(ratios: dict[str, float], folds: int) -> dict[str, int]:
+    """How many of `folds` folds each split gets: at least one each, train the rest."""
+    counts = {name: max(1, round(ratios[name] * folds)) for name in ("test", "val") if name in ratios}
+    counts["train"] = folds - sum(counts.values())
+    if counts["train"] < 1:
+        raise PipelineError(f"split.ratios {ratios} leaves no fold for train with only {folds} groups of images")
+    return counts
+
+
+def coarsen(labels: Sequence[str], components: np.ndarray, seed: int, limit: int = MAX_GROUPS) -> np.ndarray:
+    """Fewer, larger groups: single-label groups are bucketed with random others of the same label.
+
+    Buckets only ever join groups that hold the same one label, so stratification and leakage-freedom
+    are unchanged; the split just moves in slightly larger steps.
+    """
+    ids = sorted(set(components.tolist()))
+    if len(ids) <= limit:
+        return components
+    factor = -(-len(ids) // limit)
+    labels_of: dict[int, set[str]] = {}
+    for label, component in zip(labels, components.tolist(), strict=True):
+        labels_of.setdefault(component, set()).add(label)
+    rng = np.random.default_rng(seed)
+    bucket_of: dict[int, int] = {}
+    for label in sorted(set(labels)):
+        pure = np.array([component for component in ids if labels_of[component] == {label}])
+        shuffled = rng.permutation(pure)
+        for start in range(0, len(shuffled), factor):
+            bucket = shuffled[start : start + factor]
+            for component in bucket.tolist():
+                bucket_of[component] = int(bucket.min())
+    return np.array([bucket_of.get(component, component) for component in components.tolist()])
+
+
+def balanced_folds(labels: Sequence[str], components: np.ndarray, folds: int, seed: int) -> np.ndarray | None:
+    """Fold of each item when every group holds one label (else None): per label, groups in random order, largest
+    first, each to the fold holding fewest images of that label so far (fold numbers shuffled per label).
+
+    Stratified and grouped like StratifiedGroupKFold, balanced at least as well, in O(n log n).
+    """
+    label_of: dict[int, str] = {}
+    for label, component in zip(labels, components.tolist(), strict=True):
+        if label_of.setdefault(component, label) != label:
+            return None
+    sizes = Counter(components.tolist())
+    rng = np.random.default_rng(seed)
+    fold_of_group: dict[int, int] = {}
+    for label in sorted(set(labels)):
+        groups = [group for group in sorted(sizes) if label_of[group] == label]
+        groups = sorted((groups[index] for index in rng.permutation(len(groups))), key=lambda group: -sizes[group])
+        heap = [(0, position, int(fold)) for position, fold in enumerate(rng.permutation(folds))]
+        for group in groups:
+            total, position, fold = heapq.heappop(heap)
+            fold_of_group[group] = fold
+            heapq.heappush(heap, (total + sizes[group], position, fold))
+    return np.array([fold_of_group[component] for component in components.tolist()])
+
+
+def sklearn_folds(labels: Sequence[str], components: np.ndarray, folds: int, settings: SplitSettings) -> np.ndarray:
+    """Fold of each item by scikit-learn, for groups that hold several labels."""
+    components = coarsen(labels, components, settings.seed)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=settings.seed)
+    fold_of = np.empty(len(labels), dtype=int)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="The least populated class"
+        )  # small classes: checked afterwards instead
+        for fold, (_, members) in enumerate(splitter.split(np.zeros(len(labels)), np.asarray(labels), components)):
+            fold_of[members] = fold
+    return fold_of
+
+
+def pool(labels: Sequence[str], components: np.ndarray, settings: SplitSettings) -> list[str]:
+    """New split per item (items in path order): stratified, grouped folds handed out by ratio."""
+    groups_per_label: dict[str, set[int]] = {}
+    for label, component in zip(labels, components.tolist(), strict=True):
+        groups_per_label.setdefault(label, set()).add(component)
+    # No more folds than the rarest label has groups, so that stratification can put it in every fold.
+    rarest = (
+        min(len(groups) for groups in groups_per_label.values()) if settings.stratify else len(set(components.tolist()))
+    )
+    folds = min(FOLDS, rarest)
+    if folds < len(settings.ratios):
+        raise PipelineError(
+            f"only {folds} independent groups of images in the rarest label: too few for split.ratios {settings.ratios}"
+        )
+    strata = labels if settings.stratify else ["all"] * len(labels)
+    fold_of = balanced_folds(strata, components, folds, settings.seed)
+    if fold_of is None:
+        fold_of = sklearn_folds(labels, components, folds, settings)
+    split_of_fold = []
+    for name, count in folds_per_split(settings.ratios, folds).items():
+        split_of_fold += [name] * count
+    return [split_of_fold[fold] for fold in fold_of]
+
+
+def remap(source_splits: Sequence[str], settings: SplitSettings, dataset: str) -> list[str]:
+    """keep: rename the archive's splits one to one; merge: fold some of them into others."""
+    present = sorted(set(source_splits))
+    mapping = settings.rename if settings.strategy == "keep" else settings.merge
+    key = f"split.{'rename' if settings.strategy == 'keep' else 'merge'}"
+    for source, target in mapping.items():
+        if source not in present:
+            raise PipelineError(
+                f"{key}: {dataset} has no split {source!r} to map (its splits: {present}); see datasets/{dataset}.yaml"
+            )
+        if settings.strategy == "merge" and (target not in present or target in mapping):
+            raise PipelineError(
+                f"{key}: merge target {target!r} of {dataset} does not exist after merging (its splits: {present})"
+            )
+    if settings.strategy == "keep" and len(set(mapping.values())) < len(mapping):
+        raise PipelineError(
+            f"{key}: two splits of {dataset} are renamed to the same name; use strategy merge to fold them"
+        )
+    result = [mapping.get(split, split) for split in source_splits]
+    unplaced = sorted(set(result) - set(SPLIT_NAMES))
+    if unplaced:
+        raise PipelineError(
+            f"split.strategy {settings.strategy}: {dataset}'s split(s) {unplaced} are none of {list(SPLIT_NAMES)}; "
+            f"map them with {key} in datasets/{dataset}.yaml, or use split.strategy pool"
+        )
+    return result
+
+
+def check_every_split_has_every_label(
+    labels: Sequence[str], splits: Sequence[str], dataset: str, settings: SplitSettings
+) -> None:
+    everything = set(labels)
+    for name in sorted(set(splits)):
+        missing = everything - {label for label, split in zip(labels, splits, strict=True) if split == name}
+        if missing:
+            raise PipelineError(
+                f"split {name!r} of {dataset} would hold no {sorted(missing)} image "
+                f"(split.strategy {settings.strategy}, split.ratios {settings.ratios} in params.yaml); "
+                "give that split a larger ratio or use more images"
+            )
+
+
+def assign_splits(
+    items: Sequence[Item], settings: SplitSettings, dataset: str, near_pairs: Sequence[tuple[int, int]] = ()
+) -> list[str]:
+    """The split of each item, in the order given. `near_pairs` index into `items` as given."""
+    order = sorted(range(len(items)), key=lambda index: items[index].path)
+    rank = {original: position for position, original in enumerate(order)}
+    ordered = [items[index] for index in order]
+    if settings.strategy == "pool":
+        components = leakage_components(ordered, settings.group, [(rank[a], rank[b]) for a, b in near_pairs])
+        ordered_splits = pool([item.label for item in ordered], components, settings)
+    else:
+        ordered_splits = remap([item.source_split for item in ordered], settings, dataset)
+    check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
+    return [ordered_splits[rank[index]] for index in range(len(items))]

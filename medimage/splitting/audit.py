@@ -1,0 +1,145 @@
+"""How good is a split: counts, leakage across splits, distribution shift and metadata shortcuts.
+
+- group_overlap: patients with images in more than one split.
+- duplicate_overlap: identical images (same sha256) in more than one split.
+- shift_auc: how well a logistic regression on thumbnails and histograms tells train images from test
+  images, cross-validated. 0.5 means the splits look alike; near 1 means test was acquired differently.
+- shortcut_auc: how well a random forest on width, height, channels and file size alone predicts the label
+  (trained on train, scored on test; cross-validated when there is no train/test pair). High means a model
+  can score well without looking at the image.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tqdm import tqdm
+
+from medimage.manifest import InterimRow
+from medimage.params import SplitSettings
+from medimage.reporting.scores import macro_roc_auc
+from medimage.splitting.features import read_grey, thumbnail_features
+
+MIN_PER_SIDE = 5
+AUDIT_DECODE_SIZE = 64  # decode at least this many pixels across for the shift features
+
+
+def split_counts(splits: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for split, label in zip(splits, labels, strict=True):
+        counts[split][label] += 1
+    return {split: dict(sorted(counts[split].items())) for split in sorted(counts)}
+
+
+def overlap(splits: Sequence[str], keys: Sequence[str]) -> int:
+    """How many distinct non-empty keys (patients, hashes) occur in more than one split."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for split, key in zip(splits, keys, strict=True):
+        if key:
+            seen[key].add(split)
+    return sum(len(found) > 1 for found in seen.values())
+
+
+def sample_indices(splits: Sequence[str], names: Sequence[str], per_split: int, seed: int) -> np.ndarray:
+    """Up to `per_split` indices from each named split, chosen with the seed, in ascending order."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for name in names:
+        members = np.flatnonzero(np.asarray(splits) == name)
+        chosen.append(members if len(members) <= per_split else rng.choice(members, per_split, replace=False))
+    return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
+
+
+def shift_auc(features: np.ndarray, is_test: np.ndarray, seed: int) -> float | None:
+    """Cross-validated ROC AUC of telling test from train by image content; None with too few images."""
+    if min(is_test.sum(), (~is_test).sum()) < MIN_PER_SIDE:
+        return None
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    folds = StratifiedKFold(n_splits=MIN_PER_SIDE, shuffle=True, random_state=seed)
+    scores = cross_val_predict(model, features, is_test, cv=folds, method="predict_proba")[:, 1]
+    return round(float(roc_auc_score(is_test, scores)), 4)
+
+
+def _auc(truth: np.ndarray, probabilities: np.ndarray, classes: np.ndarray) -> float | None:
+    """macro_roc_auc for string labels, given the classes in probability-column order."""
+    return macro_roc_auc(np.searchsorted(classes, truth), probabilities)
+
+
+def shortcut_auc(
+    metadata: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
+) -> float | None:
+    """Macro one-vs-rest ROC AUC of predicting the label from metadata alone; None where undefined."""
+    forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=3, random_state=seed, n_jobs=1)
+    if train.sum() >= MIN_PER_SIDE and test.sum() >= MIN_PER_SIDE and len(np.unique(labels[train])) > 1:
+        forest.fit(metadata[train], labels[train])
+        auc = _auc(labels[test], forest.predict_proba(metadata[test]), forest.classes_)
+    else:
+        smallest = min(Counter(labels.tolist()).values())
+        if smallest < 2 or len(set(labels.tolist())) < 2:
+            return None
+        folds = StratifiedKFold(n_splits=min(MIN_PER_SIDE, smallest), shuffle=True, random_state=seed)
+        probabilities = cross_val_predict(forest, metadata, labels, cv=folds, method="predict_proba")
+        auc = _auc(labels, probabilities, np.unique(labels))
+    return None if auc is None else round(auc, 4)
+
+
+def grey_images(rows: Sequence[InterimRow], indices: np.ndarray, folder: Path, what: str) -> dict[int, np.ndarray]:
+    """The chosen rows' images, grey, decoded at reduced size, by row index."""
+    chosen = tqdm(indices.tolist(), desc=what, unit="img", disable=None, leave=False)
+    return {
+        index: read_grey(folder / rows[index].path, rows[index].width, rows[index].height, AUDIT_DECODE_SIZE)
+        for index in chosen
+    }
+
+
+def audit_splits(rows: Sequence[InterimRow], splits: list[str], folder: Path, settings: SplitSettings) -> dict:
+    """The audit metrics, for the archive's own splits ('original') and the new ones ('new')."""
+    labels = np.array([row.label for row in rows])
+    original = [row.source_split for row in rows]
+    metadata = np.array([[float(row.width), float(row.height), float(row.channels), float(row.bytes)] for row in rows])
+    sampled = {
+        name: sample_indices(assignment, ("train", "test"), settings.audit_images, settings.seed)
+        for name, assignment in (("original", original), ("new", splits))
+    }
+    images = grey_images(rows, np.union1d(sampled["original"], sampled["new"]), folder, "audit features")
+    features = {index: thumbnail_features(image) for index, image in images.items()}
+    result: dict[str, dict] = {
+        key: {} for key in ("counts", "group_overlap", "duplicate_overlap", "shift_auc", "shortcut_auc")
+    }
+    for name, assignment in (("original", original), ("new", splits)):
+        chosen = sampled[name]
+        side = np.array(assignment)[chosen]
+        in_train, in_test = np.array(assignment) == "train", np.array(assignment) == "test"
+        result["counts"][name] = split_counts(assignment, labels.tolist())
+        result["group_overlap"][name] = overlap(assignment, [row.group for row in rows])
+        result["duplicate_overlap"][name] = overlap(assignment, [row.sha256 for row in rows])
+        matrix = np.array([features[index] for index in chosen]) if len(chosen) else np.zeros((0, 1))
+        result["shift_auc"][name] = shift_auc(matrix, side == "test", settings.seed)
+        result["shortcut_auc"][name] = shortcut_auc(metadata, labels, in_train, in_test, settings.seed)
+    return result
+
+
+def audit_table(name: str, settings: SplitSettings, metrics: dict) -> str:
+    """The audit as a small text table, original against new, with the new split's counts."""
+
+    def cell(value: object) -> str:
+        return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        f"split audit {name} (strategy {settings.strategy}, seed {settings.seed})",
+        f"  {'':<18}{'original':>10}{'new':>10}",
+    ]
+    for key in ("group_overlap", "duplicate_overlap", "shift_auc", "shortcut_auc"):
+        lines.append(f"  {key:<18}{cell(metrics[key]['original']):>10}{cell(metrics[key]['new']):>10}")
+    for split, labels in metrics["counts"]["new"].items():
+        lines.append(f"  {split:<6}" + "  ".join(f"{label} {count}" for label, count in labels.items()))
+    return "\n".join(lines)
