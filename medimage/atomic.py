@@ -1,7 +1,13 @@
-"""Write outputs so that an interrupted stage never leaves something that looks complete.
+"""Write outputs so that an interrupted stage never leaves something that looks complete, nor anything stranded.
 
-Files and folders are built under a hidden temporary name beside their destination and renamed into place
-at the end (rename is atomic within one file system). Leftovers of a killed run are removed on the next one.
+A folder output is built in a hidden `.tmp-build-*` folder *inside* its destination and promoted by renames at
+the end. A killed run therefore leaves its half-built data inside the declared output, where DVC deletes it
+before the stage's next run or restore from its cache (whatever runs next), and where `dvc status` shows the
+output as changed. A file output is written to a hidden sibling and renamed over the destination.
+
+Every temporary name carries the writer's process id. Every stage run starts by sweeping the output folders
+for temporaries whose writer is dead (`sweep_leftovers`), which catches the few left between two renames and
+those of killed file writes.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -16,44 +23,102 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
+_WRITER = re.compile(r"^\.tmp-.*?-p(\d+)-")
+
+
+def _temporary_name(stem: str) -> str:
+    return f"{TEMP_PREFIX}{stem}-p{os.getpid()}-"
 
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
-        path.unlink()
+        path.unlink(missing_ok=True)
 
 
-def remove_leftovers(destination: Path) -> None:
-    """Delete temporary siblings left by an earlier, killed run for this destination."""
-    if destination.parent.is_dir():
-        for leftover in destination.parent.glob(f"{TEMP_PREFIX}{destination.name}-*"):
-            _remove(leftover)
+def _writer_is_gone(name: str) -> bool:
+    """True for a temporary whose writing process has ended (or that names none: an older layout)."""
+    match = _WRITER.match(name)
+    if match is None:
+        return True
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def sweep_leftovers(roots: Iterable[Path], depth: int = 3) -> list[Path]:
+    """Delete temporaries of dead writers up to `depth` folder levels under each root; return what was deleted.
+
+    Only folder listings are read (never the files of a dataset), so this costs milliseconds.
+    """
+    removed: list[Path] = []
+    level = [root for root in roots if root.is_dir()]
+    for _ in range(depth):
+        below: list[Path] = []
+        for folder in level:
+            for entry in os.scandir(folder):
+                path = Path(entry.path)
+                if entry.name.startswith(TEMP_PREFIX):
+                    if _writer_is_gone(entry.name):
+                        _remove(path)
+                        removed.append(path)
+                elif entry.is_dir(follow_symlinks=False):
+                    below.append(path)
+        level = below
+    return removed
 
 
 @contextmanager
 def atomic_dir(destination: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder; on success it replaces `destination`, on failure it is deleted."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(destination)
-    temporary = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{destination.name}-", dir=destination.parent))
-    temporary.chmod(0o755)  # mkdtemp makes it private; outputs are ordinary folders
+    """Yield an empty folder to fill; on success its contents replace `destination`'s, on failure it is deleted.
+
+    An earlier `destination` stays untouched until the new one is complete (a failing rerun by hand loses
+    nothing). Under DVC there is none: DVC deletes a stage's outputs before running it.
+    """
+    existed = destination.is_dir()
+    destination.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers([destination], depth=1)
+    build = Path(tempfile.mkdtemp(prefix=_temporary_name("build"), dir=destination))
+    build.chmod(0o755)  # mkdtemp makes it private; outputs are ordinary folders
     try:
-        yield temporary
-        _remove(destination)
-        temporary.rename(destination)
+        yield build
     except BaseException:
-        _remove(temporary)
+        _remove(build)
+        if not existed and not any(destination.iterdir()):
+            destination.rmdir()
         raise
+    _promote(build, destination)
+
+
+def _promote(build: Path, destination: Path) -> None:
+    """Make `build` (inside `destination`) the destination, by renames; then delete the earlier contents, if any."""
+    stem = f"{destination.name}-p{os.getpid()}"
+    ready = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{stem}-ready-", dir=destination.parent))
+    ready.rmdir()
+    build.rename(ready)
+    earlier = list(destination.iterdir())
+    if earlier:
+        retired = ready.with_name(ready.name.replace("-ready-", "-old-"))
+        destination.rename(retired)
+        ready.rename(destination)
+        inside = destination / f"{_temporary_name('old')}{retired.name[-8:]}"
+        retired.rename(inside)  # deleted from inside the output: a kill during the delete strands nothing
+        _remove(inside)
+    else:
+        destination.rmdir()
+        ready.rename(destination)
 
 
 @contextmanager
 def atomic_file(destination: Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `destination`."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(destination)
-    handle, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{destination.name}-", dir=destination.parent)
+    handle, name = tempfile.mkstemp(prefix=_temporary_name(destination.name), dir=destination.parent)
     os.close(handle)
     temporary = Path(name)
     temporary.chmod(0o644)

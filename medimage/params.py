@@ -1,7 +1,9 @@
 """The params schema: `params.yaml` and the dataset registry (`datasets/<ds>.yaml`), validated once per stage.
 
 Every stage calls `load_params()` (and `load_dataset()`) first; a bad value stops it before it touches any
-output, with a message naming the file and the key.
+output, with a message naming the file and the key. params.yaml is where a default lives: every default below
+equals its params.yaml value (tests/test_params.py fails naming the key when one drifts), so that code that
+builds settings without a file (tests, benchmarks) sees what a run sees.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class Strict(BaseModel):
 
 
 class SyntheticSettings(Strict):
-    images_per_class: int = Field(60, ge=1, le=100_000)
+    images_per_class: int = Field(100, ge=1, le=100_000)
     image_size: int = Field(64, ge=16, le=4096)
     seed: int = Field(0, ge=0)
 
@@ -101,9 +103,9 @@ class TrainSettings(Strict):
     model: Literal["small_cnn", "mobilenet_v2", "efficientnet_b0", "sklearn_linear"] = "small_cnn"
     weights: Literal["imagenet"] | None = None
     image_size: int = Field(64, ge=32, le=1024)
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1, le=4096)
-    learning_rate: float = Field(1e-3, gt=0, le=1)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(16, ge=1, le=4096)
+    learning_rate: float = Field(0.002, gt=0, le=1)
     fine_tune_layers: int = Field(0, ge=0)  # backbones: unfreeze this many top layers for a second phase
     fine_tune_epochs: int = Field(0, ge=0)
     fine_tune_learning_rate: float = Field(1e-5, gt=0, le=1)

@@ -10,6 +10,7 @@ PROCESSED_DIR = Path("data/processed")
 MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")
+OUTPUT_ROOTS = (RAW_DIR, INTERIM_DIR, PROCESSED_DIR, MODELS_DIR, METRICS_DIR, PLOTS_DIR)
 MANIFEST = "manifest.csv"
 SKIPPED = "skipped.csv"
 LABELS = "labels.json"

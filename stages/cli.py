@@ -15,8 +15,10 @@ import os
 import sys
 from collections.abc import Callable
 
+from medimage.atomic import sweep_leftovers
 from medimage.errors import PipelineError
 from medimage.params import DatasetSpec, Params, load_dataset, load_params
+from medimage.paths import OUTPUT_ROOTS
 
 LOGGERS = ("medimage", "stages", "__main__")  # a stage run with -m logs as __main__
 
@@ -55,6 +57,9 @@ def run_stage(
     parser.add_argument("dataset", help="a dataset listed under 'datasets' in params.yaml")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging(f"{stage} {args.dataset}")
+    swept = sweep_leftovers(OUTPUT_ROOTS)
+    if swept:
+        logging.getLogger(__name__).info("removed %d temporary file(s) of interrupted runs: %s", len(swept), swept[0])
     try:
         params = load_params()
         main(params, load_dataset(args.dataset, params))

@@ -24,6 +24,8 @@ from dvclive import Live
 
 from medimage.atomic import atomic_dir
 from medimage.modelling import cluster, linear, opencv_loader, resume
+from medimage.modelling.determinism import pin_cpu_kernels
+from medimage.modelling.model_files import save_keras_model
 from medimage.params import DatasetSpec, Params
 from medimage.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
 from stages.cli import run_stage
@@ -48,6 +50,7 @@ def train_as_worker(params: Params, dataset: DatasetSpec) -> None:
 
 def main(params: Params, dataset: DatasetSpec) -> None:
     settings = params.train
+    pin_cpu_kernels(settings.deterministic)
     if not cluster.is_chief(settings.distribute):
         train_as_worker(params, dataset)
         return
@@ -74,7 +77,7 @@ def main(params: Params, dataset: DatasetSpec) -> None:
             from medimage.modelling import fitting
 
             keras_model, summary = fitting.fit(processed, names, settings, [DVCLiveCallback(live=live)], backup)
-            keras_model.save(staging / KERAS_MODEL)
+            save_keras_model(keras_model, staging / KERAS_MODEL)
         (staging / LABELS).write_text(json.dumps(names, indent=2) + "\n")
         (staging / "train.json").write_text(
             json.dumps({"model": settings.model, "loader": settings.loader, **summary}, indent=2) + "\n"

@@ -13,13 +13,14 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
-from tests.project import environment, make_project, run_in
+from tests.project import environment, git, make_project, run_in
 
 DATASET = "blood_cells"
 # Big enough that writing lasts long enough to be hit (2,000 images), small enough for CI.
@@ -62,8 +63,9 @@ def kill_when(project: Path, command: list[str], ready: Callable[[], bool], dela
     return output.decode()
 
 
-def temporary_folder(parent: Path) -> Callable[[], bool]:
-    return lambda: parent.is_dir() and any(entry.name.startswith(".tmp-") for entry in os.scandir(parent))
+def temporary_folder(output: Path) -> Callable[[], bool]:
+    """True once a stage has started building `output` (its hidden .tmp-build folder inside it exists)."""
+    return lambda: output.is_dir() and any(entry.name.startswith(".tmp-") for entry in os.scandir(output))
 
 
 def tree_digest(project: Path) -> dict[str, str]:
@@ -108,13 +110,13 @@ def test_restructure_and_split_killed_at_random_points_converge_to_the_uninterru
     project = make_project(tmp_path / "killed", KILL_PROJECT)
     rng = seeded_random()
     kills = []
-    for stage_name, parent in (
-        ("restructure", project / "data" / "interim"),
-        ("split", project / "data" / "processed"),
+    for stage_name, output in (
+        ("restructure", project / "data" / "interim" / DATASET),
+        ("split", project / "data" / "processed" / DATASET),
     ):
         for _ in range(2):
             delay = rng.uniform(0.0, 0.25)
-            kill_when(project, ["dvc", "repro", f"split@{DATASET}"], temporary_folder(parent), delay)
+            kill_when(project, ["dvc", "repro", f"split@{DATASET}"], temporary_folder(output), delay)
             kills.append((stage_name, round(delay, 3)))
             assert f"{stage_name}@{DATASET}" not in locked_stages(project), (
                 f"{stage_name} completed before the kill ({kills})"
@@ -129,6 +131,59 @@ def test_restructure_and_split_killed_at_random_points_converge_to_the_uninterru
     assert tree_digest(project) == tree_digest(reference), f"outputs differ after kills at {kills}"
     assert out_hashes(project) == out_hashes(reference), f"dvc.lock differs after kills at {kills}"
     assert_clean(project, f"split@{DATASET}")
+
+
+def test_a_killed_forced_rerun_restored_from_the_cache_strands_nothing(tmp_path: Path) -> None:
+    """Kill `dvc repro -f` while it writes; the next `dvc repro` restores from DVC's cache without running us."""
+    project = make_project(tmp_path / "project", KILL_PROJECT)
+    run_in(project, "dvc", "repro", f"restructure@{DATASET}")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "restructured")
+    output = project / "data" / "interim" / DATASET
+    delay = seeded_random().uniform(0.0, 0.25)
+    kill_when(project, ["dvc", "repro", "-f", f"restructure@{DATASET}"], temporary_folder(output), delay)
+    assert leftovers(project), "the kill left no temporary to clean up (it came too late)"
+
+    restored = run_in(project, "dvc", "repro", f"restructure@{DATASET}")
+    assert "Stage 'restructure@blood_cells' is cached - skipping run, checking out outputs" in restored.stdout, (
+        restored.stdout
+    )
+    assert leftovers(project) == []
+    assert run_in(project, "git", "status", "--porcelain").stdout == ""
+    assert_clean(project, f"restructure@{DATASET}")
+
+
+def test_temporaries_of_dead_writers_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    from medimage.atomic import sweep_leftovers
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / "data" / "interim" / f".tmp-ds-p{dead.stdout.strip()}-x1"
+    inside = tmp_path / "data" / "interim" / "ds" / f".tmp-build-p{dead.stdout.strip()}-x2"
+    live = tmp_path / "data" / "interim" / f".tmp-other-p{os.getpid()}-x3"
+    for folder in (stale, inside, live):
+        folder.mkdir(parents=True)
+    (tmp_path / "data" / "interim" / "ds" / "manifest.csv").write_text("kept\n")
+    assert sorted(sweep_leftovers([tmp_path / "data"])) == sorted([stale, inside])
+    assert live.is_dir() and (tmp_path / "data" / "interim" / "ds" / "manifest.csv").is_file()
+
+
+def test_a_rerun_replaces_the_earlier_output_only_once_complete(tmp_path: Path) -> None:
+    from medimage.atomic import atomic_dir
+
+    destination = tmp_path / "out"
+    with atomic_dir(destination) as building:
+        (building / "a.txt").write_text("first")
+    try:
+        with atomic_dir(destination) as building:
+            (building / "b.txt").write_text("half")
+            raise RuntimeError("killed")
+    except RuntimeError:
+        pass
+    assert sorted(path.name for path in destination.iterdir()) == ["a.txt"]
+    with atomic_dir(destination) as building:
+        (building / "c.txt").write_text("second")
+    assert sorted(path.name for path in destination.iterdir()) == ["c.txt"]
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]
 
 
 TRAIN_PROJECT = {
@@ -154,7 +209,8 @@ def test_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path: Path) -> 
     kill_after = rng.randint(1, epochs - 3)
     delay = rng.uniform(0.0, 0.3)
     kill_when(project, ["dvc", "repro", "train@brain_tumor"], lambda: completed_epochs(backup) >= kill_after, delay)
-    assert not (project / "models" / "brain_tumor").exists(), "a killed training left a model that looks complete"
+    model = project / "models" / "brain_tumor"
+    assert not model.exists() or not any(path.is_file() for path in model.iterdir()), "a killed training left a model"
     done_before = completed_epochs(backup)
     assert done_before >= kill_after
 

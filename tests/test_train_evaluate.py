@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,10 @@ def tiny(tmp_path: Path) -> Path:
     return make_project(tmp_path / "project", TINY)
 
 
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
+
+
 def read(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -56,7 +63,11 @@ def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
     assert "confusion.csv" in shown and "roc.csv" in shown and "misclassified.png" in shown
 
     first = (tiny / "metrics" / "chest_xray" / "eval.json").read_text()
-    run_in(tiny, "dvc", "repro", "-f", "-s", "train@chest_xray", "evaluate@chest_xray")
+    model_bytes = folder_digest(tiny / "models" / "chest_xray")
+    run_in(tiny, "dvc", "repro", "-f", "-s", "train@chest_xray")
+    assert folder_digest(tiny / "models" / "chest_xray") == model_bytes  # same weights, same bytes: no timestamps
+    assert "Running stage" not in run_in(tiny, "dvc", "repro").stdout  # so evaluate is not rerun
+    run_in(tiny, "dvc", "repro", "-f", "-s", "evaluate@chest_xray")
     assert (tiny / "metrics" / "chest_xray" / "eval.json").read_text() == first  # train.deterministic: same bytes
 
     git(tiny, "add", "-A")
@@ -115,3 +126,42 @@ def test_backbones_get_their_own_preprocessing_and_grey_becomes_three_channels()
     model, backbone = build_model(TrainSettings(model="efficientnet_b0", image_size=32), classes=3)
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 3)
     assert backbone is not None and not backbone.trainable
+
+
+def test_a_saved_keras_model_carries_no_timestamp_and_loads_back(tmp_path: Path) -> None:
+    import keras
+
+    from medimage.modelling.model_files import save_keras_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    save_keras_model(model, tmp_path / "first.keras")
+    time.sleep(2.1)  # zip entry times have a 2-second resolution
+    save_keras_model(model, tmp_path / "second.keras")
+    assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "second.keras").read_bytes()
+    with zipfile.ZipFile(tmp_path / "first.keras") as archive:
+        assert "date_saved" not in json.loads(archive.read("metadata.json"))
+    loaded = keras.saving.load_model(tmp_path / "first.keras")
+    pixels = np.ones((1, 4), np.float32)
+    assert np.array_equal(loaded.predict(pixels, verbose=0), model.predict(pixels, verbose=0))
+
+
+def test_deterministic_training_runs_the_same_cpu_kernels_on_every_machine(tiny: Path) -> None:
+    """train.deterministic caps oneDNN at AVX2: an AVX-512 machine then computes what an AVX2 machine does.
+
+    Emulated with ONEDNN_MAX_CPU_ISA: the default run equals one capped at AVX2 by hand, bit for bit (on an
+    AVX-512 machine this is the cap at work), and kernels of another instruction set (SSE4.1) give other weights
+    whose test ROC AUC stays close.
+    """
+    run_in(tiny, "dvc", "repro", "split@chest_xray")
+    results = {}
+    for name, isa in (("default", None), ("avx2", "AVX2"), ("sse41", "SSE41")):
+        variables = [f"ONEDNN_MAX_CPU_ISA={isa}"] if isa else []
+        run_in(tiny, "env", *variables, "dvc", "repro", "-f", "-s", "train@chest_xray", "evaluate@chest_xray")
+        results[name] = (
+            folder_digest(tiny / "models" / "chest_xray"),
+            read(tiny / "metrics" / "chest_xray" / "eval.json"),
+        )
+    assert results["avx2"] == results["default"]
+    assert results["sse41"][0]["model.keras"] != results["default"][0]["model.keras"]  # the kernels do matter
+    assert abs(results["sse41"][1]["roc_auc"] - results["default"][1]["roc_auc"]) <= 0.05

@@ -134,28 +134,60 @@ def _stripes(canvas: np.ndarray, rng: np.random.Generator, size: int) -> None:
 SHAPES: list[Shape] = [_circles, _bars, _triangles, _rings, _crosses, _stripes]
 
 
+# Rotations whose cosine and sine are exact fractions a/c and b/c (Pythagorean triples), about 5 to 19 degrees:
+# images are rotated in integer arithmetic only, so every machine computes the same pixels.
+ROTATIONS = (
+    (1, 0, 1),
+    (220, 21, 221),
+    (144, 17, 145),
+    (84, 13, 85),
+    (60, 11, 61),
+    (40, 9, 41),
+    (24, 7, 25),
+    (35, 12, 37),
+)
+
+
 def draw_image(label_index: int, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A square grey image: smooth background, a bright oval 'organ', and the label's shape on top."""
-    low = rng.uniform(40, 110, (6, 6)).astype(np.float32)
-    canvas = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
-    organ = np.zeros((size, size), np.float32)
-    cv2.ellipse(
-        organ, (size // 2, size // 2), (int(size * 0.38), int(size * 0.3)), float(rng.uniform(-20, 20)), 0, 360, 50, -1
-    )
+    """A square grey image (int32, about 0-255): smooth background, a bright oval 'organ', the label's shape on top.
+
+    Integer operations and OpenCV's bit-exact 8-bit paths only (INTER_LINEAR_EXACT, 8-bit GaussianBlur): float
+    kernels give different last bits under AVX2 and AVX-512, which would change the archive's bytes.
+    """
+    low = rng.integers(40, 111, (6, 6), dtype=np.uint8)
+    canvas = cv2.resize(low, (size, size), interpolation=cv2.INTER_LINEAR_EXACT).astype(np.int32)
+    organ = np.zeros((size, size), np.uint8)
+    axes = (int(size * 0.38), int(size * 0.3))
+    cv2.ellipse(organ, (size // 2, size // 2), axes, int(rng.integers(-20, 21)), 0, 360, 50, -1)
     canvas += cv2.GaussianBlur(organ, (0, 0), size / 20)
-    signal = np.zeros((size, size), np.float32)
+    signal = np.zeros((size, size), np.uint8)
     SHAPES[label_index % len(SHAPES)](signal, rng, size)
-    canvas = np.where(signal > 0, signal * rng.uniform(0.75, 1.0), canvas)
-    return canvas
+    strength = int(rng.integers(192, 257))  # the shape's brightness, 0.75-1.0 in 1/256 steps
+    return np.where(signal > 0, (signal.astype(np.int32) * strength) >> 8, canvas)
 
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """What Kaggle's blood-cell set did to its few originals: small rotations, shifts and flips."""
+    """What Kaggle's blood-cell set did to its few originals: small rotations, shifts and flips (integer maths).
+
+    Each output pixel takes the nearest source pixel under the inverse rotation about the centre, mirrored at the
+    borders; coordinates are doubled so that the centre of an even-sized image is a whole number.
+    """
     size = image.shape[0]
-    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), float(rng.uniform(-20, 20)), 1.0)
-    matrix[:, 2] += rng.uniform(-0.05, 0.05, 2) * size
-    moved = cv2.warpAffine(image, matrix, (size, size), borderMode=cv2.BORDER_REFLECT)
-    return moved[:, ::-1] if rng.random() < 0.5 else moved
+    cosine, sine, hypotenuse = ROTATIONS[int(rng.integers(len(ROTATIONS)))]
+    sine = -sine if rng.integers(2) else sine
+    shift_x, shift_y = (int(value) for value in rng.integers(-(size // 20), size // 20 + 1, 2))
+    rows, columns = np.mgrid[0:size, 0:size].astype(np.int64)
+    dx, dy = 2 * columns + 1 - size, 2 * rows + 1 - size
+    source_x = ((cosine * dx + sine * dy) // hypotenuse + size - 1) // 2 - shift_x
+    source_y = ((-sine * dx + cosine * dy) // hypotenuse + size - 1) // 2 - shift_y
+    moved = image[_mirror(source_y, size), _mirror(source_x, size)]
+    return moved[:, ::-1] if rng.integers(2) else moved
+
+
+def _mirror(index: np.ndarray, size: int) -> np.ndarray:
+    """Indices reflected into [0, size) at both borders (OpenCV's BORDER_REFLECT)."""
+    period = np.mod(index, 2 * size)
+    return np.where(period < size, period, 2 * size - 1 - period)
 
 
 def finish(
@@ -165,22 +197,28 @@ def finish(
     height: int,
     acquisition: Acquisition,
     rgb: bool,
-    tint: np.ndarray,
+    tint: tuple[float, float, float],
 ) -> np.ndarray:
-    """Resize to the acquisition size, apply its contrast and brightness, add noise, make uint8 grey or RGB."""
-    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    adjusted = (resized - 128.0) * acquisition.contrast + 128.0 + acquisition.brightness
-    # Sensor noise, grained at most 256 px across: per-pixel noise on a 2,000 px image would make
-    # incompressible 1 MB JPEGs and take most of the drawing time.
-    grain = rng.normal(0.0, 6.0, (min(height, NOISE_GRAIN), min(width, NOISE_GRAIN))).astype(np.float32)
-    adjusted += (
-        grain if grain.shape == adjusted.shape else cv2.resize(grain, (width, height), interpolation=cv2.INTER_LINEAR)
-    )
-    grey = np.clip(adjusted, 0, 255).astype(np.uint8)
+    """Resize to the acquisition size, apply its contrast and brightness, add noise, make uint8 grey or RGB.
+
+    Fixed-point integer arithmetic throughout (factors in 1/256 steps), for the same bytes on every machine.
+    """
+    base = np.clip(image, 0, 255).astype(np.uint8)
+    resized = cv2.resize(base, (width, height), interpolation=cv2.INTER_LINEAR_EXACT).astype(np.int32)
+    contrast, brightness = round(acquisition.contrast * 256), round(acquisition.brightness)
+    adjusted = (((resized - 128) * contrast) >> 8) + 128 + brightness
+    # Sensor noise (a sum of 9 uniform integers in [-3, 3]: standard deviation 6), grained at most 256 px across:
+    # per-pixel noise on a 2,000 px image would make incompressible 1 MB JPEGs and take most of the drawing time.
+    grain_shape = (min(height, NOISE_GRAIN), min(width, NOISE_GRAIN))
+    grain = rng.integers(-3, 4, (9, *grain_shape), dtype=np.int8).sum(axis=0, dtype=np.int32)
+    if grain.shape != adjusted.shape:
+        shifted = (grain + 128).astype(np.uint8)
+        grain = cv2.resize(shifted, (width, height), interpolation=cv2.INTER_LINEAR_EXACT).astype(np.int32) - 128
+    grey = np.clip(adjusted + grain, 0, 255).astype(np.uint8)
     if not rgb:
         return grey
-    colour = grey[:, :, None].astype(np.float32) * tint[None, None, :]
-    return np.clip(colour, 0, 255).astype(np.uint8)
+    factors = np.array([round(factor * 256) for factor in tint], np.int32)
+    return np.clip((grey[:, :, None].astype(np.int32) * factors[None, None, :]) >> 8, 0, 255).astype(np.uint8)
 
 
 def encode(image: np.ndarray, member: str) -> bytes:
@@ -225,7 +263,7 @@ def render(dataset: DatasetSpec, planned: PlannedImage, knobs: SyntheticSettings
     fraction = spec.rgb_fraction.get(f"{planned.archive_split}/{planned.label}", 0.0)
     # ceil((i+1)f) > ceil(if) spreads ceil(count * f) colour images evenly, the first one included
     rgb = spec.channels == 3 or math.ceil((planned.index + 1) * fraction) > math.ceil(planned.index * fraction)
-    tint = np.array(spec.tint or (1.0, 1.0, 1.0), np.float32)
+    tint = spec.tint or (1.0, 1.0, 1.0)
     acquisition = spec.acquisition.get(planned.archive_split, Acquisition())
     return encode(finish(square, rng, width, height, acquisition, rgb, tint), planned.member)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from medimage.modelling import linear, opencv_loader
+from medimage.modelling.determinism import pin_cpu_kernels
 from medimage.params import TrainSettings
 from medimage.paths import KERAS_MODEL
 
@@ -25,6 +26,7 @@ def keras_probabilities(
     model_file: Path, processed: Path, split: str, names: list[str], settings: TrainSettings
 ) -> np.ndarray:
     """A saved Keras model's probabilities for one split, read by the configured loader."""
+    pin_cpu_kernels(settings.deterministic)
     import keras
     import tensorflow as tf
 

@@ -1,0 +1,38 @@
+"""params.yaml is the one source of every default: the schema's defaults equal it, key for key."""
+
+from __future__ import annotations
+
+import yaml
+
+from medimage.params import Params
+from tests.project import ROOT
+
+# Mappings whose keys are data (split names, dataset names), not schema fields: compared whole.
+WHOLE_VALUES = {"split.ratios", "fetch.paths"}
+
+
+def differences(schema: dict, given: dict, prefix: str = "") -> list[str]:
+    found = []
+    for key in sorted(set(schema) | set(given)):
+        path = f"{prefix}{key}"
+        if key not in given:
+            found.append(f"{path}: in the schema (default {schema[key]!r}) but not in params.yaml")
+        elif key not in schema:
+            found.append(f"{path}: in params.yaml but not in the schema")
+        elif isinstance(schema[key], dict) and isinstance(given[key], dict) and path not in WHOLE_VALUES:
+            found.extend(differences(schema[key], given[key], f"{path}."))
+        elif schema[key] != given[key]:
+            found.append(f"{path}: schema default {schema[key]!r}, params.yaml {given[key]!r}")
+    return found
+
+
+def test_every_schema_default_is_the_params_yaml_value() -> None:
+    given = yaml.safe_load((ROOT / "params.yaml").read_text())
+    schema = Params(datasets=given["datasets"]).model_dump()
+    assert differences(schema, given) == []
+
+
+def test_a_drifted_default_is_named() -> None:
+    assert differences({"train": {"epochs": 10}}, {"train": {"epochs": 20}}) == [
+        "train.epochs: schema default 10, params.yaml 20"
+    ]
