@@ -57,7 +57,7 @@ SPLIT_NAMES = ("train", "val", "test")
 
 class SplitSettings(Strict):
     strategy: Literal["keep", "merge", "pool"] = "pool"
-    ratios: dict[str, float] = {"train": 0.8, "test": 0.2}  # pool: the new splits and their shares
+    ratios: dict[str, float] = {"train": 0.7, "val": 0.1, "test": 0.2}  # pool: the new splits and their shares
     seed: int = Field(42, ge=0)
     stratify: bool = True  # pool: keep each label's share the same in every split
     group: bool = True  # pool: all images of one patient in one split, where the dataset has patient ids
@@ -120,12 +120,21 @@ class TrainSettings(Strict):
     seed: int = Field(42, ge=0)
 
 
+class EvaluateSettings(Strict):
+    target_sensitivity: float | None = Field(None, gt=0, le=1)  # two classes: threshold for this val sensitivity
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000)  # resamples of patients for the confidence intervals
+    confidence_level: float = Field(0.95, gt=0.5, lt=1)
+    calibration_bins: int = Field(10, ge=2, le=100)  # equal-width bins of top-class probability (ECE, reliability)
+    seed: int = Field(42, ge=0)
+
+
 class Params(Strict):
     datasets: list[str]
     fetch: FetchSettings = FetchSettings()
     restructure: RestructureSettings = RestructureSettings()
     split: SplitSettings = SplitSettings()
     train: TrainSettings = TrainSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
 
     @field_validator("datasets")
     @classmethod

@@ -11,18 +11,20 @@ from __future__ import annotations
 import logging
 
 from medimage.archives.unpacking import restructure
-from medimage.atomic import write_json
 from medimage.params import DatasetSpec, Params
-from medimage.paths import INTERIM_DIR, SKIPPED, metrics_file, raw_archive
+from medimage.paths import INTERIM_DIR, SKIPPED, raw_archive
+from medimage.reporting.metrics_files import write_metrics
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
+# Declared metrics; per split and label counts, the ignore rules that fired and unmatched examples go to the report.
+HEADLINE = ("images", "skipped", "duplicates", "extension_mismatch", "unmatched")
 
 
 def main(params: Params, dataset: DatasetSpec) -> None:
     destination = INTERIM_DIR / dataset.name
     metrics = restructure(raw_archive(dataset.name), dataset, params.restructure, destination)
-    write_json(metrics_file(dataset.name, "restructure.json"), metrics)
+    write_metrics(dataset.name, "restructure", metrics, HEADLINE)
     skipped = metrics["skipped"]
     log.info(
         "%d images in %d split(s) -> %s; skipped %d corrupt, %d not images (see %s), %d outside the layout; "

@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import logging
 
-from medimage.atomic import write_json
 from medimage.params import DatasetSpec, Params, split_settings
-from medimage.paths import INTERIM_DIR, PLOTS_DIR, PROCESSED_DIR, metrics_file
+from medimage.paths import INTERIM_DIR, PLOTS_DIR, PROCESSED_DIR
+from medimage.reporting.metrics_files import write_metrics
 from medimage.splitting.audit import audit_table
 from medimage.splitting.resplit import split_dataset
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
+# Declared metrics, each for the archive's splits ('original') and the new ones; counts and links go to the report.
+HEADLINE = (
+    "group_overlap",
+    "duplicate_overlap",
+    "shift_auc",
+    "shortcut_auc",
+    "near_duplicate_pairs",
+    "shortcut_warning",
+)
 
 
 def main(params: Params, dataset: DatasetSpec) -> None:
     settings = split_settings(params, dataset)
     sheet = PLOTS_DIR / dataset.name / "split_samples.png"
     metrics = split_dataset(dataset.name, settings, INTERIM_DIR / dataset.name, PROCESSED_DIR / dataset.name, sheet)
-    write_json(metrics_file(dataset.name, "split.json"), metrics)
+    write_metrics(dataset.name, "split", metrics, HEADLINE)
     log.info("%s", audit_table(dataset.name, settings, metrics))
 
 

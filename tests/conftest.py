@@ -22,5 +22,6 @@ def registry(params: Params) -> dict[str, DatasetSpec]:
 
 @pytest.fixture
 def small_project(tmp_path: Path) -> Path:
-    """A project copy whose synthetic archives are tiny."""
-    return make_project(tmp_path / "project", {"fetch": {"synthetic": {"images_per_class": 8, "image_size": 32}}})
+    """A project copy whose synthetic archives are tiny (12 per label: covid19's rarest label then has 3 images,
+    one for each of train, val and test)."""
+    return make_project(tmp_path / "project", {"fetch": {"synthetic": {"images_per_class": 12, "image_size": 32}}})

@@ -35,9 +35,8 @@ def test_repro_runs_each_stage_once_then_only_what_changed(small_project: Path) 
     registry.write_text(yaml.safe_dump(entry, sort_keys=False))
     second = run_in(small_project, "dvc", "repro", "split")
     assert ran(second.stdout) == {"restructure@chest_xray", "split@chest_xray"}
-    assert (
-        "val" not in json.loads((small_project / "metrics" / "chest_xray" / "restructure.json").read_text())["counts"]
-    )
+    report = small_project / "metrics" / "chest_xray" / "restructure_report.json"
+    assert "val" not in json.loads(report.read_text())["counts"]
 
     entry["synthetic"]["size_jitter"] = 0.1  # the archive itself changes: fetch and restructure of that dataset only
     registry.write_text(yaml.safe_dump(entry, sort_keys=False))
@@ -64,8 +63,13 @@ def test_outputs_are_cached_by_dvc_and_restored_by_checkout(small_project: Path)
 def test_run_metrics_are_readable_by_dvc(small_project: Path) -> None:
     run_in(small_project, "dvc", "repro", "restructure@blood_cells")
     shown = json.loads(run_in(small_project, "dvc", "metrics", "show", "--json").stdout)
-    metrics = next(iter(shown.values()))["data"]["metrics/blood_cells/restructure.json"]["data"]
-    assert metrics["counts"]["test_simple"]["NEUTROPHIL"] >= 2
+    files = next(iter(shown.values()))["data"]
+    assert not any(name.endswith("_report.json") for name in files)  # reports are not declared metrics
+    metrics = files["metrics/blood_cells/restructure.json"]["data"]
+    assert metrics["images"] > 0 and set(metrics["skipped"]) == {"corrupt", "not_image", "ignored_by_layout"}
+    assert "NEUTROPHIL" not in json.dumps(metrics)  # label names go to the report, never into metric keys
+    report = json.loads((small_project / "metrics" / "blood_cells" / "restructure_report.json").read_text())
+    assert report["counts"]["test_simple"]["NEUTROPHIL"] >= 2
 
 
 def test_a_seed_change_resplits_and_retrains_without_restructuring_and_links_instead_of_copying(tmp_path: Path) -> None:
@@ -82,7 +86,8 @@ def test_a_seed_change_resplits_and_retrains_without_restructuring_and_links_ins
     manifest = (processed / "manifest.csv").read_text()
     audit = json.loads((project / "metrics" / "chest_xray" / "split.json").read_text())
     assert audit["group_overlap"]["new"] == 0 and audit["duplicate_overlap"]["new"] == 0
-    assert audit["files"]["copied"] == 0 and audit["files"]["linked"] > 0
+    links = json.loads((project / "metrics" / "chest_xray" / "split_report.json").read_text())["files"]
+    assert links["copied"] == 0 and links["linked"] > 0
     assert (project / "plots" / "chest_xray" / "split_samples.png").read_bytes()[:4] == b"\x89PNG"
 
     run_in(project, "dvc", "repro", "-f", "-s", "split@chest_xray")
@@ -101,11 +106,11 @@ def test_a_seed_change_resplits_and_retrains_without_restructuring_and_links_ins
 
 def test_invalid_split_params_stop_before_any_output(small_project: Path) -> None:
     run_in(small_project, "dvc", "repro", "restructure@blood_cells")
-    update_yaml(small_project / "params.yaml", {"split": {"ratios": {"train": 0.7, "test": 0.2}}})
+    update_yaml(small_project / "params.yaml", {"split": {"ratios": {"train": 0.6}}})  # with val 0.1, test 0.2
     result = stage(small_project, "split", "blood_cells")
     assert result.returncode == 1
     assert "split.ratios: ratios must sum to 1, got 0.9" in result.stderr and "params.yaml" in result.stderr
-    update_yaml(small_project / "params.yaml", {"split": {"ratios": {"train": 0.8, "test": 0.2}, "strategy": "merge"}})
+    update_yaml(small_project / "params.yaml", {"split": {"ratios": {"train": 0.7}, "strategy": "merge"}})
     update_yaml(small_project / "datasets" / "blood_cells.yaml", {"split": {"merge": {"test_simple": "holdout"}}})
     result = stage(small_project, "split", "blood_cells")
     assert (

@@ -7,7 +7,6 @@ refusal, bounded time per case. CI runs FUZZ_EXAMPLES (default 150) cases; `make
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from medimage import manifest
 from medimage.archives.unpacking import restructure
 from medimage.errors import PipelineError
 from medimage.params import RestructureSettings
@@ -108,16 +108,15 @@ def all_files(root: Path) -> set[Path]:
 
 
 def check_manifest(destination: Path, metrics: dict) -> None:
-    with (destination / "manifest.csv").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = manifest.read_interim(destination)
     written = {path.relative_to(destination).as_posix() for path in all_files(destination)} - {
         "manifest.csv",
         "skipped.csv",
     }
-    assert {row["path"] for row in rows} == written
+    assert {row.path for row in rows} == written
     assert metrics["images"] == len(rows) > 0
     for row in rows:
-        assert hashlib.sha256((destination / row["path"]).read_bytes()).hexdigest() == row["sha256"]
+        assert hashlib.sha256((destination / row.path).read_bytes()).hexdigest() == row.sha256
 
 
 @settings(

@@ -189,7 +189,8 @@ def test_a_rerun_replaces_the_earlier_output_only_once_complete(tmp_path: Path) 
 TRAIN_PROJECT = {
     "datasets": ["brain_tumor"],
     "fetch": {"synthetic": {"images_per_class": 12, "image_size": 32}},
-    "train": {"image_size": 32, "epochs": 8, "batch_size": 8},
+    # no early stopping (the val split would allow it): the kill must land before the last epoch
+    "train": {"image_size": 32, "epochs": 8, "batch_size": 8, "early_stopping_patience": 100},
 }
 
 

@@ -5,13 +5,13 @@ Skipped where ../shared is absent (set SHARED_DIR to point elsewhere).
 
 from __future__ import annotations
 
-import csv
 import json
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from medimage import manifest
 from medimage.archives.unpacking import restructure
 from medimage.params import DatasetSpec, RestructureSettings
 from tests.project import REALDATA, make_project, run_in
@@ -54,11 +54,6 @@ def tree(folder: Path, prefix: str) -> dict[str, Path]:
     return {prefix + path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def read_manifest(folder: Path) -> list[dict[str, str]]:
-    with (folder / "manifest.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_real_blood_cells_restructure(tmp_path: Path, registry: dict[str, DatasetSpec]) -> None:
     source = REALDATA / "blood-cells"
     bccd = sorted((REALDATA / "BCCD_Dataset" / "BCCD" / "JPEGImages").glob("*.jpg"))[:20]
@@ -78,9 +73,7 @@ def test_real_blood_cells_restructure(tmp_path: Path, registry: dict[str, Datase
     assert (tmp_path / "out" / "train" / "EOSINOPHIL" / "_0_1169.jpeg").read_bytes() == (
         source / "dataset2-master" / "images" / "TRAIN" / "EOSINOPHIL" / "_0_1169.jpeg"
     ).read_bytes()
-    assert {(row["width"], row["height"], row["channels"]) for row in read_manifest(tmp_path / "out")} == {
-        ("320", "240", "3")
-    }
+    assert {(row.width, row.height, row.channels) for row in manifest.read_interim(tmp_path / "out")} == {(320, 240, 3)}
 
 
 def test_real_covid_radiography_restructure(tmp_path: Path, registry: dict[str, DatasetSpec]) -> None:
@@ -112,13 +105,14 @@ def test_a_fifth_dataset_needs_only_yaml_and_runs_under_dvc_on_real_images(tmp_p
     run_in(project, "dvc", "repro")
 
     metrics = json.loads((project / "metrics" / "brain_mri" / "restructure.json").read_text())
-    assert metrics["counts"] == {"all": {"no": 40, "yes": 40}}
-    assert metrics["ignored_by_rule"] == {"brain_tumor_dataset/*": 80}  # the duplicated copy never doubles the counts
+    report = json.loads((project / "metrics" / "brain_mri" / "restructure_report.json").read_text())
+    assert report["counts"] == {"all": {"no": 40, "yes": 40}}
+    assert report["ignored_by_rule"] == {"brain_tumor_dataset/*": 80}  # the duplicated copy never doubles the counts
     assert metrics["duplicates"] == 8  # yes/Y14=Y17, Y15=Y181, Y30=Y54, no/No11='no 7.jpeg'
     assert metrics["extension_mismatch"] == 2  # 'no 96.jpg' and 'no 98.jpg' are PNG data
-    rows = {row["path"]: row for row in read_manifest(project / "data" / "interim" / "brain_mri")}
-    assert rows["all/no/no 96.jpg"]["format"] == "PNG" and rows["all/no/no 96.jpg"]["channels"] == "4"
-    assert rows["all/yes/Y14.jpg"]["sha256"] == rows["all/yes/Y17.jpg"]["sha256"]
+    rows = {row.path: row for row in manifest.read_interim(project / "data" / "interim" / "brain_mri")}
+    assert rows["all/no/no 96.jpg"].format == "PNG" and rows["all/no/no 96.jpg"].channels == 4
+    assert rows["all/yes/Y14.jpg"].sha256 == rows["all/yes/Y17.jpg"].sha256
     assert {Path(path).suffix for path in rows} >= {".jpg", ".JPG", ".jpeg"}
 
 
@@ -129,8 +123,8 @@ def test_the_fifth_dataset_also_has_a_synthetic_stand_in(tmp_path: Path) -> None
         datasets={"brain_mri": BRAIN_MRI},
     )
     run_in(project, "dvc", "repro")
-    rows = read_manifest(project / "data" / "interim" / "brain_mri")
-    assert {row["label"] for row in rows} == {"yes", "no"}
-    assert any(" " in row["path"] for row in rows)
-    assert {Path(row["path"]).suffix for row in rows} == {".jpg", ".JPG", ".jpeg"}
-    assert all(not row["member"].startswith("brain_tumor_dataset/") for row in rows)
+    rows = manifest.read_interim(project / "data" / "interim" / "brain_mri")
+    assert {row.label for row in rows} == {"yes", "no"}
+    assert any(" " in row.path for row in rows)
+    assert {Path(row.path).suffix for row in rows} == {".jpg", ".JPG", ".jpeg"}
+    assert all(not row.member.startswith("brain_tumor_dataset/") for row in rows)

@@ -19,7 +19,12 @@ EVAL_KEYS = {
     "balanced_accuracy",
     "macro_f1",
     "roc_auc",
-    "per_class",
+    "roc_auc_ci_low",
+    "roc_auc_ci_high",
+    "sensitivity",
+    "specificity",
+    "ece",
+    "brier",
     "train_accuracy",
     "generalization_gap",
 }
@@ -41,6 +46,14 @@ def folder_digest(folder: Path) -> dict[str, str]:
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
 
 
+def flat_keys(data: dict, prefix: str = "") -> set[str]:
+    """Metric keys as `dvc metrics show` prints them: nested keys joined with dots."""
+    found = set()
+    for key, value in data.items():
+        found |= flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return found
+
+
 def read(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -49,8 +62,17 @@ def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
     run_in(tiny, "dvc", "repro")
     metrics = read(tiny / "metrics" / "chest_xray" / "eval.json")
     assert set(metrics) == EVAL_KEYS
-    assert set(metrics["per_class"]) == {"NORMAL", "PNEUMONIA"}
-    assert set(metrics["per_class"]["NORMAL"]) == {"precision", "recall", "f1", "support"}
+    assert metrics["roc_auc_ci_low"] <= metrics["roc_auc"] <= metrics["roc_auc_ci_high"]
+    report = read(tiny / "metrics" / "chest_xray" / "eval_report.json")
+    assert set(report["per_class"]) == {"NORMAL", "PNEUMONIA"}
+    assert set(report["per_class"]["NORMAL"]) == {"precision", "recall", "f1", "support", "sensitivity", "specificity"}
+    point = report["operating_point"]
+    assert point["positive_class"] == "PNEUMONIA" and point["rule"].startswith("Youden's J")  # chosen on val
+    assert point["at_threshold"]["sensitivity"] == metrics["sensitivity"]
+    assert set(point["at_0.5"]) == {"sensitivity", "specificity", "ppv", "npv"}
+    assert report["confidence_intervals"]["method"].startswith("percentile bootstrap, 1000 resamples")
+    calibration = (tiny / "plots" / "chest_xray" / "calibration.csv").read_text()
+    assert calibration.startswith("bin,confidence,accuracy,images\n")
     assert metrics["generalization_gap"] == pytest.approx(metrics["train_accuracy"] - metrics["accuracy"], abs=1e-3)
     assert read(tiny / "models" / "chest_xray" / "labels.json") == ["NORMAL", "PNEUMONIA"]
     assert (tiny / "models" / "chest_xray" / "model.keras").stat().st_size > 0
@@ -59,6 +81,13 @@ def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
     assert any("val" in path.as_posix() for path in curves.rglob("*.tsv"))  # validation curves: there is a val split
     assert (tiny / "plots" / "chest_xray" / "confusion.csv").read_text().startswith("actual,predicted\n")
     assert (tiny / "plots" / "chest_xray" / "misclassified.png").read_bytes()[:4] == b"\x89PNG"
+    declared = json.loads(run_in(tiny, "dvc", "metrics", "show", "--json").stdout)
+    files = next(iter(declared.values()))["data"]
+    keys = {name: flat_keys(content["data"]) for name, content in files.items()}
+    assert set(keys) == {f"metrics/chest_xray/{stage}.json" for stage in ("restructure", "split", "eval")}
+    assert all(len(found) <= 15 for found in keys.values()), keys  # headline numbers only
+    assert len(set().union(*keys.values())) <= 50
+    assert not any(label in key for found in keys.values() for key in found for label in ("NORMAL", "PNEUMONIA", "val"))
     shown = run_in(tiny, "dvc", "plots", "show", "--json").stdout
     assert "confusion.csv" in shown and "roc.csv" in shown and "misclassified.png" in shown
 

@@ -30,6 +30,7 @@ class ImageSet:
     labels: np.ndarray
     sizes: list[tuple[int, int]]  # (width, height) from the manifest, to pick the decoding scale
     class_names: list[str]
+    groups: list[str]  # patient ids ("" where unknown): the bootstrap resamples whole patients
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -47,6 +48,7 @@ def image_set(processed: Path, split: str, names: list[str]) -> ImageSet:
         labels=np.array([index[row.label] for row in rows], dtype=np.int64),
         sizes=[row.size for row in rows],
         class_names=names,
+        groups=[row.group for row in rows],
     )
 
 

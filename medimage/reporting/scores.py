@@ -5,13 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    f1_score,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
+from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
 
 
 def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
@@ -28,28 +22,20 @@ def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None
     return float(np.mean([roc_auc_score(labels == index, probabilities[:, index]) for index in present]))
 
 
-def classification_metrics(
-    labels: np.ndarray, probabilities: np.ndarray, names: Sequence[str], train_accuracy: float
-) -> dict:
-    predicted = probabilities.argmax(axis=1)
+def per_class_scores(labels: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> dict[str, dict]:
+    """Precision, recall, F1 and support per class name, at the given decisions."""
     classes = np.arange(len(names))
     precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes, zero_division=0)
-    accuracy = float(accuracy_score(labels, predicted))
-    auc = macro_roc_auc(labels, probabilities)
     return {
-        "accuracy": round(accuracy, 4),
-        "balanced_accuracy": round(float(balanced_accuracy_score(labels, predicted)), 4),
-        "macro_f1": round(float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)), 4),
-        "roc_auc": None if auc is None else round(auc, 4),
-        "per_class": {
-            name: {
-                "precision": round(float(precision[i]), 4),
-                "recall": round(float(recall[i]), 4),
-                "f1": round(float(f1[i]), 4),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(names)
-        },
-        "train_accuracy": round(train_accuracy, 4),
-        "generalization_gap": round(train_accuracy - accuracy, 4),
+        name: {
+            "precision": round(float(precision[i]), 4),
+            "recall": round(float(recall[i]), 4),
+            "f1": round(float(f1[i]), 4),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(names)
     }
+
+
+def macro_f1(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
+    return float(f1_score(labels, predicted, labels=np.arange(classes), average="macro", zero_division=0))

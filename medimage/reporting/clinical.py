@@ -1,0 +1,266 @@
+"""What a clinical reader asks of a test score: an operating point, its uncertainty, and calibration.
+
+- Operating point (two classes): the threshold on the positive class's probability is chosen on the validation
+  split, by Youden's J (sensitivity + specificity - 1, maximal) or as the highest threshold that still reaches a
+  target sensitivity. Test sensitivity, specificity, PPV and NPV are reported at it, and at 0.5 for reference.
+  The positive class is the second in class order (sorted labels: PNEUMONIA after NORMAL, yes after no).
+- Uncertainty: percentile bootstrap, seeded. Whole patients are resampled where the manifest has patient ids
+  (images without one count as their own patient), so images of one patient never pretend to be independent.
+- Calibration: the Brier score (mean over images of the squared distance between the probability vector and the
+  one-hot truth, 0 best, 2 worst) and the expected calibration error over equal-width confidence bins (the
+  top-class probability against how often the top class is right, weighted by the bin's share of images).
+No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, roc_curve
+
+from medimage.modelling.opencv_loader import ImageSet
+from medimage.params import EvaluateSettings
+from medimage.reporting.scores import macro_f1, macro_roc_auc, per_class_scores
+
+POSITIVE = 1  # index of the positive class for two-class datasets
+
+Metric = Callable[[np.ndarray, np.ndarray], float | None]
+
+
+def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold on `scores` (positive: score >= threshold) that maximises sensitivity + specificity - 1."""
+    fpr, tpr, thresholds = roc_curve(labels == POSITIVE, scores)
+    finite = np.isfinite(thresholds)
+    best = int(np.argmax(np.where(finite, tpr - fpr, -np.inf)))
+    return float(thresholds[best])
+
+
+def threshold_for_sensitivity(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
+    """The highest threshold whose sensitivity on (labels, scores) is at least `target`."""
+    positives = np.sort(scores[labels == POSITIVE])[::-1]
+    if len(positives) == 0:
+        return 0.5
+    needed = int(np.ceil(target * len(positives)))
+    return float(positives[max(needed, 1) - 1])
+
+
+def rates(labels: np.ndarray, positive_predicted: np.ndarray) -> dict[str, float | None]:
+    """Sensitivity, specificity, PPV and NPV of a binary decision; None where a denominator is 0."""
+    truth = labels == POSITIVE
+    tp, fn = int(np.sum(truth & positive_predicted)), int(np.sum(truth & ~positive_predicted))
+    tn, fp = int(np.sum(~truth & ~positive_predicted)), int(np.sum(~truth & positive_predicted))
+
+    def ratio(top: int, bottom: int) -> float | None:
+        return round(top / bottom, 4) if bottom else None
+
+    return {
+        "sensitivity": ratio(tp, tp + fn),
+        "specificity": ratio(tn, tn + fp),
+        "ppv": ratio(tp, tp + fp),
+        "npv": ratio(tn, tn + fn),
+    }
+
+
+def one_vs_rest(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[dict[str, float | None]]:
+    """Per class: sensitivity and specificity of "this class" against all others, at the argmax decision."""
+    found = []
+    for index in range(classes):
+        truth, guess = labels == index, predicted == index
+        positives, negatives = int(truth.sum()), int((~truth).sum())
+        found.append(
+            {
+                "sensitivity": round(float(np.sum(truth & guess)) / positives, 4) if positives else None,
+                "specificity": round(float(np.sum(~truth & ~guess)) / negatives, 4) if negatives else None,
+            }
+        )
+    return found
+
+
+def macro_rates(per_class: Sequence[dict[str, float | None]]) -> dict[str, float | None]:
+    result = {}
+    for key in ("sensitivity", "specificity"):
+        values = [row[key] for row in per_class if row[key] is not None]
+        result[key] = round(float(np.mean(values)), 4) if values else None
+    return result
+
+
+def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    onehot = np.eye(probabilities.shape[1])[labels]
+    return round(float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1))), 4)
+
+
+def calibration_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> list[dict[str, float | int]]:
+    """Per equal-width bin of top-class probability: mean confidence, accuracy and image count (empty bins left out)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows = []
+    for index in range(bins):
+        members = which == index
+        if members.any():
+            rows.append(
+                {
+                    "bin": index,
+                    "confidence": round(float(confidence[members].mean()), 4),
+                    "accuracy": round(float(correct[members].mean()), 4),
+                    "images": int(members.sum()),
+                }
+            )
+    return rows
+
+
+def expected_calibration_error(rows: Sequence[dict[str, float | int]]) -> float:
+    total = sum(int(row["images"]) for row in rows)
+    if not total:
+        return 0.0
+    return round(sum(row["images"] / total * abs(row["accuracy"] - row["confidence"]) for row in rows), 4)
+
+
+def resampling_units(groups: Sequence[str]) -> list[np.ndarray]:
+    """Row indices per patient (images without a patient id are their own unit), in first-seen order."""
+    units: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        units.setdefault(group or f"\0image{index}", []).append(index)
+    return [np.array(rows) for rows in units.values()]
+
+
+def bootstrap(
+    metrics: dict[str, Metric],
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    groups: Sequence[str],
+    resamples: int,
+    level: float,
+    seed: int,
+) -> dict[str, dict[str, float | int | None]]:
+    """Percentile bootstrap interval of each metric, resampling patients; undefined draws are skipped and counted."""
+    units = resampling_units(groups)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(resamples):
+        chosen = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+        for name, metric in metrics.items():
+            value = metric(labels[chosen], probabilities[chosen])
+            if value is not None and np.isfinite(value):
+                draws[name].append(value)
+    tail = (1 - level) / 2 * 100
+    return {
+        name: {
+            "low": round(float(np.percentile(values, tail)), 4) if values else None,
+            "high": round(float(np.percentile(values, 100 - tail)), 4) if values else None,
+            "undefined_draws": resamples - len(values),
+        }
+        for name, values in draws.items()
+    }
+
+
+def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    return float(np.mean(probabilities.argmax(axis=1) == labels))
+
+
+def balanced_accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
+    if len(np.unique(labels)) < 2:
+        return None
+    return float(balanced_accuracy_score(labels, probabilities.argmax(axis=1)))
+
+
+def operating_point(
+    val: ImageSet, val_probabilities: np.ndarray | None, settings: EvaluateSettings
+) -> tuple[float, str]:
+    """The threshold on the positive class's probability, and the rule that chose it (for the report)."""
+    if val_probabilities is None or len(np.unique(val.labels)) < 2:
+        return 0.5, "0.5 (no validation split holding both classes to choose one on)"
+    scores = val_probabilities[:, POSITIVE]
+    if settings.target_sensitivity is not None:
+        threshold = threshold_for_sensitivity(val.labels, scores, settings.target_sensitivity)
+        return threshold, f"highest threshold with sensitivity >= {settings.target_sensitivity:g} on val"
+    return youden_threshold(val.labels, scores), "Youden's J (sensitivity + specificity - 1) maximal on val"
+
+
+def assess(
+    test: ImageSet,
+    test_probabilities: np.ndarray,
+    val: ImageSet,
+    val_probabilities: np.ndarray | None,
+    train_accuracy: float,
+    settings: EvaluateSettings,
+) -> tuple[dict, dict, list[dict]]:
+    """Headline metrics (the same keys for every dataset), the report, and the reliability-diagram rows."""
+    labels, classes = test.labels, test_probabilities.shape[1]
+    predicted = test_probabilities.argmax(axis=1)
+    per_class = per_class_scores(labels, predicted, test.class_names)
+    for name, rates_of_class in zip(test.class_names, one_vs_rest(labels, predicted, classes), strict=True):
+        per_class[name] |= rates_of_class
+    report: dict = {"test_images": len(test), "classes": test.class_names}
+    if classes == 2:
+        threshold, rule = operating_point(val, val_probabilities, settings)
+
+        def decision_rates(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float | None]:
+            return rates(truth, probabilities[:, POSITIVE] >= threshold)
+
+        chosen = decision_rates(labels, test_probabilities)
+        report["operating_point"] = {
+            "positive_class": test.class_names[POSITIVE],
+            "rule": rule,
+            "threshold": round(threshold, 4),
+            "at_threshold": chosen,
+            "at_0.5": rates(labels, test_probabilities[:, POSITIVE] >= 0.5),
+        }
+    else:
+
+        def decision_rates(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float | None]:
+            return macro_rates(one_vs_rest(truth, probabilities.argmax(axis=1), classes))
+
+        chosen = decision_rates(labels, test_probabilities)
+        report["operating_point"] = {"rule": "argmax; sensitivity and specificity are macro one-vs-rest means"}
+    statistics: dict[str, Metric] = {
+        "accuracy": accuracy,
+        "balanced_accuracy": balanced_accuracy,
+        "roc_auc": macro_roc_auc,
+        "sensitivity": lambda truth, probabilities: decision_rates(truth, probabilities)["sensitivity"],
+        "specificity": lambda truth, probabilities: decision_rates(truth, probabilities)["specificity"],
+    }
+    units = len(resampling_units(test.groups))
+    intervals = bootstrap(
+        statistics,
+        labels,
+        test_probabilities,
+        test.groups,
+        settings.bootstrap_resamples,
+        settings.confidence_level,
+        settings.seed,
+    )
+    report["confidence_intervals"] = {
+        "method": f"percentile bootstrap, {settings.bootstrap_resamples} resamples of {units} patients "
+        f"(images without a patient id count as their own), seed {settings.seed}",
+        "level": settings.confidence_level,
+        **intervals,
+    }
+    calibration = calibration_bins(labels, test_probabilities, settings.calibration_bins)
+    ece = expected_calibration_error(calibration)
+    report["calibration"] = {
+        "ece_bins": f"{settings.calibration_bins} equal-width bins of top-class probability",
+        "brier": "mean over images of the squared distance from the one-hot truth (0 best, 2 worst)",
+        "bins": calibration,
+    }
+    report["per_class"] = per_class
+    auc = macro_roc_auc(labels, test_probabilities)
+    test_accuracy = accuracy(labels, test_probabilities)
+    balanced = balanced_accuracy(labels, test_probabilities)
+    headline = {
+        "accuracy": round(test_accuracy, 4),
+        "balanced_accuracy": None if balanced is None else round(balanced, 4),
+        "macro_f1": round(macro_f1(labels, predicted, classes), 4),
+        "roc_auc": None if auc is None else round(auc, 4),
+        "roc_auc_ci_low": intervals["roc_auc"]["low"],
+        "roc_auc_ci_high": intervals["roc_auc"]["high"],
+        "sensitivity": chosen["sensitivity"],
+        "specificity": chosen["specificity"],
+        "ece": ece,
+        "brier": brier_score(labels, test_probabilities),
+        "train_accuracy": round(train_accuracy, 4),
+        "generalization_gap": round(train_accuracy - test_accuracy, 4),
+    }
+    return headline, report, calibration

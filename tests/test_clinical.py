@@ -1,0 +1,73 @@
+"""The evaluation's statistics against cases with known answers: threshold, rates, bootstrap, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medimage.reporting import clinical
+
+
+def test_youden_picks_the_threshold_that_separates_a_constructed_score_set() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9])
+    # at 0.7: sensitivity 3/4, specificity 4/4 (J = 0.75); at 0.4: 4/4 and 3/4 (J = 0.75, found first from the top)
+    threshold = clinical.youden_threshold(labels, scores)
+    assert threshold == pytest.approx(0.7)
+    assert clinical.rates(labels, scores >= threshold) == {
+        "sensitivity": 0.75,
+        "specificity": 1.0,
+        "ppv": 1.0,
+        "npv": 0.8,
+    }
+
+
+def test_a_target_sensitivity_gives_the_highest_threshold_reaching_it() -> None:
+    labels = np.array([1, 1, 1, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.5, 0.2, 0.3, 0.1])
+    assert clinical.threshold_for_sensitivity(labels, scores, 0.75) == pytest.approx(0.5)
+    assert clinical.threshold_for_sensitivity(labels, scores, 1.0) == pytest.approx(0.2)
+    assert clinical.rates(labels, scores >= 0.5)["sensitivity"] == 0.75
+
+
+def test_the_bootstrap_interval_matches_the_binomial_one_and_resamples_patients() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.zeros(400, dtype=int)
+    correct = rng.random(400) < 0.8  # accuracy 0.8 on 400 images: normal-approximation 95 % CI +-0.039
+    probabilities = np.where(correct[:, None], [[0.9, 0.1]], [[0.1, 0.9]])
+    found = clinical.bootstrap({"accuracy": clinical.accuracy}, labels, probabilities, [""] * 400, 2000, 0.95, 1)
+    half_width = 1.96 * np.sqrt(0.8 * 0.2 / 400)
+    assert found["accuracy"]["low"] == pytest.approx(correct.mean() - half_width, abs=0.01)
+    assert found["accuracy"]["high"] == pytest.approx(correct.mean() + half_width, abs=0.01)
+    # the same images as 40 patients of 10 identical outcomes: 10x fewer independent units, ~sqrt(10)x wider
+    grouped_correct = np.repeat(rng.random(40) < 0.8, 10)
+    grouped = np.where(grouped_correct[:, None], [[0.9, 0.1]], [[0.1, 0.9]])
+    patients = [f"p{index // 10}" for index in range(400)]
+    by_patient = clinical.bootstrap({"accuracy": clinical.accuracy}, labels, grouped, patients, 2000, 0.95, 1)
+    by_image = clinical.bootstrap({"accuracy": clinical.accuracy}, labels, grouped, [""] * 400, 2000, 0.95, 1)
+    width = {
+        name: result["accuracy"]["high"] - result["accuracy"]["low"]
+        for name, result in (("patient", by_patient), ("image", by_image))
+    }
+    assert width["patient"] > 2.5 * width["image"]
+
+
+def test_calibration_of_a_perfectly_and_a_badly_calibrated_model() -> None:
+    labels = np.array([0] * 8 + [1] * 2)  # the model says 0 with 0.8 for all: right 8 times in 10
+    probabilities = np.tile([[0.8, 0.2]], (10, 1))
+    rows = clinical.calibration_bins(labels, probabilities, 10)
+    assert rows == [{"bin": 7, "confidence": 0.8, "accuracy": 0.8, "images": 10}]
+    assert clinical.expected_calibration_error(rows) == 0.0
+    overconfident = np.tile([[1.0, 0.0]], (10, 1))
+    assert clinical.expected_calibration_error(clinical.calibration_bins(labels, overconfident, 10)) == 0.2
+    assert clinical.brier_score(labels, overconfident) == pytest.approx(0.4)  # 2 images at distance^2 2
+    assert clinical.brier_score(labels, probabilities) == pytest.approx((8 * 0.08 + 2 * 1.28) / 10)
+
+
+def test_one_vs_rest_rates_per_class() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 1, 1, 1, 2, 0])
+    per_class = clinical.one_vs_rest(labels, predicted, 3)
+    assert per_class[0] == {"sensitivity": 0.5, "specificity": 0.75}
+    assert per_class[1] == {"sensitivity": 1.0, "specificity": 0.75}
+    assert clinical.macro_rates(per_class) == {"sensitivity": pytest.approx(0.6667, abs=1e-4), "specificity": 0.8333}
