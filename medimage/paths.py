@@ -14,6 +14,7 @@ OUTPUT_ROOTS = (RAW_DIR, INTERIM_DIR, PROCESSED_DIR, MODELS_DIR, METRICS_DIR, PL
 MANIFEST = "manifest.csv"
 SKIPPED = "skipped.csv"
 LABELS = "labels.json"
+TRAIN_SUMMARY = "train.json"
 KERAS_MODEL = "model.keras"
 
 

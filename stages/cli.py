@@ -14,10 +14,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 from medimage.atomic import sweep_leftovers
 from medimage.errors import PipelineError
-from medimage.params import DatasetSpec, Params, load_dataset, load_params
+from medimage.params import load_dataset, load_params
 from medimage.paths import OUTPUT_ROOTS
 
 LOGGERS = ("medimage", "stages", "__main__")  # a stage run with -m logs as __main__
@@ -32,10 +33,10 @@ class _Below(logging.Filter):
         return record.levelno < self.level
 
 
-def configure_logging(prefix: str) -> None:
-    """INFO to stdout and WARNING and above to stderr, each line led by `prefix`; quiet under CI=true."""
+def configure_logging(prefix: str, information_stream: TextIO = sys.stdout) -> None:
+    """INFO to `information_stream` and WARNING and above to stderr, each line led by `prefix`; quiet under CI=true."""
     quiet = os.environ.get("CI", "").lower() == "true"
-    information = logging.StreamHandler(sys.stdout)
+    information = logging.StreamHandler(information_stream)
     information.addFilter(_Below(logging.WARNING))
     information.setFormatter(logging.Formatter(f"{prefix}: %(message)s"))
     warnings = logging.StreamHandler(sys.stderr)
@@ -49,20 +50,32 @@ def configure_logging(prefix: str) -> None:
 
 
 def run_stage(
-    stage: str, main: Callable[[Params, DatasetSpec], None], description: str | None, argv: list[str] | None = None
+    stage: str,
+    main: Callable[..., None],
+    description: str | None,
+    argv: list[str] | None = None,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
+    """Parse, validate, run `main(params, dataset)`; with `arguments` (more command-line arguments to declare),
+    `main(params, dataset, args)`, and information logged to stderr (stdout is the command's output)."""
     parser = argparse.ArgumentParser(
         prog=f"python -m stages.{stage}", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("dataset", help="a dataset listed under 'datasets' in params.yaml")
+    if arguments is not None:
+        arguments(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    configure_logging(f"{stage} {args.dataset}")
+    configure_logging(f"{stage} {args.dataset}", sys.stdout if arguments is None else sys.stderr)
     swept = sweep_leftovers(OUTPUT_ROOTS)
     if swept:
         logging.getLogger(__name__).info("removed %d temporary file(s) of interrupted runs: %s", len(swept), swept[0])
     try:
         params = load_params()
-        main(params, load_dataset(args.dataset, params))
+        dataset = load_dataset(args.dataset, params)
+        if arguments is None:
+            main(params, dataset)
+        else:
+            main(params, dataset, args)
     except PipelineError as error:
         print(f"{stage}: error: {error}", file=sys.stderr)
         sys.exit(1)

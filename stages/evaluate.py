@@ -2,8 +2,9 @@
 
 metrics/<ds>/eval.json holds the headline numbers, with the same keys for every dataset (declared metrics).
 metrics/<ds>/eval_report.json holds the detail: confidence intervals and how they were made, the operating
-point and its rates (at the chosen threshold and at 0.5), per-class scores, calibration bins. Plots:
-confusion.csv, roc.csv, calibration.csv (reliability diagram) and misclassified.png under plots/<ds>/.
+point and its rates (at the chosen threshold and at 0.5), per-class scores, calibration bins. Plots under
+plots/<ds>/: confusion.csv (counts and normalized), roc.csv and precision_recall.csv (one-vs-rest, per class),
+calibration.csv (reliability diagram), misclassified.png, and gradcam.png (Grad-CAM overlays, Keras models).
 
     python -m stages.evaluate chest_xray
 """
@@ -13,17 +14,17 @@ from __future__ import annotations
 import json
 import logging
 
-from medimage.atomic import atomic_file, write_csv
+from medimage.atomic import write_csv
 from medimage.errors import PipelineError
 from medimage.modelling import opencv_loader
-from medimage.modelling.prediction import predict
+from medimage.modelling.prediction import load_classifier, predict
 from medimage.params import DatasetSpec, Params
 from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
 from medimage.reporting.clinical import assess
-from medimage.reporting.galleries import gallery, most_confident_mistakes
+from medimage.reporting.galleries import caption, gallery, most_confident_mistakes, saliency_gallery
 from medimage.reporting.metrics_files import write_metrics
-from medimage.reporting.plot_data import confusion_rows, roc_rows
-from medimage.reporting.sheets import png_bytes
+from medimage.reporting.plot_data import confusion_rows, precision_recall_rows, roc_rows
+from medimage.reporting.sheets import thumbnail, write_png
 from stages.cli import run_stage
 
 GALLERY_SIZE = 12
@@ -50,15 +51,18 @@ def main(params: Params, dataset: DatasetSpec) -> None:
     write_metrics(dataset.name, "eval", headline | report, list(headline))
 
     plots = PLOTS_DIR / dataset.name
-    write_csv(plots / "confusion.csv", ["actual", "predicted"], confusion_rows(test.labels, test_probabilities, names))
-    write_csv(plots / "roc.csv", ["fpr", "tpr"], roc_rows(test.labels, test_probabilities))
+    labels = test.labels
+    write_csv(plots / "confusion.csv", ["actual", "predicted"], confusion_rows(labels, test_probabilities, names))
+    write_csv(plots / "roc.csv", ["class", "fpr", "tpr"], roc_rows(labels, test_probabilities, names))
+    curve = precision_recall_rows(labels, test_probabilities, names)
+    write_csv(plots / "precision_recall.csv", ["class", "recall", "precision"], curve)
     write_csv(plots / "calibration.csv", ["bin", "confidence", "accuracy", "images"], calibration)
-    mistakes = most_confident_mistakes(test.labels, test_probabilities, GALLERY_SIZE)
-    predicted, confidence = test_probabilities.argmax(axis=1), test_probabilities.max(axis=1)
-    captions = [f"true {names[test.labels[i]]}\npredicted {names[predicted[i]]} {confidence[i]:.2f}" for i in mistakes]
-    picture = gallery([test.paths[i] for i in mistakes], [test.sizes[i] for i in mistakes], captions)
-    with atomic_file(plots / "misclassified.png") as temporary:
-        temporary.write_bytes(png_bytes(picture))
+    mistakes = most_confident_mistakes(labels, test_probabilities, GALLERY_SIZE)
+    tiles = [thumbnail(test.paths[i], *test.sizes[i]) for i in mistakes]
+    captions = [caption(names, labels[i], test_probabilities[i]) for i in mistakes]
+    write_png(plots / "misclassified.png", gallery(tiles, captions, empty="no misclassified test images"))
+    classifier = load_classifier(model_dir, settings.deterministic)
+    write_png(plots / "gradcam.png", saliency_gallery(classifier, test, test_probabilities))
     low, high = headline["roc_auc_ci_low"], headline["roc_auc_ci_high"]
     log.info(
         "test accuracy %.3f, balanced %.3f, ROC AUC %s (95%% CI %s-%s), sensitivity %s, specificity %s at %s",

@@ -27,7 +27,7 @@ from medimage.modelling import cluster, linear, opencv_loader, resume
 from medimage.modelling.determinism import pin_cpu_kernels
 from medimage.modelling.model_files import save_keras_model
 from medimage.params import DatasetSpec, Params
-from medimage.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
+from medimage.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, TRAIN_SUMMARY
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,8 @@ def main(params: Params, dataset: DatasetSpec) -> None:
             keras_model, summary = fitting.fit(processed, names, settings, [DVCLiveCallback(live=live)], backup)
             save_keras_model(keras_model, staging / KERAS_MODEL)
         (staging / LABELS).write_text(json.dumps(names, indent=2) + "\n")
-        (staging / "train.json").write_text(
-            json.dumps({"model": settings.model, "loader": settings.loader, **summary}, indent=2) + "\n"
-        )
+        run = {"model": settings.model, "loader": settings.loader, "image_size": settings.image_size, **summary}
+        (staging / TRAIN_SUMMARY).write_text(json.dumps(run, indent=2) + "\n")
     with atomic_dir(PLOTS_DIR / dataset.name / "training") as published:
         shutil.copytree(curves / "plots", published / "plots")  # only the declared plots: nothing untracked beside them
     shutil.rmtree(backup)

@@ -18,7 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared"))
 REALDATA = SHARED / "realdata"
 # What a fresh clone holds that the pipeline needs: copied into temporary projects by the DVC tests.
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "datasets", "stages", "medimage", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    "datasets",
+    "stages",
+    "medimage",
+    ".dvc/config",
+    ".dvc/plots",
+    ".dvcignore",
+    ".gitignore",
+]
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "test",
     "GIT_AUTHOR_EMAIL": "test@example.invalid",

@@ -1,4 +1,4 @@
-"""The evaluation's statistics against cases with known answers: threshold, rates, bootstrap, calibration."""
+"""The evaluation's statistics against cases with known answers: threshold, rates, bootstrap, calibration, curves."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from medimage.reporting import clinical
+from medimage.reporting.plot_data import GRID, precision_recall_rows, roc_rows
 
 
 def test_youden_picks_the_threshold_that_separates_a_constructed_score_set() -> None:
@@ -71,3 +72,35 @@ def test_one_vs_rest_rates_per_class() -> None:
     assert per_class[0] == {"sensitivity": 0.5, "specificity": 0.75}
     assert per_class[1] == {"sensitivity": 1.0, "specificity": 0.75}
     assert clinical.macro_rates(per_class) == {"sensitivity": pytest.approx(0.6667, abs=1e-4), "specificity": 0.8333}
+
+
+def curve(rows: list[dict], name: str, y: str) -> np.ndarray:
+    return np.array([row[y] for row in rows if row["class"] == name])
+
+
+def test_one_vs_rest_curves_per_class_on_a_constructed_score_set() -> None:
+    names = ["a", "b", "c"]
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    # a and b are separated perfectly; c's positives score 0.5 and 0.2 against negatives at 0.4 and below
+    probabilities = np.array(
+        [[0.9, 0.1, 0.0], [0.6, 0.0, 0.4], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.3, 0.2, 0.5], [0.5, 0.3, 0.2]]
+    )
+    roc = roc_rows(labels, probabilities, names)
+    assert len(roc) == 3 * len(GRID) and {row["class"] for row in roc} == set(names)
+    assert curve(roc, "a", "tpr")[1] == 1.0 and curve(roc, "b", "tpr")[1] == 1.0  # all positives found at FPR 0.01
+    c_tpr = curve(roc, "c", "tpr")
+    assert c_tpr[0] == 0.5 and c_tpr[-1] == 1.0  # one of c's two scores above every negative
+    assert np.all(np.diff(c_tpr) >= 0)
+    pr = precision_recall_rows(labels, probabilities, names)
+    c_precision = curve(pr, "c", "precision")
+    # c: ranked 0.5 (c) > 0.4 (a) > 0.2 (c) ...: precision 1 up to recall 0.5, then 2/3 at recall 1
+    assert c_precision[GRID <= 0.5].tolist() == [1.0] * int((GRID <= 0.5).sum())
+    assert c_precision[-1] == pytest.approx(0.6667)
+    assert np.all(np.diff(c_precision) <= 0)  # interpolated precision never rises with recall
+
+
+def test_a_class_missing_from_the_test_split_has_no_curve() -> None:
+    labels = np.array([0, 0, 1])
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.8, 0.1, 0.1], [0.2, 0.7, 0.1]])
+    assert {row["class"] for row in roc_rows(labels, probabilities, ["a", "b", "c"])} == {"a", "b"}
+    assert {row["class"] for row in precision_recall_rows(labels, probabilities, ["a", "b", "c"])} == {"a", "b"}

@@ -81,6 +81,10 @@ def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
     assert any("val" in path.as_posix() for path in curves.rglob("*.tsv"))  # validation curves: there is a val split
     assert (tiny / "plots" / "chest_xray" / "confusion.csv").read_text().startswith("actual,predicted\n")
     assert (tiny / "plots" / "chest_xray" / "misclassified.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tiny / "plots" / "chest_xray" / "gradcam.png").read_bytes()[:4] == b"\x89PNG"
+    for name, header in (("roc.csv", "class,fpr,tpr\n"), ("precision_recall.csv", "class,recall,precision\n")):
+        rows = (tiny / "plots" / "chest_xray" / name).read_text()
+        assert rows.startswith(header) and "\nNORMAL," in rows and "\nPNEUMONIA," in rows  # a curve per class
     declared = json.loads(run_in(tiny, "dvc", "metrics", "show", "--json").stdout)
     files = next(iter(declared.values()))["data"]
     keys = {name: flat_keys(content["data"]) for name, content in files.items()}
@@ -88,8 +92,22 @@ def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
     assert all(len(found) <= 15 for found in keys.values()), keys  # headline numbers only
     assert len(set().union(*keys.values())) <= 50
     assert not any(label in key for found in keys.values() for key in found for label in ("NORMAL", "PNEUMONIA", "val"))
-    shown = run_in(tiny, "dvc", "plots", "show", "--json").stdout
-    assert "confusion.csv" in shown and "roc.csv" in shown and "misclassified.png" in shown
+    shown = json.loads(run_in(tiny, "dvc", "plots", "show", "--json").stdout)
+    assert not shown.get("errors"), shown.get("errors")  # the templates in .dvc/plots/ are found and filled
+    plots = set(shown["data"])
+    assert {f"plots/chest_xray/{name}" for name in ("roc.csv", "gradcam.png", "misclassified.png")} <= plots
+    titles = json.dumps(shown["data"]["plots/chest_xray/precision_recall.csv"])
+    assert "chest_xray - precision-recall" in titles and '"field": "class"' in titles
+
+    predicted = predict_in(tiny, tiny / "data" / "processed" / "chest_xray" / "test", "--cam", "cams", check=True)
+    lines = [json.loads(line) for line in predicted.stdout.splitlines()]
+    test_images = sorted((tiny / "data" / "processed" / "chest_xray" / "test").rglob("*.jpeg"))
+    assert [Path(line["path"]).name for line in lines] == [path.name for path in test_images]
+    for line in lines:
+        assert set(line["probabilities"]) == {"NORMAL", "PNEUMONIA"}
+        assert sum(line["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+        assert line["label"] == max(line["probabilities"], key=line["probabilities"].get)
+        assert (tiny / line["cam"]).read_bytes()[:4] == b"\x89PNG"
 
     first = (tiny / "metrics" / "chest_xray" / "eval.json").read_text()
     model_bytes = folder_digest(tiny / "models" / "chest_xray")
@@ -108,15 +126,41 @@ def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
     assert (tiny / "models" / "chest_xray" / "model.joblib").is_file()
 
 
+def without_tensorflow(project: Path, module: str, *arguments: str, check: bool = True):
+    run = f"sys.argv = ['{module}', *{list(arguments)!r}]; runpy.run_module('stages.{module}', run_name='__main__')"
+    return run_in(project, sys.executable, "-c", f"{BLOCK_TENSORFLOW}; import runpy; {run}", check=check)
+
+
+def predict_in(project: Path, *arguments: str | Path, check: bool = False):
+    return run_in(project, sys.executable, "-m", "stages.predict", "chest_xray", *map(str, arguments), check=check)
+
+
 def test_sklearn_baseline_runs_where_tensorflow_cannot_be_imported(tiny: Path) -> None:
     update_yaml(tiny / "params.yaml", {"train": {"model": "sklearn_linear", "loader": "opencv"}})
     run_in(tiny, "dvc", "repro", "split@chest_xray")
+    untrained = predict_in(tiny, "x.png")
+    assert untrained.returncode == 1 and untrained.stderr.strip().splitlines() == [
+        "predict: error: no trained model in models/chest_xray: run train first (dvc repro train@chest_xray)"
+    ]
+    unknown = run_in(tiny, sys.executable, "-m", "stages.predict", "retina", "x.png", check=False)
+    assert unknown.returncode == 1 and unknown.stderr.startswith("predict: error: dataset 'retina' is not listed")
     for stage in ("train", "evaluate"):
-        run = f"sys.argv = ['{stage}', 'chest_xray']; runpy.run_module('stages.{stage}', run_name='__main__')"
-        code = f"{BLOCK_TENSORFLOW}; import runpy; {run}"
-        run_in(tiny, sys.executable, "-c", code)
+        without_tensorflow(tiny, stage, "chest_xray")
     metrics = read(tiny / "metrics" / "chest_xray" / "eval.json")
     assert set(metrics) == EVAL_KEYS and metrics["accuracy"] > 0.6
+    assert (tiny / "plots" / "chest_xray" / "gradcam.png").is_file()  # a note: no Grad-CAM for this model
+
+    test_images = sorted((tiny / "data" / "processed" / "chest_xray" / "test").rglob("*.jpeg"))
+    (tiny / "notes.jpeg").write_text("not an image")
+    named = [str(test_images[0]), "notes.jpeg", str(test_images[1])]
+    predicted = without_tensorflow(tiny, "predict", "chest_xray", *named, "--cam", "cams", check=False)
+    assert predicted.returncode == 1  # one file failed ...
+    errors = [line for line in predicted.stderr.splitlines() if "error" in line]
+    assert errors == ["predict: error: notes.jpeg: not an image OpenCV can decode (skipped)"]
+    lines = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [named[0], named[2]]  # ... and the others were still predicted
+    assert all(sum(line["probabilities"].values()) == pytest.approx(1, abs=1e-6) for line in lines)
+    assert "cam" not in lines[0] and not any((tiny / "cams").iterdir())  # no Grad-CAM for sklearn_linear
     blocked = run_in(tiny, sys.executable, "-c", f"{BLOCK_TENSORFLOW}; import tensorflow", check=False)
     assert blocked.returncode != 0 and "ModuleNotFoundError" in blocked.stderr  # the block is real
 

@@ -56,6 +56,9 @@ def save(model: Pipeline, folder: Path) -> None:
     joblib.dump(model, folder / MODEL_FILE)
 
 
+def load(folder: Path) -> Pipeline:
+    return joblib.load(folder / MODEL_FILE)
+
+
 def predict_proba(folder: Path, images: opencv_loader.ImageSet, settings: TrainSettings) -> np.ndarray:
-    model: Pipeline = joblib.load(folder / MODEL_FILE)
-    return model.predict_proba(features(images, settings))
+    return load(folder).predict_proba(features(images, settings))

@@ -54,7 +54,11 @@ def image_set(processed: Path, split: str, names: list[str]) -> ImageSet:
 
 def load_image(path: Path, size: tuple[int, int] | None, target: int) -> np.ndarray:
     """One image as float32 RGB, target x target x 3, values in [0, 255]; PipelineError names an unreadable file."""
-    image = decode_or_fail(path, size, target, colour=True)
+    return model_pixels(decode_or_fail(path, size, target, colour=True), target)
+
+
+def model_pixels(image: np.ndarray, target: int) -> np.ndarray:
+    """A decoded BGR image as a model takes it: float32 RGB, target x target x 3, bilinear, values in [0, 255]."""
     if image.shape[:2] != (target, target):
         image = cv2.resize(image, (target, target), interpolation=cv2.INTER_LINEAR)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)

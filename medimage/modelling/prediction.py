@@ -1,18 +1,23 @@
-"""Class probabilities from a trained model folder, whatever `train.model` made it.
+"""Class probabilities from a trained model folder, whatever `train.model` made it: for a split, or for pixels.
 
 The scikit-learn baseline is scored without TensorFlow; the Keras models import it only when called.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from medimage.errors import PipelineError
 from medimage.modelling import linear, opencv_loader
 from medimage.modelling.determinism import pin_cpu_kernels
 from medimage.params import TrainSettings
-from medimage.paths import KERAS_MODEL
+from medimage.paths import KERAS_MODEL, LABELS, TRAIN_SUMMARY
 
 
 def predict(model_dir: Path, processed: Path, split: str, names: list[str], settings: TrainSettings) -> np.ndarray:
@@ -43,3 +48,33 @@ def keras_probabilities(
     with corrupt_images_named([processed / split]):
         probabilities = model.predict(dataset.prefetch(tf.data.AUTOTUNE), verbose=0)
     return probabilities[[row_of[path.resolve()] for path in images.paths]]
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A trained model ready for pixels: float32 RGB in [0, 255], n x image_size x image_size x 3."""
+
+    class_names: list[str]
+    image_size: int
+    probabilities: Callable[[np.ndarray], np.ndarray]
+    keras_model: Any | None  # for Grad-CAM; None for sklearn_linear
+
+
+def load_classifier(model_dir: Path, deterministic: bool) -> Classifier:
+    """The model in `model_dir` as train wrote it (model.keras or model.joblib, labels.json, train.json)."""
+    files = [model_dir / LABELS, model_dir / TRAIN_SUMMARY]
+    if not all(path.is_file() for path in files):
+        raise PipelineError(f"no trained model in {model_dir}: run train first (dvc repro train@{model_dir.name})")
+    names, summary = (json.loads(path.read_text()) for path in files)
+    if summary["model"] == "sklearn_linear":
+        pipeline = linear.load(model_dir)
+
+        def scikit_learn(pixels: np.ndarray) -> np.ndarray:
+            return pipeline.predict_proba(np.array([linear.image_features(one) for one in pixels]))
+
+        return Classifier(names, summary["image_size"], scikit_learn, None)
+    pin_cpu_kernels(deterministic)
+    import keras
+
+    model = keras.saving.load_model(model_dir / KERAS_MODEL)
+    return Classifier(names, model.input_shape[1], lambda pixels: model.predict(pixels, verbose=0), model)

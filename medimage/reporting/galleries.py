@@ -1,14 +1,17 @@
-"""Galleries of test images with captions: what a person looks at to see how a model fails."""
+"""Galleries of test images with captions: what a person looks at to see how a model fails, and where it looks."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from medimage.reporting.sheets import INK, THUMB, thumbnail
+from medimage.modelling.opencv_loader import ImageSet, load_image
+from medimage.modelling.prediction import Classifier
+from medimage.reporting.sheets import INK, THUMB
+
+CELL = THUMB * 2  # tiles are drawn at this size, nearest-neighbour, so that pixels stay visible
 
 
 def most_confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) -> list[int]:
@@ -17,22 +20,56 @@ def most_confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, count
     return wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:count].tolist()
 
 
-def gallery(
-    paths: Sequence[Path], sizes: Sequence[tuple[int, int]], captions: Sequence[str], columns: int = 4
-) -> np.ndarray:
-    """Thumbnails with a caption under each; a one-line note when there is nothing to show."""
-    if not paths:
-        canvas = np.full((40, 420, 3), 255, np.uint8)
-        cv2.putText(canvas, "no misclassified test images", (8, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.6, INK, 1, cv2.LINE_AA)
+def most_confident_correct(labels: np.ndarray, probabilities: np.ndarray, per_class: int) -> list[int]:
+    """Up to `per_class` correctly predicted images of each class, the most confident first, class by class."""
+    predicted = probabilities.argmax(axis=1)
+    chosen: list[int] = []
+    for index in range(probabilities.shape[1]):
+        right = np.flatnonzero((labels == index) & (predicted == index))
+        chosen += right[np.argsort(-probabilities[right, index], kind="stable")][:per_class].tolist()
+    return chosen
+
+
+def caption(names: Sequence[str], truth: int, probabilities: np.ndarray) -> str:
+    guess = int(probabilities.argmax())
+    return f"true {names[truth]}\npredicted {names[guess]} {probabilities[guess]:.2f}"
+
+
+def gallery(tiles: Sequence[np.ndarray], captions: Sequence[str], empty: str, columns: int = 4) -> np.ndarray:
+    """BGR tiles with a two-line caption under each; the one-line note `empty` when there is nothing to show."""
+    if not tiles:
+        canvas = np.full((40, 12 + 11 * len(empty), 3), 255, np.uint8)
+        cv2.putText(canvas, empty, (8, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.6, INK, 1, cv2.LINE_AA)
         return canvas
-    rows = -(-len(paths) // columns)
-    cell_width, cell_height = THUMB * 2 + 8, THUMB * 2 + 40
+    rows = -(-len(tiles) // columns)
+    cell_width, cell_height = CELL + 8, CELL + 40
     canvas = np.full((rows * cell_height, columns * cell_width, 3), 255, np.uint8)
-    for index, (path, size, caption) in enumerate(zip(paths, sizes, captions, strict=True)):
+    for index, (tile, text) in enumerate(zip(tiles, captions, strict=True)):
         top, left = (index // columns) * cell_height, (index % columns) * cell_width
-        tile = cv2.resize(thumbnail(path, *size), (THUMB * 2, THUMB * 2), interpolation=cv2.INTER_NEAREST)
-        canvas[top : top + THUMB * 2, left : left + THUMB * 2] = tile
-        for line, text in enumerate(caption.split("\n")[:2]):
-            origin = (left + 2, top + THUMB * 2 + 15 + 15 * line)
-            cv2.putText(canvas, text[:34], origin, cv2.FONT_HERSHEY_SIMPLEX, 0.42, INK, 1, cv2.LINE_AA)
+        canvas[top : top + CELL, left : left + CELL] = cv2.resize(tile, (CELL, CELL), interpolation=cv2.INTER_NEAREST)
+        for line, words in enumerate(text.split("\n")[:2]):
+            origin = (left + 2, top + CELL + 15 + 15 * line)
+            cv2.putText(canvas, words[:34], origin, cv2.FONT_HERSHEY_SIMPLEX, 0.42, INK, 1, cv2.LINE_AA)
     return canvas
+
+
+def saliency_gallery(
+    classifier: Classifier, images: ImageSet, probabilities: np.ndarray, mistakes: int = 8, correct_per_class: int = 2
+) -> np.ndarray:
+    """Grad-CAM overlays for the most confidently wrong images and the most confident right ones of each class.
+
+    The heat is for the predicted class: where the model found the evidence for what it said.
+    """
+    if classifier.keras_model is None:
+        return gallery([], [], empty="no Grad-CAM: the sklearn_linear model has no convolutional layers")
+    from medimage.modelling.saliency import overlays  # TensorFlow, for Keras models only
+
+    cases = most_confident_mistakes(images.labels, probabilities, mistakes)
+    cases += most_confident_correct(images.labels, probabilities, correct_per_class)
+    if not cases:
+        return gallery([], [], empty="no test images")
+    pixels = np.stack([load_image(images.paths[i], images.sizes[i], classifier.image_size) for i in cases])
+    tiles = overlays(classifier.keras_model, pixels, probabilities[cases].argmax(axis=1))
+    names = classifier.class_names
+    captions = [caption(names, images.labels[i], probabilities[i]) for i in cases]
+    return gallery(tiles, captions, empty="no test images")

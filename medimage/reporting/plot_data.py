@@ -1,31 +1,58 @@
-"""The rows behind evaluate's DVC plots: a confusion matrix and a ROC curve."""
+"""The rows behind evaluate's DVC plots: a confusion matrix, and one-vs-rest ROC and precision-recall curves.
+
+The curves are long tables (one row per class and grid point, a `class` column) drawn by the
+`curves_by_class` template in .dvc/plots/, which gives each class its own colour and each revision its own dash.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import roc_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-ROC_POINTS = 101
+GRID = np.linspace(0, 1, 101)  # the x values every curve is sampled at
 
 
 def confusion_rows(labels: np.ndarray, probabilities: np.ndarray, names: Sequence[str]) -> list[dict[str, str]]:
-    """One row per test image, for DVC's `confusion` template (x: actual, y: predicted)."""
+    """One row per test image, for DVC's `confusion` templates (x: actual, y: predicted)."""
     predicted = probabilities.argmax(axis=1)
     return [{"actual": names[truth], "predicted": names[guess]} for truth, guess in zip(labels, predicted, strict=True)]
 
 
-def roc_rows(labels: np.ndarray, probabilities: np.ndarray) -> list[dict[str, float]]:
-    """A micro-averaged one-vs-rest ROC curve (for two classes: the second class's), on a fixed FPR grid."""
-    if probabilities.shape[1] == 2:
-        truth, scores = labels == 1, probabilities[:, 1]
-    else:
-        truth = (labels[:, None] == np.arange(probabilities.shape[1])[None, :]).ravel()
-        scores = probabilities.ravel()
-    if truth.all() or not truth.any():
-        return []
-    fpr, tpr, _ = roc_curve(truth, scores)
-    grid = np.linspace(0, 1, ROC_POINTS)
-    points = zip(grid, np.interp(grid, fpr, tpr), strict=True)
-    return [{"fpr": round(float(x), 4), "tpr": round(float(y), 4)} for x, y in points]
+def _grid_rows(name: str, x_name: str, y_name: str, y_values: np.ndarray) -> list[dict[str, str | float]]:
+    return [
+        {"class": name, x_name: round(float(x), 4), y_name: round(float(y), 4)}
+        for x, y in zip(GRID, y_values, strict=True)
+    ]
+
+
+def roc_rows(labels: np.ndarray, probabilities: np.ndarray, names: Sequence[str]) -> list[dict[str, str | float]]:
+    """Each class's one-vs-rest ROC curve, TPR on a fixed FPR grid; classes absent from the test split are left out."""
+    rows: list[dict[str, str | float]] = []
+    for index, name in enumerate(names):
+        truth = labels == index
+        if truth.all() or not truth.any():
+            continue
+        fpr, tpr, _ = roc_curve(truth, probabilities[:, index])
+        rows += _grid_rows(name, "fpr", "tpr", np.interp(GRID, fpr, tpr))
+    return rows
+
+
+def precision_recall_rows(
+    labels: np.ndarray, probabilities: np.ndarray, names: Sequence[str]
+) -> list[dict[str, str | float]]:
+    """Each class's one-vs-rest precision-recall curve on a fixed recall grid.
+
+    Precision is interpolated the usual way: at recall r, the best precision reached at any recall >= r.
+    """
+    rows: list[dict[str, str | float]] = []
+    for index, name in enumerate(names):
+        truth = labels == index
+        if not truth.any():
+            continue
+        precision, recall, _ = precision_recall_curve(truth, probabilities[:, index])
+        best_from = np.maximum.accumulate(precision)  # recall falls along the arrays: a prefix is recall >= r
+        reached = [best_from[recall >= r][-1] for r in GRID]
+        rows += _grid_rows(name, "recall", "precision", np.array(reached))
+    return rows

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from medimage.atomic import atomic_file
 from medimage.decoding import decode_reduced
 from medimage.manifest import ProcessedRow
 from medimage.params import SPLIT_NAMES
@@ -54,5 +55,6 @@ def contact_sheet(rows: Sequence[ProcessedRow], root: Path, per_label: int = 4) 
     return np.hstack([names, *panels])
 
 
-def png_bytes(picture: np.ndarray) -> bytes:
-    return cv2.imencode(".png", picture)[1].tobytes()
+def write_png(destination: Path, picture: np.ndarray) -> None:
+    with atomic_file(destination) as temporary:
+        temporary.write_bytes(cv2.imencode(".png", picture)[1].tobytes())

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from medimage import manifest
-from medimage.atomic import atomic_dir, atomic_file
+from medimage.atomic import atomic_dir
 from medimage.manifest import InterimRow, ProcessedRow
 from medimage.params import SplitSettings
-from medimage.reporting.sheets import contact_sheet, png_bytes
+from medimage.reporting.sheets import contact_sheet, write_png
 from medimage.splitting.assignment import Item, assign_splits
 from medimage.splitting.audit import audit_splits, grey_images
 from medimage.splitting.features import dhash, near_duplicate_pairs
@@ -65,8 +65,7 @@ def write_split(
 def split_dataset(dataset: str, settings: SplitSettings, source: Path, destination: Path, sheet: Path) -> dict:
     """Split, draw the contact sheet, and return the audit metrics (archive splits against new ones)."""
     rows, processed, near_pairs, report = write_split(settings, dataset, source, destination)
-    with atomic_file(sheet) as temporary:
-        temporary.write_bytes(png_bytes(contact_sheet(processed, destination)))
+    write_png(sheet, contact_sheet(processed, destination))
 
     splits_by_path = {row.interim_path: row.split for row in processed}
     metrics = audit_splits(rows, [splits_by_path[row.path] for row in rows], source, settings)

@@ -1,0 +1,118 @@
+"""predict: run a dataset's trained model (models/<ds>/) on image files or folders of images.
+
+Not a DVC stage: a command for new images. Writes one JSON line per image to stdout,
+{"path": ..., "label": ..., "probabilities": {"<label>": p, ...}}, in the order given (a folder's images,
+searched recursively, sorted by path). A file that cannot be read as an image gets one line on stderr and the
+others are still predicted; the exit status is then 1. With --cam DIR, Keras models also write a Grad-CAM overlay
+per image to DIR/<position>-<name>.png (its path is added to the JSON line as "cam"). The sklearn_linear model
+needs no TensorFlow.
+
+    python -m stages.predict chest_xray scan.jpeg more-scans/ --cam overlays/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from medimage.decoding import decode_reduced
+from medimage.errors import PipelineError
+from medimage.modelling.opencv_loader import model_pixels
+from medimage.modelling.prediction import Classifier, load_classifier
+from medimage.params import DatasetSpec, Params
+from medimage.paths import MODELS_DIR
+from medimage.reporting.sheets import write_png
+from stages.cli import run_stage
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+log = logging.getLogger(__name__)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, help="image files, or folders searched for images")
+    parser.add_argument("--cam", type=Path, metavar="DIR", help="write Grad-CAM overlays here (Keras models)")
+
+
+def image_files(paths: list[Path]) -> Iterator[Path]:
+    """Named files as given (whatever their suffix); folders' image files by suffix, recursively, sorted."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(found for found in path.rglob("*") if found.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+def read_pixels(path: Path, size: int) -> np.ndarray:
+    try:
+        image = decode_reduced(path, None, size, colour=True)
+    except OSError as error:
+        raise PipelineError(f"{path}: cannot read ({error.strerror})") from None
+    if image is None:
+        raise PipelineError(f"{path}: not an image OpenCV can decode (skipped)")
+    return model_pixels(image, size)
+
+
+def prediction(path: Path, probabilities: np.ndarray, names: list[str]) -> dict:
+    scores = {name: round(float(p), 6) for name, p in zip(names, probabilities, strict=True)}
+    return {"path": str(path), "label": names[int(probabilities.argmax())], "probabilities": scores}
+
+
+def predict_files(classifier: Classifier, paths: Iterator[Path], cam: Path | None, batch_size: int) -> tuple[int, int]:
+    """Print one JSON line per readable image; return (predicted, failed) counts."""
+    predicted = failed = 0
+    batch: list[tuple[Path, np.ndarray]] = []
+
+    def flush() -> None:
+        nonlocal predicted
+        pixels = np.stack([pixels for _, pixels in batch])
+        probabilities = classifier.probabilities(pixels)
+        probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 sums drift by ~1e-7
+        pictures = []
+        if cam is not None and classifier.keras_model is not None:
+            from medimage.modelling.saliency import overlays  # TensorFlow, only for Keras models
+
+            pictures = overlays(classifier.keras_model, pixels, probabilities.argmax(axis=1))
+        for position, (path, _) in enumerate(batch):
+            line = prediction(path, probabilities[position], classifier.class_names)
+            if pictures:
+                line["cam"] = str(cam / f"{predicted + 1:05d}-{path.stem}.png")
+                write_png(Path(line["cam"]), pictures[position])
+            print(json.dumps(line), flush=True)
+            predicted += 1
+        batch.clear()
+
+    for path in paths:
+        try:
+            batch.append((path, read_pixels(path, classifier.image_size)))
+        except PipelineError as error:
+            print(f"predict: error: {error}", file=sys.stderr)
+            failed += 1
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    return predicted, failed
+
+
+def main(params: Params, dataset: DatasetSpec, args: argparse.Namespace) -> None:
+    classifier = load_classifier(MODELS_DIR / dataset.name, params.train.deterministic)
+    if args.cam is not None:
+        if classifier.keras_model is None:
+            log.warning("--cam: no Grad-CAM for the sklearn_linear model (no convolutional layers); predicting only")
+        args.cam.mkdir(parents=True, exist_ok=True)
+    predicted, failed = predict_files(classifier, image_files(args.paths), args.cam, params.train.batch_size)
+    if not predicted and not failed:
+        raise PipelineError(f"no images found in {', '.join(str(path) for path in args.paths)}")
+    log.info("%d image(s) predicted with %s, %d file(s) unreadable", predicted, MODELS_DIR / dataset.name, failed)
+    if failed:
+        sys.exit(1)  # each unreadable file has had its line on stderr
+
+
+if __name__ == "__main__":
+    run_stage("predict", main, __doc__, arguments=arguments)
