@@ -1,14 +1,13 @@
-"""Grad-CAM looks where the evidence is: a small CNN trained to find a planted patch is hot on the patch."""
+"""Grad-CAM looks where the evidence is: a small CNN trained to find a planted patch is hot on the patch.
+
+TensorFlow is imported inside the tests: collection must not load it (other tests check a stage never does).
+"""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from medimage.modelling.architectures import build_model
-from medimage.modelling.saliency import feature_forward, grad_cam, overlay
 from medimage.params import Params
 
 SIDE, PATCH, IMAGES = 48, 10, 240
@@ -27,6 +26,11 @@ def planted_patches(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_heat_concentrates_on_the_planted_discriminative_patch(params: Params) -> None:
+    import keras
+
+    from medimage.modelling.architectures import build_model
+    from medimage.modelling.saliency import grad_cam
+
     keras.utils.set_random_seed(0)
     pixels, labels, corners = planted_patches(seed=0)
     settings = params.train.model_copy(update={"model": "small_cnn", "image_size": SIDE})
@@ -53,6 +57,11 @@ def test_heat_concentrates_on_the_planted_discriminative_patch(params: Params) -
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "efficientnet_b0"])
 def test_grad_cam_reaches_into_a_nested_backbone(params: Params, backbone: str) -> None:
+    import tensorflow as tf
+
+    from medimage.modelling.architectures import build_model
+    from medimage.modelling.saliency import feature_forward, grad_cam, overlay
+
     settings = params.train.model_copy(update={"model": backbone, "weights": None, "image_size": 64})
     model, _ = build_model(settings, 3)
     pixels = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
