@@ -3,10 +3,13 @@
 # make bench - every benchmark in one markdown table (benchmarks/README.md); data cached in .benchmarks-cache/
 # make fuzz  - 3,000 hypothesis-generated archives through restructure (CI runs 150 inside make test)
 # make lint  - ruff (rules and line length in pyproject.toml); .ci/run runs it before the tests
+# make setup GPU=1 - the same, with TensorFlow's CUDA build (requirements-gpu.txt) in place of the CPU wheel;
+#                    remembered in .venv/.gpu, so later make targets keep it (GPU=0 goes back to the CPU wheel)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements*.txt constraints.txt | cksum | cut -d' ' -f1)
+GPU ?= $(if $(wildcard $(VENV)/.gpu),1,0)
+STAMP := $(VENV)/.installed-gpu$(GPU)-$(shell cat requirements*.txt constraints.txt | cksum | cut -d' ' -f1)
 SSHD := $(firstword $(wildcard /usr/sbin/sshd /usr/local/sbin/sshd) $(shell command -v sshd))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q
@@ -24,10 +27,18 @@ ifeq ($(SSHD),)
 	  "(it fails under CI)"; fi
 endif
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-remote.txt constraints.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-remote.txt requirements-gpu.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (PYTHON=python3.11)")'
 	$(PYTHON) -m venv $(VENV)
+	@if [ "$(GPU)" = 0 ] && [ -f $(VENV)/.gpu ]; then \
+	  $(BIN)/python -m pip uninstall --quiet --yes tensorflow tensorflow-cpu && rm $(VENV)/.gpu; fi
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+ifeq ($(GPU),1)
+	@# both wheels hold the same tensorflow/ folder: remove both, then install the CUDA one whole
+	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu tensorflow
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-gpu.txt -c constraints.txt
+	touch $(VENV)/.gpu
+endif
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from benchmarks import loader_speed
+from medimage import manifest
+from medimage.manifest import ProcessedRow
 from medimage.modelling import opencv_loader
 from medimage.params import TrainSettings
 
@@ -30,11 +32,11 @@ def images() -> Path:
     if (FOLDER / "manifest.csv").is_file():
         return FOLDER
     source = loader_speed.images()
-    rows = opencv_loader.read_rows(source)[:COUNT]
+    rows = manifest.read_processed(source)[:COUNT]
     for row in rows:
-        (FOLDER / row["path"]).parent.mkdir(parents=True, exist_ok=True)
-        os.link(source / row["path"], FOLDER / row["path"])
-    loader_speed.write_manifest(FOLDER, rows)
+        (FOLDER / row.path).parent.mkdir(parents=True, exist_ok=True)
+        os.link(source / row.path, FOLDER / row.path)
+    manifest.write_manifest(FOLDER, rows, ProcessedRow)
     return FOLDER
 
 

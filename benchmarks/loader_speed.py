@@ -3,13 +3,13 @@
     python -m benchmarks.loader_speed [--repeat 3]
 
 Compares our OpenCV loader (2 threads, reduced JPEG decoding) with Keras' image_dataset_from_directory
-(prefetch, no cache) and the legacy ImageDataGenerator.flow_from_directory. The images are generated once
+(prefetch, no cache) and the legacy ImageDataGenerator.flow_from_directory; then both of ours and Keras' on one
+thread, the per-core rate that says how many cores keep a GPU fed (docs/scaling.md). The images are generated once
 into .benchmarks-cache/loaders/ (git-ignored). One full pass each, medians; ratios against Keras.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 
 from benchmarks.common import arguments, median_seconds
+from medimage import manifest
+from medimage.manifest import ProcessedRow
 from medimage.modelling import opencv_loader
 
 FOLDER = Path(".benchmarks-cache/loaders")
@@ -50,25 +52,34 @@ def generate(
         picture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
         picture += rng.normal(0, noise, picture.shape).astype(np.float32)
         cv2.imwrite(str(folder / path), picture.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        rows.append({"path": path, "label": label, "split": "train", "width": width, "height": height})
-    write_manifest(folder, rows)
+        rows.append(
+            ProcessedRow(
+                path=path,
+                label=label,
+                source_split="train",
+                member=path,
+                sha256="",
+                width=width,
+                height=height,
+                group="",
+                channels=channels,
+                bytes=(folder / path).stat().st_size,
+                format="JPEG",
+                interim_path=path,
+                split="train",
+            )
+        )
+    manifest.write_manifest(folder, rows, ProcessedRow)  # written last: a folder with a manifest is complete
     return folder
 
 
-def write_manifest(folder: Path, rows: list[dict]) -> None:
-    """The few manifest columns our loader reads, written last: a folder with a manifest is complete."""
-    with (folder / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def opencv_pass(folder: Path, labels: tuple[str, ...] = LABELS) -> int:
+def opencv_pass(folder: Path, labels: tuple[str, ...] = LABELS, threads: int = 2) -> int:
     images = opencv_loader.image_set(folder, "train", list(labels))
-    return sum(len(batch) for batch, _ in opencv_loader.batches(images, TARGET, BATCH, threads=2))
+    return sum(len(batch) for batch, _ in opencv_loader.batches(images, TARGET, BATCH, threads=threads))
 
 
-def keras_pass(folder: Path, labels: tuple[str, ...] = LABELS) -> int:
+def keras_pass(folder: Path, labels: tuple[str, ...] = LABELS, threads: int | None = None) -> int:
+    """One pass of tf.data; with `threads`, its private thread pool has that many threads (None: TensorFlow's)."""
     import keras
     import tensorflow as tf
 
@@ -80,6 +91,11 @@ def keras_pass(folder: Path, labels: tuple[str, ...] = LABELS) -> int:
         shuffle=False,
         verbose=False,
     ).prefetch(tf.data.AUTOTUNE)
+    if threads is not None:
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        options.threading.max_intra_op_parallelism = 1
+        dataset = dataset.with_options(options)
     return sum(int(batch.shape[0]) for batch, _ in dataset)
 
 
@@ -106,6 +122,8 @@ def main() -> None:
         "keras `image_dataset_from_directory` + prefetch": rate(keras_pass, folder, args.repeat),
         "ours: OpenCV, reduced decoding, 2 threads": rate(opencv_pass, folder, args.repeat),
         "legacy `ImageDataGenerator.flow_from_directory`": rate(legacy_pass, folder, args.repeat),
+        "ours, 1 thread (per core)": rate(lambda where: opencv_pass(where, threads=1), folder, args.repeat),
+        "keras, tf.data on 1 thread (per core)": rate(lambda where: keras_pass(where, threads=1), folder, args.repeat),
     }
     baseline = next(iter(results.values()))
     print(f"\n{COUNT:,} JPEGs {SIDE}x{SIDE} -> {TARGET}x{TARGET}, batch {BATCH}, median of {args.repeat}\n")

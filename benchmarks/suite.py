@@ -258,6 +258,21 @@ def loader_rows(repeat: int) -> list[Row]:
                 False,
             )
         )
+    one_core = loader_speed.images()  # per core: how many cores keep a GPU fed (docs/scaling.md)
+    ours_one = loader_speed.rate(lambda where: loader_speed.opencv_pass(where, threads=1), one_core, repeat)
+    keras_one = loader_speed.rate(lambda where: loader_speed.keras_pass(where, threads=1), one_core, repeat)
+    rows.append(
+        row(
+            "loader RGB 512x512 -> 224 on 1 thread (img/s per core)",
+            ours_one,
+            "ours",
+            keras_one,
+            "keras",
+            ours_one / keras_one,
+            1.0,
+            False,
+        )
+    )
     processed = resplit_speed.project(5000) / "data" / "processed" / resplit_speed.DATASET
     if not processed.is_dir():
         run_in(processed.parents[2], "dvc", "repro", f"split@{resplit_speed.DATASET}")

@@ -117,7 +117,18 @@ class TrainSettings(Strict):
         "none"  # tf.distribute strategy; multi_worker reads TF_CONFIG
     )
     threads: int = Field(2, ge=1, le=64)  # OpenCV loader decoding threads
+    mixed_precision: bool = False  # float16 compute, float32 weights and outputs, loss scaling (GPU tensor cores)
+    jit_compile: bool = False  # XLA-compile the training step
     seed: int = Field(42, ge=0)
+
+    @model_validator(mode="after")
+    def _xla_has_kernels_for_every_layer(self) -> TrainSettings:
+        if self.jit_compile and (self.augment.rotation > 0 or self.augment.zoom > 0):
+            raise ValueError(
+                "jit_compile: true needs augment.rotation: 0 and augment.zoom: 0 (Keras' RandomRotation and "
+                "RandomZoom have no XLA kernels, and Keras would silently train without XLA)"
+            )
+        return self
 
 
 class EvaluateSettings(Strict):

@@ -71,6 +71,17 @@ def test_an_unknown_key_is_refused_by_name(tmp_path: Path) -> None:
         load_params(tmp_path)
 
 
+def test_jit_compile_with_augmentation_xla_cannot_compile_is_refused_by_name(tmp_path: Path) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["jit_compile"] = True  # the default augmentation rotates and zooms
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(PipelineError, match=r"invalid params.yaml: train: jit_compile: true needs augment.rotation: 0"):
+        load_params(tmp_path)
+    params["train"]["augment"] |= {"rotation": 0, "zoom": 0}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert load_params(tmp_path).train.jit_compile
+
+
 def test_a_second_dvc_repro_in_the_same_workspace_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     project = make_project(
         tmp_path / "project",

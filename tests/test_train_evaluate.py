@@ -165,6 +165,23 @@ def test_sklearn_baseline_runs_where_tensorflow_cannot_be_imported(tiny: Path) -
     assert blocked.returncode != 0 and "ModuleNotFoundError" in blocked.stderr  # the block is real
 
 
+def test_mixed_precision_and_xla_train_on_cpu_to_a_sane_model(tiny: Path) -> None:
+    update_yaml(
+        tiny / "params.yaml",
+        {"train": {"mixed_precision": True, "jit_compile": True, "epochs": 4, "augment": {"rotation": 0, "zoom": 0}}},
+    )
+    run_in(tiny, "dvc", "repro", "evaluate@chest_xray")
+    summary = read(tiny / "models" / "chest_xray" / "train.json")
+    assert summary["dtype_policy"] == "mixed_float16" and summary["jit_compile"] is True
+    import keras
+
+    model = keras.saving.load_model(tiny / "models" / "chest_xray" / "model.keras")
+    assert model.layers[-2].compute_dtype == "float16" and model.output.dtype == "float32"  # float32 softmax
+    metrics = read(tiny / "metrics" / "chest_xray" / "eval.json")
+    assert metrics["train_accuracy"] > 0.7 and metrics["accuracy"] > 0.6  # it learned (chance is ~0.5)
+    assert (tiny / "plots" / "chest_xray" / "gradcam.png").stat().st_size > 1000  # Grad-CAM through float16 maps
+
+
 def test_imagenet_weights_offline_fail_with_one_line(tiny: Path, tmp_path: Path) -> None:
     update_yaml(tiny / "params.yaml", {"train": {"model": "mobilenet_v2", "weights": "imagenet", "image_size": 96}})
     run_in(tiny, "dvc", "repro", "split@chest_xray")

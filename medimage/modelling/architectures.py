@@ -47,7 +47,7 @@ def small_cnn(inputs: keras.KerasTensor, classes: int) -> keras.KerasTensor:
     # Max, not average: "is this pattern anywhere" learns in far fewer steps than "how much of it on average"
     x = layers.GlobalMaxPooling2D()(x)
     x = layers.Dropout(0.2)(x)
-    return layers.Dense(classes, activation="softmax")(x)
+    return layers.Dense(classes, activation="softmax", dtype="float32")(x)  # float32 softmax also under mixed_float16
 
 
 def load_backbone(name: str, settings: TrainSettings) -> keras.Model:
@@ -82,7 +82,7 @@ def build_model(settings: TrainSettings, classes: int) -> tuple[keras.Model, ker
     backbone.trainable = False
     x = backbone(x, training=False)  # BatchNorm stays in inference mode, also when fine-tuning
     x = layers.Dropout(0.2)(x)
-    outputs = layers.Dense(classes, activation="softmax")(x)
+    outputs = layers.Dense(classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=settings.model), backbone
 
 

@@ -55,21 +55,24 @@ def fit(
     global_batch = settings.batch_size * strategy.num_replicas_in_sync
     with strategy.scope():
         optimizer = keras.optimizers.Adam(settings.learning_rate)
+        if settings.mixed_precision:  # what compile() does for Keras' own fit
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         loss_of = keras.losses.SparseCategoricalCrossentropy(reduction=None)
         weights = tf.constant(
             [class_weight[index] for index in sorted(class_weight)] if class_weight else [1.0] * model.output_shape[-1],
             tf.float32,
         )
 
-    @tf.function
+    @tf.function(jit_compile=settings.jit_compile)
     def step(pixels: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         def on_replica(pixels: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             with tf.GradientTape() as tape:
                 probabilities = model(pixels, training=True)
                 per_image = loss_of(labels, probabilities) * tf.gather(weights, labels)
                 loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
-            optimizer.apply_gradients(
-                zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables, strict=True)
+            scaled = optimizer.scale_loss(loss) if settings.mixed_precision else loss
+            optimizer.apply_gradients(  # a LossScaleOptimizer unscales the gradients before applying them
+                zip(tape.gradient(scaled, model.trainable_variables), model.trainable_variables, strict=True)
             )
             correct = tf.reduce_sum(
                 tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.cast(labels, tf.int64)), tf.float32)

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def configure(settings: TrainSettings) -> None:
-    """Seeds everywhere; with `deterministic`, op determinism and one thread per op (bit-identical reruns)."""
+    """Seeds everywhere; with `deterministic`, op determinism and one thread per op (bit-identical reruns);
+    the float policy (mixed_float16 with `mixed_precision`: Keras then scales the loss in compile)."""
+    keras.mixed_precision.set_global_policy("mixed_float16" if settings.mixed_precision else "float32")
     if settings.deterministic:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -99,7 +101,7 @@ def fit(
                     ),
                 ]
             val = data_for(processed, "val", names, per_step, False, Path(scratch)) if has_val else None
-            phase = Phase(model, train, val, weights, callbacks, backup)
+            phase = Phase(model, train, val, weights, callbacks, backup, settings.jit_compile)
             with corrupt_images_named([processed / "train", *([processed / "val"] if has_val else [])]):
                 epochs_run = phase.run("train", settings.learning_rate, 0, settings.epochs)
                 if backbone is not None and settings.fine_tune_layers > 0 and settings.fine_tune_epochs > 0:
@@ -110,7 +112,14 @@ def fit(
                         epochs_run,
                         epochs_run + settings.fine_tune_epochs,
                     )
-    summary = {"epochs": epochs_run, "unfrozen_layers": unfrozen, "class_weight": weights, "early_stopping": has_val}
+    summary = {
+        "epochs": epochs_run,
+        "unfrozen_layers": unfrozen,
+        "class_weight": weights,
+        "early_stopping": has_val,
+        "dtype_policy": keras.mixed_precision.global_policy().name,
+        "jit_compile": settings.jit_compile,
+    }
     if strategy:
         summary |= {"distribute": settings.distribute, "replicas": replicas, "global_batch": per_step.batch_size}
     return model, summary
@@ -120,7 +129,14 @@ class Phase:
     """One `model.fit` call that survives a kill: per-epoch backups, and a marker with its weights once done."""
 
     def __init__(
-        self, model: keras.Model, train: object, val: object, class_weight: dict | None, callbacks: list, backup: Path
+        self,
+        model: keras.Model,
+        train: object,
+        val: object,
+        class_weight: dict | None,
+        callbacks: list,
+        backup: Path,
+        jit_compile: bool,
     ) -> None:
         self.model, self.train, self.val, self.class_weight, self.callbacks, self.backup = (
             model,
@@ -130,6 +146,7 @@ class Phase:
             callbacks,
             backup,
         )
+        self.jit_compile = jit_compile
 
     def run(self, name: str, learning_rate: float, first_epoch: int, last_epoch: int) -> int:
         """Train epochs [first_epoch, last_epoch) (fewer if stopped early); return how many the phase ran in all."""
@@ -146,7 +163,10 @@ class Phase:
         if resumed is not None:
             log.info("%s: resuming after epoch %d of %d (backup in %s)", name, resumed, last_epoch, checkpoints)
         self.model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=self.jit_compile,
         )
         keep = keras.callbacks.BackupAndRestore(str(checkpoints), double_checkpoint=True, delete_checkpoint=False)
         self.model.fit(

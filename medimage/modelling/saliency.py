@@ -48,7 +48,7 @@ def feature_forward(model: keras.Model) -> Callable[[tf.Tensor], tuple[tf.Tensor
             else:
                 x = layer(x, training=False)
                 features = x if layer is chosen else features
-        return features, tf.matmul(x, head.kernel) + head.bias
+        return features, tf.matmul(tf.cast(x, head.kernel.dtype), head.kernel) + head.bias  # float16 x: mixed
 
     return forward
 
@@ -62,7 +62,7 @@ def grad_cam(model: keras.Model, pixels: np.ndarray, classes: np.ndarray) -> np.
         chosen = tf.gather(logits, tf.convert_to_tensor(classes, tf.int32), axis=1, batch_dims=1)
     gradients = tape.gradient(chosen, features)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    heat = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
+    heat = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy().astype(np.float32)  # float16: mixed
     peaks = heat.reshape(len(heat), -1).max(axis=1).reshape(-1, 1, 1)
     heat = np.divide(heat, peaks, out=np.zeros_like(heat), where=peaks > 0)
     height, width = pixels.shape[1:3]
