@@ -36,8 +36,9 @@ def project(images_per_class: int) -> Path:
             {"datasets": [DATASET], "fetch": {"synthetic": {"images_per_class": images_per_class, "image_size": 240}}},
         )
         run_in(folder, "dvc", "repro", f"restructure@{DATASET}")
-    for code in ("stages", "medimage"):  # measure the current code
+    for code in ("stages", "medimage"):  # measure the current code and pipeline
         shutil.copytree(ROOT / code, folder / code, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "dvc.yaml", folder / "dvc.yaml")
     return folder
 
 

@@ -26,7 +26,7 @@ TEMP_PREFIX = ".tmp-"
 _WRITER = re.compile(r"^\.tmp-.*?-p(\d+)-")
 
 
-def _temporary_name(stem: str) -> str:
+def temporary_name(stem: str) -> str:
     return f"{TEMP_PREFIX}{stem}-p{os.getpid()}-"
 
 
@@ -83,7 +83,7 @@ def atomic_dir(destination: Path) -> Iterator[Path]:
     existed = destination.is_dir()
     destination.mkdir(parents=True, exist_ok=True)
     sweep_leftovers([destination], depth=1)
-    build = Path(tempfile.mkdtemp(prefix=_temporary_name("build"), dir=destination))
+    build = Path(tempfile.mkdtemp(prefix=temporary_name("build"), dir=destination))
     build.chmod(0o755)  # mkdtemp makes it private; outputs are ordinary folders
     try:
         yield build
@@ -106,7 +106,7 @@ def _promote(build: Path, destination: Path) -> None:
         retired = ready.with_name(ready.name.replace("-ready-", "-old-"))
         destination.rename(retired)
         ready.rename(destination)
-        inside = destination / f"{_temporary_name('old')}{retired.name[-8:]}"
+        inside = destination / f"{temporary_name('old')}{retired.name[-8:]}"
         retired.rename(inside)  # deleted from inside the output: a kill during the delete strands nothing
         _remove(inside)
     else:
@@ -118,7 +118,7 @@ def _promote(build: Path, destination: Path) -> None:
 def atomic_file(destination: Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `destination`."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=_temporary_name(destination.name), dir=destination.parent)
+    handle, name = tempfile.mkstemp(prefix=temporary_name(destination.name), dir=destination.parent)
     os.close(handle)
     temporary = Path(name)
     temporary.chmod(0o644)

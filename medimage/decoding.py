@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from medimage.errors import PipelineError
+from medimage.paths import INTERIM_DIR, PROCESSED_DIR
 
 # cv2.imread flags by reduction factor, for colour (BGR) and greyscale decoding.
 _REDUCED_FLAGS = {
@@ -50,9 +51,18 @@ def decode_reduced(path: Path, size: tuple[int, int] | None, target: int, colour
 
 
 def restore_hint(path: Path) -> str:
-    """How to get a damaged pipeline file back: DVC restores the output folder that holds it."""
+    """How to get a damaged pipeline file back: DVC restores the output folder that holds it.
+
+    A file of the split view is a hardlink of an interim file: damage in place is damage to the interim output
+    (and to DVC's cache copy, when the cache links rather than copies).
+    """
     output = path.parents[2] if len(path.parents) > 3 else path.parent  # <output>/<split>/<label>/<file>
-    return f"restore it with: dvc checkout {output}"
+    if output.parent.as_posix().endswith(PROCESSED_DIR.as_posix()):
+        output = output.parent.parent / INTERIM_DIR.name / output.name
+    return (
+        f"restore it with: dvc checkout --force {output} "
+        f"(or dvc repro -f restructure@{output.name} if DVC's cache copy is damaged too)"
+    )
 
 
 def decode_or_fail(path: Path, size: tuple[int, int] | None, target: int, colour: bool) -> np.ndarray:

@@ -1,8 +1,10 @@
 """split@<ds>: re-split data/interim/<ds> into data/processed/<ds>/{train,val,test}/<label>/ and audit the result.
 
-Files are hardlinked from the interim folder (no image bytes copied where the file system allows);
-manifest.csv gains a `split` column. metrics/<ds>/split.json compares the archive's own splits with the new
-ones, and plots/<ds>/split_samples.png shows a few images per split and label.
+DVC tracks data/processed/<ds>/manifest.csv (the interim rows with their `split` and new path); the split
+folders beside it are a git-ignored view of hardlinked interim files (no image bytes copied where the file
+system allows), which train and evaluate check and rebuild when needed (`python -m stages.view <ds>` by hand).
+metrics/<ds>/split.json compares the archive's own splits with the new ones, and plots/<ds>/split_samples.png
+shows a few images per split and label.
 
     python -m stages.split chest_xray
 """

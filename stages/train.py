@@ -1,5 +1,8 @@
 """train@<ds>: fit the configured model on data/processed/<ds>/train; write models/<ds>/ and training curves.
 
+The split folders are checked against split's manifest first and rebuilt from data/interim/<ds> when they do
+not match (after a `dvc pull`, a checkout or a hand edit: `medimage.splitting.view`).
+
 models/<ds>/ holds model.keras (or model.joblib for sklearn_linear), labels.json (class names in index
 order) and train.json (what ran). Per-epoch loss and accuracy (train and val) are logged with DVCLive
 under plots/<ds>/training/. TensorFlow is imported only for the Keras models.
@@ -27,7 +30,8 @@ from medimage.modelling import cluster, linear, opencv_loader, resume
 from medimage.modelling.determinism import pin_cpu_kernels
 from medimage.modelling.model_files import save_keras_model
 from medimage.params import DatasetSpec, Params
-from medimage.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, TRAIN_SUMMARY
+from medimage.paths import INTERIM_DIR, KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, TRAIN_SUMMARY
+from medimage.splitting.view import ensure_view
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,7 @@ def train_as_worker(params: Params, dataset: DatasetSpec) -> None:
 
     settings = params.train
     processed = PROCESSED_DIR / dataset.name
+    ensure_view(processed, INTERIM_DIR / dataset.name)
     backup = MODELS_DIR / f".resume-{dataset.name}-{cluster.task_name(settings.distribute)}"
     resume.prepare(backup, resume.fingerprint(settings, processed))
     _, summary = fitting.fit(processed, opencv_loader.class_names(processed), settings, [], backup)
@@ -55,6 +60,7 @@ def main(params: Params, dataset: DatasetSpec) -> None:
         train_as_worker(params, dataset)
         return
     processed = PROCESSED_DIR / dataset.name
+    ensure_view(processed, INTERIM_DIR / dataset.name)
     names = opencv_loader.class_names(processed)
     backup = MODELS_DIR / f".resume-{dataset.name}"
     resuming = resume.prepare(backup, resume.fingerprint(settings, processed))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -74,7 +75,11 @@ def test_push_to_an_ssh_remote_then_a_fresh_clone_pulls_everything_and_reruns_no
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
     repro = run_in(bob, "dvc", "repro")
     assert "Running stage" not in repro.stdout, repro.stdout
+    view = Path("data") / "processed" / DATASET / "train"
+    assert not (bob / view).exists()  # DVC tracks the split manifest; the split folders are a view of interim files
+    assert "rebuilt the split folders" in run_in(bob, sys.executable, "-m", "stages.view", DATASET).stdout
     assert digests(bob) == digests(alice)
+    assert "Running stage" not in run_in(bob, "dvc", "repro").stdout  # the view changes nothing DVC tracks
 
 
 def test_a_queued_sweep_runs_two_experiments_and_shows_audit_and_eval_metrics_side_by_side(tmp_path: Path) -> None:

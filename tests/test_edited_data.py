@@ -1,4 +1,4 @@
-"""Files edited by hand under data/processed are seen by DVC, restored by it, and named in errors."""
+"""Files edited by hand in the split view are noticed and relinked; edits in place show in DVC and are named."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from medimage import manifest
 from tests.project import make_project, run_in, stage, update_yaml
 
 DATASET = "brain_tumor"
@@ -39,38 +40,49 @@ def test_processed_files_are_read_only_so_an_editor_cannot_corrupt_the_shared_ca
         assert path.stat().st_nlink >= 2  # the same inode as the DVC cache object
 
 
-def test_deleted_added_and_corrupted_files_are_reported_restored_and_named(project: Path) -> None:
+def test_deleted_added_and_replaced_view_files_are_noticed_and_relinked_before_training(project: Path) -> None:
     files = train_files(project)
-    deleted, corrupted = files[0], files[1]
-    deleted_digest, corrupted_digest = digest(deleted), digest(corrupted)
+    deleted, replaced = files[0], files[1]
+    deleted_digest, replaced_digest = digest(deleted), digest(replaced)
     deleted.unlink()
-    corrupted.unlink()  # as an editor saves: a new file, leaving the cache object alone
-    corrupted.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG" * 10)
-    added = corrupted.parent / "added_by_hand.jpg"
-    added.write_bytes(corrupted.read_bytes())
-
-    status = run_in(project, "dvc", "status", f"split@{DATASET}")
-    assert "modified:" in status.stdout and f"data/processed/{DATASET}" in status.stdout, status.stdout
+    replaced.unlink()  # as an editor saves: a new file, leaving the interim file and the cache object alone
+    replaced.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG" * 10)
+    added = replaced.parent / "added_by_hand.jpg"
+    added.write_bytes(replaced.read_bytes())
+    # DVC tracks the manifest and the interim files, not the view: nothing it tracks has changed
+    assert "up to date" in run_in(project, "dvc", "status", f"split@{DATASET}").stdout
 
     for loader_name in ("keras", "opencv"):
         update_yaml(project / "params.yaml", {"train": {"loader": loader_name}})
-        failed = stage(project, "train", DATASET)
-        assert failed.returncode == 1, failed.stdout + failed.stderr
-        assert "Traceback" not in failed.stderr, failed.stderr
-        errors = [line for line in failed.stderr.splitlines() if line.startswith("train: error:")]
-        assert len(errors) == 1, failed.stderr
-        # keras lists the folder (it never sees the deleted file); ours reads the manifest, stops at the first bad row
-        named = [corrupted.name] if loader_name == "keras" else [deleted.name, corrupted.name]
-        assert any(name in errors[0] for name in named), errors[0]
-        assert "dvc checkout" in errors[0]
-        assert not (project / "models" / DATASET).exists()
+        trained = stage(project, "train", DATASET)
+        assert trained.returncode == 0, trained.stdout + trained.stderr
+        rebuilt = [line for line in trained.stdout.splitlines() if "rebuilt the split folders" in line]
+        if loader_name == "keras":  # the first run finds the edits ...
+            assert len(rebuilt) == 1, trained.stdout
+            assert "1 missing" in rebuilt[0] and "1 not in the manifest" in rebuilt[0], rebuilt[0]
+            assert "1 not the interim file" in rebuilt[0], rebuilt[0]
+        else:  # ... and leaves a view that the next run accepts as it is
+            assert rebuilt == [], trained.stdout
+        assert digest(deleted) == deleted_digest and digest(replaced) == replaced_digest
+        assert not added.exists()
+        assert deleted.stat().st_ino == interim_file(project, deleted).stat().st_ino  # relinked, not copied
 
-    careful = run_in(
-        project, "dvc", "checkout", f"split@{DATASET}", check=False
-    )  # DVC will not drop hand edits unasked
-    assert careful.returncode != 0 and corrupted.name in careful.stderr and added.name in careful.stderr, careful.stderr
-    assert added.exists()
-    run_in(project, "dvc", "checkout", "--force", f"split@{DATASET}")
-    assert digest(deleted) == deleted_digest and digest(corrupted) == corrupted_digest
-    assert not added.exists()
-    assert "up to date" in run_in(project, "dvc", "status", f"split@{DATASET}").stdout
+
+def interim_file(project: Path, view_file: Path) -> Path:
+    processed = project / "data" / "processed" / DATASET
+    relative = view_file.relative_to(processed).as_posix()
+    (row,) = [row for row in manifest.read_processed(processed) if row.path == relative]
+    return project / "data" / "interim" / DATASET / row.interim_path
+
+
+def test_an_in_place_edit_shows_in_dvc_status_and_training_names_the_file(project: Path) -> None:
+    """The last test of the module: it damages the interim output (and DVC's cache object, which it links to)."""
+    victim = train_files(project)[2]
+    victim.chmod(0o644)
+    victim.write_bytes(b"\xff\xd8\xff\xe0 edited in place" * 10)  # same inode: the interim file is edited too
+    status = run_in(project, "dvc", "status", f"train@{DATASET}").stdout
+    assert f"data/interim/{DATASET}" in status and "modified" in status, status
+    failed = stage(project, "train", DATASET)
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("train: error:")]
+    assert failed.returncode == 1 and len(errors) == 1, failed.stderr
+    assert victim.name in errors[0] and f"dvc checkout --force data/interim/{DATASET}" in errors[0], errors[0]

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from medimage.decoding import restore_hint
 from medimage.errors import PipelineError
 from medimage.modelling import opencv_loader
 from medimage.params import TrainSettings
@@ -38,7 +39,7 @@ def corrupt_images_named(folders: list[Path]) -> Iterator[None]:
         )
         raise PipelineError(
             f"cannot decode {len(broken)} image(s): {shown}; the files are corrupt or not images; "
-            f"restore them with: dvc checkout {folders[0].parent}"
+            + restore_hint(broken[0]).replace("restore it", "restore them")
         ) from None
 
 

@@ -35,7 +35,7 @@ def place_file(source: Path, target: Path | str, report: LinkReport) -> None:
                 raise
             report.copy_reason = f"{error.strerror} ({Path(source).parent} -> {Path(target).parent})"
             log.warning("cannot hardlink here: %s; copying image bytes instead", report.copy_reason)
-    shutil.copyfile(source, target)
+    shutil.copy2(source, target)  # with its modification time: the view check compares it
     report.copied += 1
 
 

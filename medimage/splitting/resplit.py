@@ -1,7 +1,7 @@
-"""Re-split one dataset: assign every interim image a split, lay out the split view, audit the result.
+"""Re-split one dataset: assign every interim image a split, write the manifest, lay out the view, audit the result.
 
-Files are hardlinked from the interim folder (no image bytes copied where the file system allows); the
-processed manifest gains `split` and `interim_path`.
+The processed manifest (the interim rows with `split` and `interim_path`) is what DVC tracks; the split folders
+are a view of hardlinked interim files beside it (`medimage.splitting.view`).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from medimage import manifest
-from medimage.atomic import atomic_dir
 from medimage.manifest import InterimRow, ProcessedRow
 from medimage.params import SplitSettings
 from medimage.reporting.sheets import contact_sheet, write_png
+from medimage.splitting import view
 from medimage.splitting.assignment import Item, assign_splits
 from medimage.splitting.audit import audit_splits, grey_images
 from medimage.splitting.features import dhash, near_duplicate_pairs
-from medimage.splitting.materialising import LinkReport, materialise, target_paths
+from medimage.splitting.materialising import LinkReport, target_paths
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def near_pairs_of(rows: list[InterimRow], source: Path, settings: SplitSettings)
 def write_split(
     settings: SplitSettings, dataset: str, source: Path, destination: Path
 ) -> tuple[list[InterimRow], list[ProcessedRow], list[tuple[int, int]], LinkReport]:
-    """The split itself: assign every interim row a split and materialise `destination` (atomically) with its manifest.
+    """The split itself: assign every interim row a split, lay out the view in `destination`, then write its manifest.
 
     Returns the interim rows, the processed rows (sorted by their new path), the near-duplicate pairs used and
     how files were placed.
@@ -55,10 +55,9 @@ def write_split(
         for row, target, split in zip(rows, targets, splits, strict=True)
     ]
     processed.sort(key=lambda row: row.path)
-    with atomic_dir(destination) as staging:
-        sources = [source / row.interim_path for row in processed]
-        report = materialise(sources, [row.path for row in processed], staging, link=settings.link == "hardlink")
-        manifest.write_manifest(staging, processed, ProcessedRow)
+    destination.mkdir(parents=True, exist_ok=True)
+    report = view.build(destination, source, processed, link=settings.link == "hardlink")
+    manifest.write_manifest(destination, processed, ProcessedRow)  # last: a manifest means a finished split
     return rows, processed, near_pairs, report
 
 
