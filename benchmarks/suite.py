@@ -9,6 +9,7 @@ Times are medians of --repeat runs. The last column says whether this run met th
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -151,7 +152,7 @@ def resplit_rows(repeat: int) -> list[Row]:
     )
     copy = median_seconds(in_scratch(lambda out: split_folders(flat, out, False)), repeat)
     symlink = median_seconds(in_scratch(lambda out: split_folders(flat, out, "symlink")), repeat)
-    seeds = iter(range(1000, 1000 + repeat))
+    seeds = itertools.count(1000)  # every timed run sees a new seed
     repro = median_seconds(
         lambda: run_in(project, "dvc", "repro", f"split@{resplit_speed.DATASET}"),
         repeat,
