@@ -38,7 +38,8 @@ def project(images_per_class: int) -> Path:
         run_in(folder, "dvc", "repro", f"restructure@{DATASET}")
     for code in ("stages", "medimage"):  # measure the current code and pipeline
         shutil.copytree(ROOT / code, folder / code, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(ROOT / "dvc.yaml", folder / "dvc.yaml")
+    for name in ("dvc.yaml", ".dvc/config"):
+        shutil.copy2(ROOT / name, folder / name)
     return folder
 
 

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one markdown table, each figure a ratio against a baseline measured in the same run.
 
-    python -m benchmarks.suite [--repeat 3] [--only restructure,resplit,loaders,noop,stall]
+    python -m benchmarks.suite [--repeat 3] [--only restructure,resplit,loaders,noop,stall] [--images-per-class 5000]
 
 Data is generated once into .benchmarks-cache/ (git-ignored): a real-scale synthetic chest X-ray archive
 (5,856 JPEGs), a ~20,000-image blood-cell project, 2,000 RGB 512x512 JPEGs and 300 grey chest-sized ones.
@@ -9,6 +9,7 @@ Times are medians of --repeat runs. The last column says whether this run met th
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -26,7 +27,7 @@ from benchmarks import loader_speed, resplit_speed, restructure_speed
 from benchmarks.common import CACHE, arguments, in_scratch, median_seconds
 from medimage.archives.unpacking import restructure
 from medimage.params import RestructureSettings, SplitSettings, load_dataset, load_params
-from tests.project import make_project, run_in
+from tests.project import ROOT, make_project, run_in
 
 SECTIONS = ("restructure", "resplit", "loaders", "noop", "stall")
 
@@ -117,11 +118,11 @@ def restructure_rows(repeat: int) -> list[Row]:
 # --------------------------------------------------------------------------- 2. re-split
 
 
-def flat_folder(project: Path) -> Path:
-    """The project's 20,000 interim images as <label>/<file> (hardlinks), the input split-folders expects."""
-    flat = CACHE / "flat-20k"
+def flat_folder(project: Path, images: int) -> Path:
+    """The project's interim images as <label>/<file> (hardlinks), the input split-folders expects."""
+    flat = CACHE / f"flat-{images // 1000}k"
     if not flat.is_dir():
-        partial = CACHE / "flat-20k.partial"
+        partial = CACHE / f"flat-{images // 1000}k.partial"
         shutil.rmtree(partial, ignore_errors=True)
         interim = project / "data" / "interim" / resplit_speed.DATASET
         for path in interim.rglob("*.jpeg"):
@@ -138,13 +139,14 @@ def split_folders(flat: Path, out: Path, move: bool | str) -> None:
     splitfolders.ratio(str(flat), output=str(out), seed=1337, ratio=(0.8, 0.2), move=move)
 
 
-def resplit_rows(repeat: int) -> list[Row]:
+def resplit_rows(repeat: int, images_per_class: int) -> list[Row]:
     from medimage.splitting.resplit import write_split
 
-    project = resplit_speed.project(5000)
+    project = resplit_speed.project(images_per_class)
+    images = 4 * images_per_class
     run_in(project, "dvc", "config", "cache.type", "hardlink,copy")
     resplit_speed.update_yaml(project / "params.yaml", {"split": {"link": "hardlink"}})
-    flat = flat_folder(project)
+    flat = flat_folder(project, images)
     interim = project / "data" / "interim" / resplit_speed.DATASET
     settings = SplitSettings(strategy="pool", ratios={"train": 0.8, "test": 0.2})
     ours = median_seconds(
@@ -166,7 +168,7 @@ def resplit_rows(repeat: int) -> list[Row]:
     floor = median_seconds(lambda: resplit_speed.md5_seconds(project), repeat)
     return [
         row(
-            "split itself, 20,000 images (s) vs `split-folders` copy (speed-up)",
+            f"split itself, {images:,} images (s) vs `split-folders` copy (speed-up)",
             ours,
             "ours",
             copy,
@@ -186,7 +188,7 @@ def resplit_rows(repeat: int) -> list[Row]:
             False,
         ),
         row(
-            "`dvc repro split` after a seed change, 20,000 images (s) vs the stage run alone",
+            f"`dvc repro split` after a seed change, {images:,} images (s) vs the stage run alone",
             repro,
             "repro",
             alone,
@@ -323,14 +325,19 @@ def default_project() -> Path:
         print(f"building {folder} once...", file=sys.stderr)
         make_project(folder, {"train": {"model": "sklearn_linear", "loader": "opencv"}})
         run_in(folder, "dvc", "repro")
+    shutil.copy2(ROOT / ".dvc" / "config", folder / ".dvc" / "config")  # DVC settings as the project has them now
     return folder
 
 
-def noop_rows(repeat: int) -> list[Row]:
+def noop_rows(repeat: int, images_per_class: int) -> list[Row]:
     rows = []
     for name, folder, target in (
         ("4 default datasets, all stages", default_project(), []),
-        ("20,000-image dataset, to split", resplit_speed.project(5000), [f"split@{resplit_speed.DATASET}"]),
+        (
+            f"{4 * images_per_class:,}-image dataset, to split",
+            resplit_speed.project(images_per_class),
+            [f"split@{resplit_speed.DATASET}"],
+        ),
     ):
         run_in(folder, "dvc", "repro", *target)
         for command in ("status", "repro"):
@@ -399,13 +406,14 @@ def stall_rows(repeat: int) -> list[Row]:
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
+    parser.add_argument("--images-per-class", type=int, default=5000, help="size of the resplit and noop projects")
     args = parser.parse_args()
     CACHE.mkdir(exist_ok=True)
     measure = {
         "restructure": restructure_rows,
-        "resplit": resplit_rows,
+        "resplit": functools.partial(resplit_rows, images_per_class=args.images_per_class),
         "loaders": loader_rows,
-        "noop": noop_rows,
+        "noop": functools.partial(noop_rows, images_per_class=args.images_per_class),
         "stall": stall_rows,
     }
     started = time.perf_counter()
