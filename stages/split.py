@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 HEADLINE = (
     "group_overlap",
     "duplicate_overlap",
+    "copy_overlap",
     "shift_auc",
     "shortcut_auc",
     "near_duplicate_pairs",

@@ -53,7 +53,7 @@ def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(
     items: list[Item], ratios: dict[str, float], seed: int
 ) -> None:
     config = SplitSettings(strategy="pool", ratios=ratios, seed=seed)
-    splits = assign_splits(items, config, "toy")
+    splits = assign_splits(items, config, "toy").splits
 
     assert straddling(items, splits, "group") == []
     assert straddling(items, splits, "sha256") == []
@@ -68,7 +68,7 @@ def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(
 
     shuffled = list(range(len(items)))
     random.Random(seed).shuffle(shuffled)
-    again = assign_splits([items[index] for index in shuffled], config, "toy")
+    again = assign_splits([items[index] for index in shuffled], config, "toy").splits
     assert {items[index].path: split for index, split in zip(shuffled, again, strict=True)} == {
         item.path: split for item, split in zip(items, splits, strict=True)
     }
@@ -77,24 +77,35 @@ def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(
 @settings(max_examples=10, deadline=None)
 @given(items=manifests())
 def test_the_seed_alone_changes_the_split(items: list[Item]) -> None:
-    first = assign_splits(items, SplitSettings(seed=1), "toy")
-    assert assign_splits(items, SplitSettings(seed=1), "toy") == first
-    assert assign_splits(items, SplitSettings(seed=2), "toy") != first
+    first = assign_splits(items, SplitSettings(seed=1), "toy").splits
+    assert assign_splits(items, SplitSettings(seed=1), "toy").splits == first
+    assert assign_splits(items, SplitSettings(seed=2), "toy").splits != first
 
 
 def test_grouping_off_ignores_patients_but_never_duplicates() -> None:
     items = [Item(f"{i}.jpg", "AB"[i % 2], "train", "same" if i < 2 else f"s{i}", "p1") for i in range(200)]
-    components = leakage_components(items, by_patient=False)
+    components = leakage_components(items, by_patient=False).ids
     assert components[0] == components[1] and len(set(components.tolist())) == 199
-    assert len(set(leakage_components(items, by_patient=True).tolist())) == 1
+    assert len(set(leakage_components(items, by_patient=True).ids.tolist())) == 1
 
 
 def test_near_duplicate_pairs_join_groups() -> None:
     items = [Item(f"{i}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
-    components = leakage_components(items, by_patient=True, near_pairs=[(3, 50), (50, 97)])
+    components = leakage_components(items, by_patient=True, near_pairs=[(3, 50, 30), (50, 97, 30)]).ids
     assert components[3] == components[50] == components[97]
-    splits = assign_splits(items, SplitSettings(), "toy", near_pairs=[(3, 51), (51, 97)])
+    splits = assign_splits(items, SplitSettings(), "toy", near_pairs=[(3, 51, 30), (51, 97, 30)]).splits
     assert splits[3] == splits[51] == splits[97]
+
+
+def test_a_chain_of_copies_stops_growing_at_the_group_bound_strongest_pairs_first() -> None:
+    """Look-alikes chained pair by pair must not swallow a label: pairs that would pass the bound stay apart."""
+    items = [Item(f"{i:03d}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
+    chain = [(i, i + 2, 100 - i) for i in range(0, 40, 2)]  # 0-2-4-...-40, weakest pairs last
+    components = leakage_components(items, by_patient=False, near_pairs=chain, max_group=5)
+    assert components.ids[0] == components.ids[8] != components.ids[10]
+    assert components.unjoined == 4  # every fifth link: groups 0-8, 10-18, 20-28, 30-38 of 5 images, 40 alone
+    assignment = assign_splits(items, SplitSettings(near_duplicate_max_share=0.1), "toy", chain)
+    assert assignment.unjoined == components.unjoined  # 10 % of 50 images per label: groups of at most 5
 
 
 @pytest.mark.parametrize(
@@ -117,9 +128,13 @@ def _archive_items() -> list[Item]:
 
 def test_keep_and_merge() -> None:
     items = _archive_items()
-    kept = assign_splits(items, SplitSettings(strategy="keep", rename={"test_simple": "val", "val": "test"}), "toy")
+    kept = assign_splits(
+        items, SplitSettings(strategy="keep", rename={"test_simple": "val", "val": "test"}), "toy"
+    ).splits
     assert Counter(kept) == {"train": 40, "val": 6, "test": 14}
-    merged = assign_splits(items, SplitSettings(strategy="merge", merge={"val": "train", "test_simple": "test"}), "toy")
+    merged = assign_splits(
+        items, SplitSettings(strategy="merge", merge={"val": "train", "test_simple": "test"}), "toy"
+    ).splits
     assert Counter(merged) == {"train": 44, "test": 16}
 
 

@@ -45,6 +45,7 @@ class Item:
 class UnionFind:
     def __init__(self, size: int) -> None:
         self.parent = list(range(size))
+        self.members = [1] * size  # of each root
 
     def find(self, index: int) -> int:
         while self.parent[index] != index:
@@ -54,13 +55,36 @@ class UnionFind:
 
     def union(self, first: int, second: int) -> None:
         roots = sorted((self.find(first), self.find(second)))
-        self.parent[roots[1]] = roots[0]
+        if roots[0] != roots[1]:
+            self.parent[roots[1]] = roots[0]
+            self.members[roots[0]] += self.members[roots[1]]
+
+    def joined_size(self, first: int, second: int) -> int:
+        """How many members the group of both would have."""
+        roots = {self.find(first), self.find(second)}
+        return sum(self.members[root] for root in roots)
+
+
+@dataclass(frozen=True)
+class Components:
+    """Leakage groups: a component id per item, and the near-duplicate pairs left unjoined to bound group size."""
+
+    ids: np.ndarray
+    unjoined: int
 
 
 def leakage_components(
-    items: Sequence[Item], by_patient: bool, near_pairs: Sequence[tuple[int, int]] = ()
-) -> np.ndarray:
-    """Component id per item: items sharing bytes, a patient (if by_patient) or a near-duplicate pair share one."""
+    items: Sequence[Item],
+    by_patient: bool,
+    near_pairs: Sequence[tuple[int, int, int]] = (),
+    max_group: int | None = None,
+) -> Components:
+    """Component per item: items sharing bytes, a patient (if by_patient) or a near-duplicate pair share one.
+
+    Near-duplicate pairs (i, j, strength) join strongest first, and only while the joined group stays within
+    `max_group` items: chains of look-alikes would otherwise merge a whole label into one group, leaving too few
+    groups to split. Pairs left unjoined are counted, and their groups' overlap is audited.
+    """
     components = UnionFind(len(items))
     first_seen: dict[tuple[str, str], int] = {}
     for index, item in enumerate(items):
@@ -70,9 +94,13 @@ def leakage_components(
                 components.union(first_seen[key], index)
             else:
                 first_seen[key] = index
-    for first, second in near_pairs:
-        components.union(first, second)
-    return np.array([components.find(index) for index in range(len(items))])
+    unjoined = 0
+    for first, second, _ in sorted(near_pairs, key=lambda pair: (-pair[2], pair[0], pair[1])):
+        if max_group is None or components.joined_size(first, second) <= max_group:
+            components.union(first, second)
+        else:
+            unjoined += 1
+    return Components(np.array([components.find(index) for index in range(len(items))]), unjoined)
 
 
 def folds_per_split(ratios: dict[str, float], folds: int) -> dict[str, int]:
@@ -213,17 +241,38 @@ def check_every_split_has_every_label(
             )
 
 
+@dataclass(frozen=True)
+class Assignment:
+    splits: list[str]  # one per item, in the order given
+    unjoined: int  # near-duplicate pairs left in separate groups (see leakage_components)
+
+
+def max_group_size(labels: Sequence[str], share: float) -> int:
+    """The most items a near-duplicate group may join: `share` of the smallest label's images (at least 2)."""
+    return max(2, int(share * min(Counter(labels).values())))
+
+
 def assign_splits(
-    items: Sequence[Item], settings: SplitSettings, dataset: str, near_pairs: Sequence[tuple[int, int]] = ()
-) -> list[str]:
-    """The split of each item, in the order given. `near_pairs` index into `items` as given."""
+    items: Sequence[Item], settings: SplitSettings, dataset: str, near_pairs: Sequence[tuple[int, int, int]] = ()
+) -> Assignment:
+    """The split of each item, in the order given, and how many near pairs were left unjoined.
+
+    `near_pairs` (i, j, strength) index into `items` as given.
+    """
     order = sorted(range(len(items)), key=lambda index: items[index].path)
     rank = {original: position for position, original in enumerate(order)}
     ordered = [items[index] for index in order]
+    unjoined = 0
     if settings.strategy == "pool":
-        components = leakage_components(ordered, settings.group, [(rank[a], rank[b]) for a, b in near_pairs])
-        ordered_splits = pool([item.label for item in ordered], components, settings)
+        labels = [item.label for item in ordered]
+        components = leakage_components(
+            ordered,
+            settings.group,
+            [(rank[a], rank[b], strength) for a, b, strength in near_pairs],
+            max_group_size(labels, settings.near_duplicate_max_share),
+        )
+        ordered_splits, unjoined = pool(labels, components.ids, settings), components.unjoined
     else:
         ordered_splits = remap([item.source_split for item in ordered], settings, dataset)
     check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
-    return [ordered_splits[rank[index]] for index in range(len(items))]
+    return Assignment([ordered_splits[rank[index]] for index in range(len(items))], unjoined)

@@ -2,6 +2,8 @@
 
 - group_overlap: patients with images in more than one split.
 - duplicate_overlap: identical images (same sha256) in more than one split.
+- copy_overlap: groups of copies (rotated, flipped, zoomed, re-encoded... images found by split.near_duplicates,
+  all pairs joined) with members in more than one split; None when the search is off.
 - shift_auc: how well a logistic regression on thumbnails and histograms tells train images from test
   images, cross-validated. 0.5 means the splits look alike; near 1 means test was acquired differently.
 - shortcut_auc: how well a random forest on width, height, channels and file size alone predicts the label
@@ -27,6 +29,7 @@ from tqdm import tqdm
 from medimage.manifest import InterimRow
 from medimage.params import SplitSettings
 from medimage.reporting.scores import macro_roc_auc
+from medimage.splitting.assignment import UnionFind
 from medimage.splitting.features import read_grey, thumbnail_features
 
 MIN_PER_SIDE = 5
@@ -101,8 +104,26 @@ def grey_images(rows: Sequence[InterimRow], indices: np.ndarray, folder: Path, w
     }
 
 
-def audit_splits(rows: Sequence[InterimRow], splits: list[str], folder: Path, settings: SplitSettings) -> dict:
-    """The audit metrics, for the archive's own splits ('original') and the new ones ('new')."""
+def copy_groups(count: int, pairs: Sequence[tuple[int, int, int]]) -> list[str]:
+    """A group key per item from all copy pairs joined (no size bound), "" for items without a copy."""
+    groups = UnionFind(count)
+    for first, second, _ in pairs:
+        groups.union(first, second)
+    paired = {index for pair in pairs for index in pair[:2]}
+    return [str(groups.find(index)) if index in paired else "" for index in range(count)]
+
+
+def audit_splits(
+    rows: Sequence[InterimRow],
+    splits: list[str],
+    folder: Path,
+    settings: SplitSettings,
+    copies: Sequence[str] | None = None,
+) -> dict:
+    """The audit metrics, for the archive's own splits ('original') and the new ones ('new').
+
+    `copies`: a copy-group key per row ("" for none), or None where no search for copies ran.
+    """
     labels = np.array([row.label for row in rows])
     original = [row.source_split for row in rows]
     metadata = np.array([[float(row.width), float(row.height), float(row.channels), float(row.bytes)] for row in rows])
@@ -113,7 +134,7 @@ def audit_splits(rows: Sequence[InterimRow], splits: list[str], folder: Path, se
     images = grey_images(rows, np.union1d(sampled["original"], sampled["new"]), folder, "audit features")
     features = {index: thumbnail_features(image) for index, image in images.items()}
     result: dict[str, dict] = {
-        key: {} for key in ("counts", "group_overlap", "duplicate_overlap", "shift_auc", "shortcut_auc")
+        key: {} for key in ("counts", "group_overlap", "duplicate_overlap", "copy_overlap", "shift_auc", "shortcut_auc")
     }
     for name, assignment in (("original", original), ("new", splits)):
         chosen = sampled[name]
@@ -122,6 +143,7 @@ def audit_splits(rows: Sequence[InterimRow], splits: list[str], folder: Path, se
         result["counts"][name] = split_counts(assignment, labels.tolist())
         result["group_overlap"][name] = overlap(assignment, [row.group for row in rows])
         result["duplicate_overlap"][name] = overlap(assignment, [row.sha256 for row in rows])
+        result["copy_overlap"][name] = None if copies is None else overlap(assignment, copies)
         matrix = np.array([features[index] for index in chosen]) if len(chosen) else np.zeros((0, 1))
         result["shift_auc"][name] = shift_auc(matrix, side == "test", settings.seed)
         result["shortcut_auc"][name] = shortcut_auc(metadata, labels, in_train, in_test, settings.seed)
@@ -138,7 +160,7 @@ def audit_table(name: str, settings: SplitSettings, metrics: dict) -> str:
         f"split audit {name} (strategy {settings.strategy}, seed {settings.seed})",
         f"  {'':<18}{'original':>10}{'new':>10}",
     ]
-    for key in ("group_overlap", "duplicate_overlap", "shift_auc", "shortcut_auc"):
+    for key in ("group_overlap", "duplicate_overlap", "copy_overlap", "shift_auc", "shortcut_auc"):
         lines.append(f"  {key:<18}{cell(metrics[key]['original']):>10}{cell(metrics[key]['new']):>10}")
     for split, labels in metrics["counts"]["new"].items():
         lines.append(f"  {split:<6}" + "  ".join(f"{label} {count}" for label, count in labels.items()))

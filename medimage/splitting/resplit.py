@@ -7,7 +7,7 @@ are a view of hardlinked interim files beside it (`medimage.splitting.view`).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,36 +16,49 @@ from medimage import manifest
 from medimage.manifest import InterimRow, ProcessedRow
 from medimage.params import SplitSettings
 from medimage.reporting.sheets import contact_sheet, write_png
-from medimage.splitting import view
+from medimage.splitting import matching, view
 from medimage.splitting.assignment import Item, assign_splits
-from medimage.splitting.audit import audit_splits, grey_images
-from medimage.splitting.features import dhash, near_duplicate_pairs
+from medimage.splitting.audit import audit_splits, copy_groups, grey_images
+from medimage.splitting.features import dhash, near_duplicate_pairs, read_grey
 from medimage.splitting.materialising import LinkReport, target_paths
 
 log = logging.getLogger(__name__)
 
 
-def near_pairs_of(rows: list[InterimRow], source: Path, settings: SplitSettings) -> list[tuple[int, int]]:
-    """Row index pairs of perceptually near-identical images (dHash), when the settings ask for them."""
-    if not (settings.near_duplicates and settings.strategy == "pool"):
+def near_pairs_of(rows: list[InterimRow], source: Path, settings: SplitSettings) -> list[tuple[int, int, int]]:
+    """(i, j, strength) row pairs where one image is a copy of the other, by the method the settings name."""
+    if settings.near_duplicates == "off":
         return []
-    images = grey_images(rows, np.arange(len(rows)), source, "dHash")
-    hashes = np.array([dhash(images[i]) for i in range(len(rows))], dtype=np.uint64)
-    return near_duplicate_pairs(hashes, settings.near_duplicate_distance)
+    if settings.near_duplicates == "dhash":
+        images = grey_images(rows, np.arange(len(rows)), source, "dHash")
+        hashes = np.array([dhash(images[i]) for i in range(len(rows))], dtype=np.uint64)
+        return [(i, j, 0) for i, j in near_duplicate_pairs(hashes, settings.near_duplicate_distance)]
+
+    def grey(index: int) -> np.ndarray:
+        row = rows[index]
+        return read_grey(source / row.path, row.width, row.height, matching.QUERY_SIZE)
+
+    features = matching.features_of(len(rows), grey, matching.QUERY_SIZE, matching.QUERY_FEATURES, "keypoints")
+    return matching.copy_pairs(features, settings.near_duplicate_inliers)
 
 
-def write_split(
-    settings: SplitSettings, dataset: str, source: Path, destination: Path
-) -> tuple[list[InterimRow], list[ProcessedRow], list[tuple[int, int]], LinkReport]:
-    """The split itself: assign every interim row a split, lay out the view in `destination`, then write its manifest.
+@dataclass(frozen=True)
+class SplitResult:
+    rows: list[InterimRow]  # the interim rows, in manifest order
+    processed: list[ProcessedRow]  # sorted by their new path
+    near_pairs: list[tuple[int, int, int]]  # copies found, (i, j, strength) into rows
+    unjoined: int  # near pairs left apart to bound group size
+    report: LinkReport  # how the view's files were placed
 
-    Returns the interim rows, the processed rows (sorted by their new path), the near-duplicate pairs used and
-    how files were placed.
-    """
+
+def write_split(settings: SplitSettings, dataset: str, source: Path, destination: Path) -> SplitResult:
+    """The split itself: give every interim row a split, lay out the view in `destination`, then write its manifest."""
     rows = manifest.read_interim(source)
     items = [Item(row.path, row.label, row.source_split, row.sha256, row.group) for row in rows]
     near_pairs = near_pairs_of(rows, source, settings)
-    splits = assign_splits(items, settings, dataset, near_pairs)  # invalid settings stop here, before any output
+    # invalid settings stop here, before any output
+    assignment = assign_splits(items, settings, dataset, near_pairs)
+    splits = assignment.splits
 
     targets = target_paths(
         splits, [row.label for row in rows], [row.path for row in rows], [row.source_split for row in rows]
@@ -58,17 +71,28 @@ def write_split(
     destination.mkdir(parents=True, exist_ok=True)
     report = view.build(destination, source, processed, link=settings.link == "hardlink")
     manifest.write_manifest(destination, processed, ProcessedRow)  # last: a manifest means a finished split
-    return rows, processed, near_pairs, report
+    return SplitResult(rows, processed, near_pairs, assignment.unjoined, report)
 
 
 def split_dataset(dataset: str, settings: SplitSettings, source: Path, destination: Path, sheet: Path) -> dict:
     """Split, draw the contact sheet, and return the audit metrics (archive splits against new ones)."""
-    rows, processed, near_pairs, report = write_split(settings, dataset, source, destination)
-    write_png(sheet, contact_sheet(processed, destination))
+    result = write_split(settings, dataset, source, destination)
+    write_png(sheet, contact_sheet(result.processed, destination))
 
-    splits_by_path = {row.interim_path: row.split for row in processed}
-    metrics = audit_splits(rows, [splits_by_path[row.path] for row in rows], source, settings)
-    metrics["near_duplicate_pairs"] = len(near_pairs)
+    splits_by_path = {row.interim_path: row.split for row in result.processed}
+    rows = result.rows
+    copies = copy_groups(len(rows), result.near_pairs) if settings.near_duplicates != "off" else None
+    metrics = audit_splits(rows, [splits_by_path[row.path] for row in rows], source, settings, copies)
+    metrics["near_duplicate_pairs"] = len(result.near_pairs)
+    metrics["near_duplicate_pairs_unjoined"] = result.unjoined
+    if result.unjoined:
+        log.warning(
+            "%d pairs of copies were left in separate groups: joining them would have made a group larger than "
+            "split.near_duplicate_max_share %s of the smallest label; split.json counts the groups that cross splits",
+            result.unjoined,
+            settings.near_duplicate_max_share,
+        )
+    report = result.report
     metrics["files"] = {"linked": report.linked, "copied": report.copied, "renamed": len(report.renamed)}
     metrics["shortcut_warning"] = bool((metrics["shortcut_auc"]["new"] or 0) >= settings.shortcut_warning)
     if metrics["shortcut_warning"]:

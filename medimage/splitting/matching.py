@@ -1,0 +1,204 @@
+"""Find copies of an image among other images: rotated, flipped, zoomed, shifted, cropped, padded, re-toned, re-encoded.
+
+SIFT keypoints at a fixed working size; candidates by the votes of approximate nearest neighbours (FLANN KD-trees)
+among all reference descriptors; every candidate verified by a RANSAC-fitted affine transform between the two
+images' ratio-tested matches. A pair is a copy when at least `min_inliers` matches agree on one non-degenerate
+transform: two patients' images of the same anatomy share textures, not dozens of keypoints in one arrangement.
+Measured in tests/test_matching.py: Kaggle's augmented blood cells match their BCCD originals (229 of 231, every
+one with its original's label, none scoring 12-39 inliers); copies made of 140 real images are grouped with
+recall 0.995 and no false pair at 20 inliers.
+
+SIFT rather than ORB: on the same BCCD originals ORB (1,500 features) matched 129 of 231, SIFT 153 before
+mirrored keypoints were added, 229 after.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+R = TypeVar("R")
+
+QUERY_SIZE = 160  # longest side, pixels, at which an image's keypoints are found
+QUERY_FEATURES = 300
+REFERENCE_SIZE = 320  # originals: larger and with more keypoints, since a copy may show only part of one
+REFERENCE_FEATURES = 1000
+INDEXED_FEATURES = 64  # strongest keypoints per image that vote for candidates (all of them verify)
+NEIGHBOURS = 4  # nearest reference descriptors per query descriptor; each votes for its image once
+MIN_VOTES = 3  # a candidate needs at least this many voting descriptors before it is verified
+RATIO = 0.8  # Lowe's ratio test for a descriptor match
+REPROJECTION = 0.02  # RANSAC inlier distance, as a fraction of the reference image's longest side
+SCALE_LIMITS = (0.2, 5.0)  # an affine map that scales any axis beyond these is not a copy (degenerate fit)
+MIRRORED_BINS = [(-bin) % 8 for bin in range(8)]
+
+
+@dataclass(frozen=True)
+class Features:
+    """Keypoints of one image, strongest first: positions (n, 2) and raw SIFT descriptors (n, 128) as uint8."""
+
+    points: np.ndarray
+    descriptors: np.ndarray
+    size: int  # the longest side the keypoints were found at
+    width: int  # of the working image, for mirroring
+
+    def mirrored(self) -> Features:
+        """The keypoints of the left-right mirror image, without detecting again: SIFT is not mirror-invariant, but
+        mirroring a keypoint reverses the rows of its 4x4 cell grid and negates its 8 orientation bins (checked
+        against descriptors computed on a mirrored image in tests/test_matching.py). An upside-down flip is this
+        and a half turn, which SIFT already absorbs."""
+        cells = self.descriptors.reshape(-1, 4, 4, 8)[:, ::-1][..., MIRRORED_BINS]
+        points = self.points.copy()
+        points[:, 0] = self.width - 1 - points[:, 0]
+        return Features(points, np.ascontiguousarray(cells.reshape(-1, 128)), self.size, self.width)
+
+    def root_sift(self, count: int | None = None) -> np.ndarray:
+        """RootSIFT (Arandjelovic and Zisserman, 2012): Hellinger distance, as L2, on the first `count` descriptors."""
+        raw = self.descriptors[:count].astype(np.float32)
+        return np.sqrt(raw / np.maximum(raw.sum(axis=1, keepdims=True), 1e-7))
+
+
+def working_grey(grey: np.ndarray, size: int) -> np.ndarray:
+    """The image shrunk (never enlarged) so that its longest side is at most `size`."""
+    scale = size / max(grey.shape[:2])
+    if scale >= 1:
+        return grey
+    return cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def image_features(grey: np.ndarray, size: int = QUERY_SIZE, count: int = QUERY_FEATURES) -> Features:
+    """SIFT keypoints of a grey uint8 image at working size `size`, at most `count` of them, strongest first."""
+    small = working_grey(grey, size)
+    detector = cv2.SIFT_create(nfeatures=count, contrastThreshold=0.01)  # low-contrast stains and scans need it
+    keypoints, descriptors = detector.detectAndCompute(small, None)
+    if descriptors is None or not keypoints:
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), max(small.shape), small.shape[1])
+    order = sorted(range(len(keypoints)), key=lambda index: (-keypoints[index].response, index))[:count]
+    points = np.array([keypoints[index].pt for index in order], np.float32)
+    return Features(points, np.clip(descriptors[order], 0, 255).astype(np.uint8), max(small.shape), small.shape[1])
+
+
+def inliers(query: Features, reference: Features) -> int:
+    """How many matches agree on one affine map from `query`, or its mirror image, onto `reference`."""
+    return max(_inliers_as_is(query, reference), _inliers_as_is(query.mirrored(), reference))
+
+
+def _inliers_as_is(query: Features, reference: Features) -> int:
+    """How many ratio-tested matches agree on one affine map from `query` onto `reference` (0 when none fits)."""
+    if len(query.descriptors) < 3 or len(reference.descriptors) < 2:
+        return 0
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(query.root_sift(), reference.root_sift(), k=2)
+    good = [
+        first
+        for first, second in (pair for pair in pairs if len(pair) == 2)
+        if first.distance < RATIO * second.distance
+    ]
+    if len(good) < 3:
+        return 0
+    source = np.float32([query.points[match.queryIdx] for match in good])
+    target = np.float32([reference.points[match.trainIdx] for match in good])
+    transform, mask = cv2.estimateAffine2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION * reference.size, maxIters=2000
+    )
+    if transform is None or mask is None or not np.isfinite(transform).all():
+        return 0
+    scales = np.linalg.svd(transform[:, :2], compute_uv=False)
+    if scales.min() < SCALE_LIMITS[0] or scales.max() > SCALE_LIMITS[1]:
+        return 0
+    return int(mask.sum())
+
+
+class CandidateIndex:
+    """Approximate nearest neighbours over the strongest descriptors of many images, for voting."""
+
+    def __init__(self, features: Sequence[Features]) -> None:
+        vectors = [item.root_sift(INDEXED_FEATURES) for item in features]
+        self.owner = np.concatenate([np.full(len(block), image) for image, block in enumerate(vectors)] + [[]])
+        self.owner = self.owner.astype(np.int64)
+        data = np.concatenate(vectors) if vectors else np.zeros((0, 128), np.float32)
+        self.index = None  # too few keypoints in all (tiny or blank images): no candidates, no copies
+        if len(data) >= NEIGHBOURS:
+            cv2.setRNGSeed(0)  # the KD-trees' random splits, and so the candidates, are the same on every run
+            self.index = cv2.flann_Index(np.ascontiguousarray(data), {"algorithm": 1, "trees": 4})
+
+    def candidates(self, query: Features, limit: int, exclude: int = -1) -> list[int]:
+        """Up to `limit` images with the most votes from `query`'s strongest descriptors (ties: lower index)."""
+        if self.index is None or not len(query.descriptors):
+            return []
+        both = np.concatenate([query.root_sift(INDEXED_FEATURES), query.mirrored().root_sift(INDEXED_FEATURES)])
+        neighbours, _ = self.index.knnSearch(both, NEIGHBOURS, params={"checks": 32})
+        owners = self.owner[neighbours]
+        votes: dict[int, int] = {}
+        for row in owners.tolist():
+            for image in set(row):
+                if image != exclude:
+                    votes[image] = votes.get(image, 0) + 1
+        ranked = sorted((image for image, count in votes.items() if count >= MIN_VOTES), key=lambda i: (-votes[i], i))
+        return ranked[:limit]
+
+
+# --------------------------------------------------------------------------- parallel map over images
+
+
+def parallel_map(function: Callable[[int], R], count: int, what: str, workers: int | None = None) -> list[R]:
+    """[function(0), ..., function(count - 1)] on `workers` threads, in order, with a progress bar.
+
+    Threads, not processes: SIFT, matching, RANSAC and FLANN release the GIL, and a process forked after OpenCV
+    has started its own thread pool can hang. OpenCV's pool is held to one thread meanwhile, one per image.
+    """
+    workers = workers or os.cpu_count() or 1
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(function, range(count))
+            return list(tqdm(results, total=count, desc=what, unit="img", disable=None, leave=False))
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def features_of(count: int, read: Callable[[int], np.ndarray], size: int, keypoints: int, what: str) -> list[Features]:
+    """Features of images 0..count-1, each read (grey uint8) by `read`, on every core."""
+    return parallel_map(lambda index: image_features(read(index), size, keypoints), count, what)
+
+
+# --------------------------------------------------------------------------- the two searches
+
+
+def matched_sources(
+    images: Sequence[Features], originals: Sequence[Features], min_inliers: int, candidates: int = 4
+) -> list[tuple[int, int]]:
+    """For each image, (the original it was made from or -1, the verified inliers of that match)."""
+    index = CandidateIndex(originals)
+
+    def best(image: int) -> tuple[int, int]:
+        found = [(inliers(images[image], originals[j]), j) for j in index.candidates(images[image], candidates)]
+        count, original = max(found, key=lambda pair: (pair[0], -pair[1]), default=(0, -1))
+        return (original, count) if count >= min_inliers else (-1, count)
+
+    return parallel_map(best, len(images), "matching originals")
+
+
+def copy_pairs(images: Sequence[Features], min_inliers: int, candidates: int = 6) -> list[tuple[int, int, int]]:
+    """(i, j, inliers) with i < j for every pair of images where one is a verified copy of the other."""
+    index = CandidateIndex(images)
+
+    def pairs_of(image: int) -> list[tuple[int, int, int]]:
+        found = []
+        for other in index.candidates(images[image], candidates, exclude=image):
+            count = inliers(images[image], images[other])
+            if count >= min_inliers:
+                found.append((min(image, other), max(image, other), count))
+        return found
+
+    best: dict[tuple[int, int], int] = {}
+    for found in parallel_map(pairs_of, len(images), "searching copies"):
+        for first, second, count in found:
+            best[first, second] = max(count, best.get((first, second), 0))
+    return sorted((first, second, count) for (first, second), count in best.items())
