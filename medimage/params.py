@@ -89,6 +89,16 @@ class SplitSettings(Strict):
             raise ValueError(f"ratios must sum to 1, got {sum(ratios.values()):g}")
         return ratios
 
+    @field_validator("near_duplicates", mode="before")
+    @classmethod
+    def _unquoted_off(cls, method: object) -> object:
+        # YAML 1.1 (PyYAML) reads an unquoted `off` as false, and DVC's `exp run -S` writes params.yaml unquoted
+        if method is False:
+            return "off"
+        if method is True:
+            raise ValueError("name the method: keypoints or dhash (or off)")
+        return method
+
     @field_validator("rename", "merge")
     @classmethod
     def _targets_are_split_names(cls, mapping: dict[str, str]) -> dict[str, str]:

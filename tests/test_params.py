@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
+from pydantic import ValidationError
 
-from medimage.params import Params
+from medimage.params import Params, SplitSettings
 from tests.project import ROOT
 
 # Mappings whose keys are data (split names, dataset names), not schema fields: compared whole.
@@ -36,3 +38,10 @@ def test_a_drifted_default_is_named() -> None:
     assert differences({"train": {"epochs": 10}}, {"train": {"epochs": 20}}) == [
         "train.epochs: schema default 10, params.yaml 20"
     ]
+
+
+def test_an_unquoted_off_is_the_method_off_as_dvc_exp_run_writes_it() -> None:
+    # DVC rewrites params.yaml on `exp run -S` without quotes; PyYAML then reads `off` as false
+    assert SplitSettings.model_validate(yaml.safe_load("near_duplicates: off")).near_duplicates == "off"
+    with pytest.raises(ValidationError, match="name the method: keypoints or dhash"):
+        SplitSettings.model_validate({"near_duplicates": True})
