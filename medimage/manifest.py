@@ -1,6 +1,7 @@
 """The manifest every stage passes on: one typed row per image, read and written only here.
 
-- interim (`data/interim/<ds>/manifest.csv`, written by restructure): where each image of the archive went.
+- interim (`data/interim/<ds>/manifest.csv`, written by restructure): where each image of the archive went;
+  `originals/manifest.csv` beside it lists the originals of an augmented archive (source_split originals, no label).
 - processed (`data/processed/<ds>/manifest.csv`, written by split): the same rows, with the image's path in
   the split view, the interim path it links to, and its split.
 
@@ -17,7 +18,7 @@ from typing import TypeVar
 
 from medimage.atomic import write_csv
 from medimage.errors import PipelineError
-from medimage.paths import MANIFEST
+from medimage.paths import MANIFEST, ORIGINALS
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,12 @@ def _read(folder: Path, kind: type[Row], stage: str) -> list[Row]:
 
 def read_interim(folder: Path) -> list[InterimRow]:
     return _read(folder, InterimRow, "restructure")
+
+
+def read_originals(interim: Path) -> list[InterimRow]:
+    """The originals restructure kept (paths relative to `interim`); [] where the archive ships none."""
+    folder = interim / ORIGINALS
+    return _read(folder, InterimRow, "restructure") if manifest_path(folder).is_file() else []
 
 
 def read_processed(folder: Path) -> list[ProcessedRow]:

@@ -190,13 +190,6 @@ class CopyRule(Strict):
     target: str
 
 
-class ExtraImages(Strict):
-    """Images outside the layout (e.g. blood-cells dataset-master/JPEGImages/)."""
-
-    member: str
-    count: int = Field(ge=1)
-
-
 class SyntheticSpec(Strict):
     """How to fake the real archive offline: same member paths, names and quirks; fewer, smaller images."""
 
@@ -208,10 +201,13 @@ class SyntheticSpec(Strict):
     fields: dict[str, dict[str, str]] = {}  # split or label -> extra template fields
     images_per_patient: int = Field(1, ge=1)  # {patient} recurs for this many consecutive images
     sources_per_label: int | None = Field(None, ge=1)  # images are augmentations of this many originals
+    originals: str | None = None  # member of each original ({n}: its number), written beside the class images
+    cells: int = Field(0, ge=0)  # small ringed discs drawn on every image: a blood smear's red cells
     channels: Literal[1, 3] = 1
     tint: tuple[float, float, float] | None = None  # BGR factors for colour images (stained cells); None: grey as RGB
     rgb_fraction: dict[str, float] = {}  # "split/label" -> share of 3-channel images
     aspect: float = Field(1.0, gt=0)  # width / height
+    scale: float = Field(1.0, gt=0)  # image height in fetch.synthetic.image_size (keypoints need the real size)
     size_jitter: float = Field(0.0, ge=0, lt=1)
     label_size: dict[str, float] = {}  # label -> size factor (a metadata shortcut, as in the real data)
     acquisition: dict[str, Acquisition] = {}  # archive split -> acquisition differences
@@ -219,7 +215,6 @@ class SyntheticSpec(Strict):
     appledouble: str | None = None  # prefix under which "._<name>" companions are written
     masks: CopyRule | None = None  # a mask image per image, its member path made by prefix replacement
     extras: list[str] = []  # non-image members ({label} expands per label)
-    extra_images: list[ExtraImages] = []
 
     @model_validator(mode="after")
     def _every_label_has_names(self) -> SyntheticSpec:
@@ -247,6 +242,9 @@ class DatasetSpec(Strict):
     ignore: list[str]  # members to leave out (nested copies, AppleDouble files, masks, ...)
     split_map: dict[str, str]  # archive split name -> our name; unmapped names are lower-cased
     patient_id: str | None  # regex on the file name; group 1 is the patient id
+    # member pattern ending in {file} of the originals the class images were made from (augmented archives), or
+    # null: restructure keeps them apart, split groups every image with the original it matches
+    sources: str | None
     synthetic: SyntheticSpec | None  # the offline stand-in; null for a dataset used only with real downloads
     split: dict[str, object]  # overrides of params.yaml's split section for this dataset ({} for none)
 
@@ -264,6 +262,13 @@ class DatasetSpec(Strict):
             if "{label}" not in pattern or not pattern.endswith("{file}"):
                 raise ValueError(f"layout {pattern!r} must contain {{label}} and end with {{file}}")
         return patterns
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_name_only_the_file(cls, pattern: str | None) -> str | None:
+        if pattern is not None and (not pattern.endswith("{file}") or "{label}" in pattern or "{split}" in pattern):
+            raise ValueError(f"{pattern!r} must end with {{file}} and hold no {{label}} or {{split}}")
+        return pattern
 
     @field_validator("patient_id")
     @classmethod

@@ -13,6 +13,8 @@ PLOTS_DIR = Path("plots")
 OUTPUT_ROOTS = (RAW_DIR, INTERIM_DIR, PROCESSED_DIR, MODELS_DIR, METRICS_DIR, PLOTS_DIR)
 MANIFEST = "manifest.csv"
 SKIPPED = "skipped.csv"
+# data/interim/<ds>/originals/: the originals an augmented archive ships (registry key sources), own manifest.csv
+ORIGINALS = "originals"
 LABELS = "labels.json"
 TRAIN_SUMMARY = "train.json"
 KERAS_MODEL = "model.keras"

@@ -93,7 +93,7 @@ def test_mirrored_descriptors_are_those_of_the_mirror_image() -> None:
     _, as_is = sift.compute(image, keypoints)
     mirrored = matching.Features(
         np.float32([p.pt for p in keypoints]), as_is.astype(np.uint8), features.size, width
-    ).mirrored()
+    ).mirror
     error = np.abs(mirrored.descriptors.astype(float) - on_mirror).mean()
     unpermuted = np.abs(as_is - on_mirror).mean()
     assert error < 5 < 15 < unpermuted, (error, unpermuted)
@@ -122,7 +122,9 @@ def test_copies_of_real_images_are_found_and_distinct_real_images_are_not_joined
         original = grey(path)
         images += [original] + [transformed_copy(original, rng) for _ in range(3)]
         source += [identity] * 4
-    features = matching.features_of(len(images), images.__getitem__, matching.QUERY_SIZE, 300, "test")
+    features = matching.features_of(
+        len(images), images.__getitem__, matching.QUERY_SIZE, matching.QUERY_FEATURES, "test"
+    )
     found = {(first, second) for first, second, _ in matching.copy_pairs(features, 20)}
 
     siblings = {(a, b) for a, b in itertools.combinations(range(len(images)), 2) if source[a] == source[b]}

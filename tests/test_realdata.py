@@ -27,6 +27,7 @@ BRAIN_MRI = {
     "ignore": ["brain_tumor_dataset/*", "__MACOSX/*", "._*", ".DS_Store"],
     "split_map": {},
     "patient_id": None,
+    "sources": None,
     "split": {"strategy": "pool"},
     "synthetic": {
         "counts": {"all": {"yes": 155, "no": 98}},
@@ -69,7 +70,11 @@ def test_real_blood_cells_restructure(tmp_path: Path, registry: dict[str, Datase
         "test_simple": {"EOSINOPHIL": 13, "LYMPHOCYTE": 6, "MONOCYTE": 4, "NEUTROPHIL": 48},
         "train": {"EOSINOPHIL": 30, "LYMPHOCYTE": 30, "MONOCYTE": 30, "NEUTROPHIL": 30},
     }
-    assert metrics["ignored_by_rule"] == {"dataset-master/*": 21}
+    assert metrics["ignored_by_rule"] == {"dataset-master/*": 1}  # labels.csv; the 20 originals are kept apart
+    assert metrics["originals"] == 20
+    originals = manifest.read_originals(tmp_path / "out")
+    assert [row.path for row in originals] == [f"originals/{path.name}" for path in bccd]
+    assert (tmp_path / "out" / originals[0].path).read_bytes() == bccd[0].read_bytes()
     assert (tmp_path / "out" / "train" / "EOSINOPHIL" / "_0_1169.jpeg").read_bytes() == (
         source / "dataset2-master" / "images" / "TRAIN" / "EOSINOPHIL" / "_0_1169.jpeg"
     ).read_bytes()

@@ -10,11 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
+from medimage import manifest
 from medimage.archives import synthetic
 from medimage.archives.layout import Layout
 from medimage.archives.unpacking import restructure
-from medimage.params import DatasetSpec, RestructureSettings, SyntheticSettings
-from tests.project import files_under
+from medimage.params import DatasetSpec, RestructureSettings, SyntheticSettings, load_params, split_settings
+from medimage.splitting.resplit import split_dataset
+from tests.project import ROOT, files_under
 
 KNOBS = SyntheticSettings(images_per_class=12, image_size=40, seed=3)
 DATASETS = ["chest_xray", "blood_cells", "covid19", "brain_tumor"]
@@ -27,7 +29,11 @@ def archives(tmp_path_factory: pytest.TempPathFactory, registry: dict[str, Datas
 
 
 def _write(dataset: DatasetSpec, path: Path) -> Path:
-    synthetic.write_archive(dataset, KNOBS, path)
+    return _write_with(dataset, KNOBS, path)
+
+
+def _write_with(dataset: DatasetSpec, knobs: SyntheticSettings, path: Path) -> Path:
+    synthetic.write_archive(dataset, knobs, path)
     return path
 
 
@@ -50,7 +56,10 @@ def test_restructure_gives_exactly_the_planned_counts(
 
     assert metrics["counts"] == {split: dict(sorted(labels.items())) for split, labels in expected.items()}
     assert metrics["skipped"]["corrupt"] == metrics["skipped"]["not_image"] == 0
-    on_disk = files_under(tmp_path / name) - {"manifest.csv", "skipped.csv"}
+    originals = {path for path in files_under(tmp_path / name) if path.startswith("originals/")}
+    kept = {f"originals/{image.member.rsplit('/', 1)[1]}" for image in synthetic.plan_originals(dataset.synthetic)}
+    assert originals - {"originals/manifest.csv"} == kept and metrics["originals"] == len(kept)
+    on_disk = files_under(tmp_path / name) - {"manifest.csv", "skipped.csv"} - originals
     assert len(on_disk) == metrics["images"] == sum(sum(labels.values()) for labels in expected.values())
     with (tmp_path / name / "manifest.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -107,7 +116,11 @@ def test_other_quirks(archives: dict[str, Path], registry: dict[str, DatasetSpec
     assert "COVID-19_Radiography_Dataset/README.md.txt" in covid
     blood = _members(archives["blood_cells"])
     assert any("/images/TEST_SIMPLE/" in member for member in blood)
-    assert any(member.startswith("dataset-master/dataset-master/JPEGImages/BloodImage_") for member in blood)
+    originals = sorted(member for member in blood if member.startswith("dataset-master/dataset-master/JPEGImages/"))
+    spec = registry["blood_cells"].synthetic
+    assert spec is not None and spec.sources_per_label is not None
+    assert len(originals) == 4 * spec.sources_per_label  # one per source of each label
+    assert originals[0] == "dataset-master/dataset-master/JPEGImages/BloodImage_00000.jpg"
     brain = [image.member for image in synthetic.plan_images(registry["brain_tumor"].synthetic, images_per_class=40)]
     assert "Training/glioma/Tr-glTr_0009.jpg" in brain and "Training/glioma/Tr-gl_0010.jpg" in brain
     assert "Testing/notumor/Te-noTr_0000.jpg" in brain
@@ -120,6 +133,29 @@ def test_blood_cells_train_and_test_share_augmented_originals(registry: dict[str
         for split in ("TRAIN", "TEST")
     }
     assert sources["TRAIN"] & sources["TEST"]
+
+
+def test_a_pooled_split_of_the_blood_cells_stand_in_keeps_each_original_and_its_copies_in_one_split(
+    registry: dict[str, DatasetSpec], tmp_path: Path
+) -> None:
+    """The stand-in ships its originals as the real archive does; split matches every copy to its original."""
+    dataset = registry["blood_cells"]
+    knobs = SyntheticSettings(images_per_class=40, image_size=64, seed=3)
+    archive = _write_with(dataset, knobs, tmp_path / "blood.zip")
+    restructure(archive, dataset, RestructureSettings(), tmp_path / "interim")
+    settings = split_settings(load_params(ROOT), dataset)
+    metrics = split_dataset("blood_cells", settings, tmp_path / "interim", tmp_path / "processed", tmp_path / "s.png")
+
+    rows = manifest.read_processed(tmp_path / "processed")
+    planned = {image.member: image for image in synthetic.plan_images(dataset.synthetic, knobs.images_per_class)}
+    splits_of: dict[tuple[str, int | None], set[str]] = {}
+    for row in rows:
+        image = planned[row.member]
+        splits_of.setdefault((image.label, image.source), set()).add(row.split)
+    assert metrics["matched_originals"] == len(rows)
+    assert [source for source, splits in splits_of.items() if len(splits) > 1] == []
+    assert metrics["copy_overlap"]["new"] == 0
+    assert metrics["copy_overlap"]["original"] > 0  # the archive's own TRAIN and TEST share originals
 
 
 def test_archives_are_deterministic_and_follow_the_seed(

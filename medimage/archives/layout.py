@@ -39,7 +39,8 @@ class Placement:
 
     @property
     def path(self) -> str:
-        return f"{self.source_split}/{self.label}/{self.file}"
+        """<source_split>/<label>/<file>; originals/<file> for an original (no label)."""
+        return "/".join(part for part in (self.source_split, self.label, self.file) if part)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Layout:
     @cached_property
     def _patterns(self) -> list[re.Pattern[str]]:
         return [compile_pattern(pattern) for pattern in self.spec.layout]
+
+    @cached_property
+    def _sources(self) -> re.Pattern[str] | None:
+        return compile_pattern(self.spec.sources) if self.spec.sources else None
 
     @cached_property
     def _patient(self) -> re.Pattern[str] | None:
@@ -86,6 +91,13 @@ class Layout:
             file=file,
             group=self.patient_of(file),
         )
+
+    def original(self, member: str) -> str | None:
+        """The file name of an original the class images were made from (registry key `sources`), else None."""
+        match = self._sources.fullmatch(member) if self._sources else None
+        if match is None or PurePosixPath(match["file"]).suffix.lower() not in self._extensions:
+            return None
+        return match["file"]
 
     def canonical_split(self, archive_split: str | None) -> str:
         if archive_split is None:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from medimage.archives.packing import member_info
 from medimage.params import Acquisition, DatasetSpec, SyntheticSettings, SyntheticSpec
 
+ORIGINALS = "originals"  # the archive split of an augmented archive's originals
 MIN_IMAGES = 2  # per archive split and label, so that every folder of the real layout exists
 NOISE_GRAIN = 256
 DRAW_SIZE = 256  # shapes are drawn at most this size, then scaled: large images cost little more than small ones
@@ -83,6 +84,18 @@ def plan_images(spec: SyntheticSpec, images_per_class: int) -> list[PlannedImage
                 )
                 member = spec.member.format(split=split, label=label, name=name)
                 planned.append(PlannedImage(split, label, labels.index(label), index, n, member, source))
+    return planned
+
+
+def plan_originals(spec: SyntheticSpec) -> list[PlannedImage]:
+    """The originals the class images were augmented from, numbered label by label, where the archive ships them."""
+    if not spec.originals or not spec.sources_per_label:
+        return []
+    planned = []
+    for label_index, label in enumerate(labels_of(spec)):
+        for source in range(spec.sources_per_label):
+            n = label_index * spec.sources_per_label + source
+            planned.append(PlannedImage(ORIGINALS, label, label_index, source, n, spec.originals.format(n=n), source))
     return planned
 
 
@@ -148,8 +161,9 @@ ROTATIONS = (
 )
 
 
-def draw_image(label_index: int, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A square grey image (int32, about 0-255): smooth background, a bright oval 'organ', the label's shape on top.
+def draw_image(label_index: int, rng: np.random.Generator, size: int, cells: int = 0) -> np.ndarray:
+    """A square grey image (int32, about 0-255): smooth background, a bright oval 'organ', `cells` small ringed
+    discs (a smear's red cells: texture that tells one original from another), the label's shape on top.
 
     Integer operations and OpenCV's bit-exact 8-bit paths only (INTER_LINEAR_EXACT, 8-bit GaussianBlur): float
     kernels give different last bits under AVX2 and AVX-512, which would change the archive's bytes.
@@ -160,6 +174,14 @@ def draw_image(label_index: int, rng: np.random.Generator, size: int) -> np.ndar
     axes = (int(size * 0.38), int(size * 0.3))
     cv2.ellipse(organ, (size // 2, size // 2), axes, int(rng.integers(-20, 21)), 0, 360, 50, -1)
     canvas += cv2.GaussianBlur(organ, (0, 0), size / 20)
+    if cells:
+        texture = np.zeros((size, size), np.uint8)  # faint: the label's shape must stay what stands out
+        centres = rng.integers(0, size, (cells, 2))
+        radii = rng.integers(size // 24 + 2, size // 12 + 3, cells)
+        for (x, y), radius in zip(centres.tolist(), radii.tolist(), strict=True):
+            cv2.circle(texture, (int(x), int(y)), int(radius), 1, -1)
+            cv2.circle(texture, (int(x), int(y)), int(radius), 2, max(1, size // 64))
+        canvas += np.array([0, -25, 25], np.int32)[texture]
     signal = np.zeros((size, size), np.uint8)
     SHAPES[label_index % len(SHAPES)](signal, rng, size)
     strength = int(rng.integers(192, 257))  # the shape's brightness, 0.75-1.0 in 1/256 steps
@@ -167,10 +189,11 @@ def draw_image(label_index: int, rng: np.random.Generator, size: int) -> np.ndar
 
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """What Kaggle's blood-cell set did to its few originals: small rotations, shifts and flips (integer maths).
+    """What Kaggle's blood-cell set did to its few originals: rotations, shifts and flips with black corners
+    (integer maths).
 
-    Each output pixel takes the nearest source pixel under the inverse rotation about the centre, mirrored at the
-    borders; coordinates are doubled so that the centre of an even-sized image is a whole number.
+    Each output pixel takes the nearest source pixel under the inverse rotation about the centre, black where that
+    falls outside; coordinates are doubled so that the centre of an even-sized image is a whole number.
     """
     size = image.shape[0]
     cosine, sine, hypotenuse = ROTATIONS[int(rng.integers(len(ROTATIONS)))]
@@ -180,14 +203,9 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     dx, dy = 2 * columns + 1 - size, 2 * rows + 1 - size
     source_x = ((cosine * dx + sine * dy) // hypotenuse + size - 1) // 2 - shift_x
     source_y = ((-sine * dx + cosine * dy) // hypotenuse + size - 1) // 2 - shift_y
-    moved = image[_mirror(source_y, size), _mirror(source_x, size)]
+    inside = (source_x >= 0) & (source_x < size) & (source_y >= 0) & (source_y < size)
+    moved = np.where(inside, image[source_y.clip(0, size - 1), source_x.clip(0, size - 1)], 0)
     return moved[:, ::-1] if rng.integers(2) else moved
-
-
-def _mirror(index: np.ndarray, size: int) -> np.ndarray:
-    """Indices reflected into [0, size) at both borders (OpenCV's BORDER_REFLECT)."""
-    period = np.mod(index, 2 * size)
-    return np.where(period < size, period, 2 * size - 1 - period)
 
 
 def finish(
@@ -248,18 +266,32 @@ def _image_size(spec: SyntheticSpec, planned: PlannedImage, base: int, rng: np.r
     return max(16, round(height * spec.aspect)), max(16, round(height))
 
 
+def base_size(spec: SyntheticSpec, knobs: SyntheticSettings) -> int:
+    """Image height before label, split and jitter factors: fetch.synthetic.image_size times the dataset's scale."""
+    return round(knobs.image_size * spec.scale)
+
+
+def original_drawing(
+    dataset: DatasetSpec, label: str, label_index: int, source: int, knobs: SyntheticSettings
+) -> np.ndarray:
+    """The drawing of one original of an augmented archive, shared by the original's file and its copies."""
+    rng = _rng(knobs.seed, dataset.name, label, source)
+    spec = _spec(dataset)
+    return draw_image(label_index, rng, min(base_size(spec, knobs), DRAW_SIZE), spec.cells)
+
+
 def render(dataset: DatasetSpec, planned: PlannedImage, knobs: SyntheticSettings) -> bytes:
+    """The bytes of one image: drawn afresh, an augmented copy of its original, or (archive split "originals")
+    the original itself."""
     spec = _spec(dataset)
     rng = _rng(knobs.seed, dataset.name, planned.member)
-    canvas = min(knobs.image_size, DRAW_SIZE)
     if planned.source is None:
-        square = draw_image(planned.label_index, rng, canvas)
+        square = draw_image(planned.label_index, rng, min(base_size(spec, knobs), DRAW_SIZE), spec.cells)
     else:
-        original = draw_image(
-            planned.label_index, _rng(knobs.seed, dataset.name, planned.label, planned.source), canvas
-        )
-        square = augment(original, rng)
-    width, height = _image_size(spec, planned, knobs.image_size, rng)
+        square = original_drawing(dataset, planned.label, planned.label_index, planned.source, knobs)
+        if planned.archive_split != ORIGINALS:
+            square = augment(square, rng)
+    width, height = _image_size(spec, planned, base_size(spec, knobs), rng)
     fraction = spec.rgb_fraction.get(f"{planned.archive_split}/{planned.label}", 0.0)
     # ceil((i+1)f) > ceil(if) spreads ceil(count * f) colour images evenly, the first one included
     rgb = spec.channels == 3 or math.ceil((planned.index + 1) * fraction) > math.ceil(planned.index * fraction)
@@ -305,11 +337,8 @@ def archive_members(dataset: DatasetSpec, knobs: SyntheticSettings) -> Iterator[
             folder, name = image.member.rsplit("/", 1)
             double = f"{spec.appledouble}{folder}/._{name}"
             yield double, lambda double=double: stand_in_bytes(double)
-    for extra in spec.extra_images:
-        for n in range(1, extra.count + 1):
-            member = extra.member.format(n=n)
-            extra_image = PlannedImage("extra", "extra", 0, n - 1, n, member, None)
-            yield member, lambda extra_image=extra_image: render(dataset, extra_image, knobs)
+    for original in plan_originals(spec):
+        yield original.member, lambda original=original: render(dataset, original, knobs)
     for template in spec.extras:
         for member in sorted({template.format(label=label) for label in labels_of(spec)}):
             yield member, lambda member=member: stand_in_bytes(member)

@@ -24,7 +24,7 @@ from medimage.atomic import atomic_dir, write_csv
 from medimage.errors import PipelineError
 from medimage.manifest import InterimRow
 from medimage.params import DatasetSpec, RestructureSettings, dataset_file
-from medimage.paths import SKIPPED
+from medimage.paths import ORIGINALS, SKIPPED
 
 WORKERS = min(8, os.cpu_count() or 1)
 # Extensions that promise an image format; bytes of another format behind them are kept but counted.
@@ -53,12 +53,17 @@ class Plan:
     placed: list[tuple[str, Placement]]
     ignored_by_rule: Counter[str]
     unmatched: list[str]
+    originals: list[tuple[str, Placement]]  # the registry's `sources`, placed under originals/<file>
 
 
 def plan_members(names: list[str], layout: Layout, dataset: DatasetSpec) -> Plan:
-    plan = Plan(placed=[], ignored_by_rule=Counter(), unmatched=[])
+    plan = Plan(placed=[], ignored_by_rule=Counter(), unmatched=[], originals=[])
     targets: dict[str, str] = {}
     for name in names:
+        original = layout.original(name)
+        if original is not None:
+            plan.originals.append((name, Placement(ORIGINALS, "", original, "")))
+            continue
         rule = layout.ignore_rule(name)
         if rule is not None:
             plan.ignored_by_rule[rule] += 1
@@ -71,6 +76,11 @@ def plan_members(names: list[str], layout: Layout, dataset: DatasetSpec) -> Plan
             raise PipelineError(
                 f"{dataset.name}: members {targets[placement.path]!r} and {name!r} both map to {placement.path}; "
                 f"add an ignore rule for one of them in {dataset_file(dataset.name)}"
+            )
+        if placement.source_split == ORIGINALS and dataset.sources:
+            raise PipelineError(
+                f"{dataset.name}: the archive split of {name!r} is named {ORIGINALS!r}, the folder that holds the "
+                f"originals (sources in {dataset_file(dataset.name)}); rename it with split_map"
             )
         targets[placement.path] = name
         plan.placed.append((name, placement))
@@ -150,16 +160,17 @@ def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureS
         plan = plan_members([name for name, _ in members], layout, dataset)
         rows: list[InterimRow] = []
         skipped: list[Skipped] = []
+        everything = plan.placed + plan.originals
         with atomic_dir(destination) as staging:
-            for folder in sorted({(staging / placement.path).parent for _, placement in plan.placed}):
+            for folder in sorted({(staging / placement.path).parent for _, placement in everything}):
                 folder.mkdir(parents=True, exist_ok=True)
             pool = ThreadPoolExecutor(max_workers=WORKERS)
             try:
                 results = pool.map(
-                    lambda item: take_member(archive, item[0], infos[item[0]], item[1], limits, staging), plan.placed
+                    lambda item: take_member(archive, item[0], infos[item[0]], item[1], limits, staging), everything
                 )
                 for result in tqdm(
-                    results, total=len(plan.placed), desc=f"restructure {dataset.name}", unit="img", disable=None
+                    results, total=len(everything), desc=f"restructure {dataset.name}", unit="img", disable=None
                 ):
                     if isinstance(result, InterimRow):
                         rows.append(result)
@@ -172,12 +183,16 @@ def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureS
                         skipped.append(result)
             finally:
                 pool.shutdown(cancel_futures=True)
+            originals = sorted((row for row in rows if row.source_split == ORIGINALS), key=lambda row: row.path)
+            rows = sorted((row for row in rows if row.source_split != ORIGINALS), key=lambda row: row.path)
             if not rows:
                 raise PipelineError(
                     f"{dataset.name}: all {len(skipped)} images matching the layout are corrupt or not images"
                 )
-            rows.sort(key=lambda row: row.path)
             manifest.write_manifest(staging, rows, InterimRow)
+            if dataset.sources:
+                (staging / ORIGINALS).mkdir(exist_ok=True)
+                manifest.write_manifest(staging / ORIGINALS, originals, InterimRow)
             skipped_rows = [asdict(item) for item in sorted(skipped, key=lambda item: item.member)]
             write_csv(staging / SKIPPED, ["member", "reason", "detail"], skipped_rows)
-    return summarise(rows, skipped, plan)
+    return summarise(rows, skipped, plan) | {"originals": len(originals)}

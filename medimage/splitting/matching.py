@@ -18,16 +18,20 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeVar
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
+
+from medimage.splitting.assignment import UnionFind
 
 R = TypeVar("R")
 
 QUERY_SIZE = 160  # longest side, pixels, at which an image's keypoints are found
-QUERY_FEATURES = 300
+QUERY_FEATURES = 150
 REFERENCE_SIZE = 320  # originals: larger and with more keypoints, since a copy may show only part of one
 REFERENCE_FEATURES = 1000
 INDEXED_FEATURES = 64  # strongest keypoints per image that vote for candidates (all of them verify)
@@ -48,7 +52,8 @@ class Features:
     size: int  # the longest side the keypoints were found at
     width: int  # of the working image, for mirroring
 
-    def mirrored(self) -> Features:
+    @cached_property
+    def mirror(self) -> Features:
         """The keypoints of the left-right mirror image, without detecting again: SIFT is not mirror-invariant, but
         mirroring a keypoint reverses the rows of its 4x4 cell grid and negates its 8 orientation bins (checked
         against descriptors computed on a mirrored image in tests/test_matching.py). An upside-down flip is this
@@ -58,9 +63,11 @@ class Features:
         points[:, 0] = self.width - 1 - points[:, 0]
         return Features(points, np.ascontiguousarray(cells.reshape(-1, 128)), self.size, self.width)
 
-    def root_sift(self, count: int | None = None) -> np.ndarray:
-        """RootSIFT (Arandjelovic and Zisserman, 2012): Hellinger distance, as L2, on the first `count` descriptors."""
-        raw = self.descriptors[:count].astype(np.float32)
+    @cached_property
+    def root_sift(self) -> np.ndarray:
+        """RootSIFT (Arandjelovic and Zisserman, 2012): unit vectors whose L2 distance is the Hellinger distance of
+        the descriptors, so that a dot product ranks matches."""
+        raw = self.descriptors.astype(np.float32)
         return np.sqrt(raw / np.maximum(raw.sum(axis=1, keepdims=True), 1e-7))
 
 
@@ -84,27 +91,41 @@ def image_features(grey: np.ndarray, size: int = QUERY_SIZE, count: int = QUERY_
     return Features(points, np.clip(descriptors[order], 0, 255).astype(np.uint8), max(small.shape), small.shape[1])
 
 
-def inliers(query: Features, reference: Features) -> int:
-    """How many matches agree on one affine map from `query`, or its mirror image, onto `reference`."""
-    return max(_inliers_as_is(query, reference), _inliers_as_is(query.mirrored(), reference))
+def inliers(query: Features, reference: Features, enough: int) -> int:
+    """How many matches agree on one affine map from `query`, or else its mirror image, onto `reference`.
+
+    The mirror image is tried only when the image as it is gives fewer than `enough`.
+    """
+    as_is = _inliers_as_is(query, reference)
+    return as_is if as_is >= enough else max(as_is, _inliers_as_is(query.mirror, reference))
+
+
+def _ratio_tested(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query rows, reference rows) of the matches that pass Lowe's ratio test, by a product of unit vectors:
+    the squared distance is 2 - 2 x similarity, so d1 < RATIO x d2 reads 1 - s1 < RATIO^2 x (1 - s2)."""
+    similarity = query @ reference.T
+    rows = np.arange(len(query))
+    best = similarity.argmax(axis=1)
+    first = similarity[rows, best]
+    similarity[rows, best] = -np.inf
+    second = similarity.max(axis=1)
+    good = (1 - first) < RATIO**2 * (1 - second)
+    return rows[good], best[good]
 
 
 def _inliers_as_is(query: Features, reference: Features) -> int:
     """How many ratio-tested matches agree on one affine map from `query` onto `reference` (0 when none fits)."""
     if len(query.descriptors) < 3 or len(reference.descriptors) < 2:
         return 0
-    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(query.root_sift(), reference.root_sift(), k=2)
-    good = [
-        first
-        for first, second in (pair for pair in pairs if len(pair) == 2)
-        if first.distance < RATIO * second.distance
-    ]
-    if len(good) < 3:
+    query_rows, reference_rows = _ratio_tested(query.root_sift, reference.root_sift)
+    if len(query_rows) < 3:
         return 0
-    source = np.float32([query.points[match.queryIdx] for match in good])
-    target = np.float32([reference.points[match.trainIdx] for match in good])
     transform, mask = cv2.estimateAffine2D(
-        source, target, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION * reference.size, maxIters=2000
+        query.points[query_rows],
+        reference.points[reference_rows],
+        method=cv2.RANSAC,
+        ransacReprojThreshold=REPROJECTION * reference.size,
+        maxIters=2000,
     )
     if transform is None or mask is None or not np.isfinite(transform).all():
         return 0
@@ -118,7 +139,7 @@ class CandidateIndex:
     """Approximate nearest neighbours over the strongest descriptors of many images, for voting."""
 
     def __init__(self, features: Sequence[Features]) -> None:
-        vectors = [item.root_sift(INDEXED_FEATURES) for item in features]
+        vectors = [item.root_sift[:INDEXED_FEATURES] for item in features]
         self.owner = np.concatenate([np.full(len(block), image) for image, block in enumerate(vectors)] + [[]])
         self.owner = self.owner.astype(np.int64)
         data = np.concatenate(vectors) if vectors else np.zeros((0, 128), np.float32)
@@ -131,7 +152,7 @@ class CandidateIndex:
         """Up to `limit` images with the most votes from `query`'s strongest descriptors (ties: lower index)."""
         if self.index is None or not len(query.descriptors):
             return []
-        both = np.concatenate([query.root_sift(INDEXED_FEATURES), query.mirrored().root_sift(INDEXED_FEATURES)])
+        both = np.concatenate([query.root_sift[:INDEXED_FEATURES], query.mirror.root_sift[:INDEXED_FEATURES]])
         neighbours, _ = self.index.knnSearch(both, NEIGHBOURS, params={"checks": 32})
         owners = self.owner[neighbours]
         votes: dict[int, int] = {}
@@ -150,13 +171,14 @@ def parallel_map(function: Callable[[int], R], count: int, what: str, workers: i
     """[function(0), ..., function(count - 1)] on `workers` threads, in order, with a progress bar.
 
     Threads, not processes: SIFT, matching, RANSAC and FLANN release the GIL, and a process forked after OpenCV
-    has started its own thread pool can hang. OpenCV's pool is held to one thread meanwhile, one per image.
+    has started its own thread pool can hang. OpenCV's and BLAS's pools are held to one thread meanwhile (a
+    matrix product spread over all cores, on every thread at once, was slower than one core).
     """
     workers = workers or os.cpu_count() or 1
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with threadpool_limits(1), ThreadPoolExecutor(max_workers=workers) as pool:
             results = pool.map(function, range(count))
             return list(tqdm(results, total=count, desc=what, unit="img", disable=None, leave=False))
     finally:
@@ -178,7 +200,9 @@ def matched_sources(
     index = CandidateIndex(originals)
 
     def best(image: int) -> tuple[int, int]:
-        found = [(inliers(images[image], originals[j]), j) for j in index.candidates(images[image], candidates)]
+        found = [
+            (inliers(images[image], originals[j], min_inliers), j) for j in index.candidates(images[image], candidates)
+        ]
         count, original = max(found, key=lambda pair: (pair[0], -pair[1]), default=(0, -1))
         return (original, count) if count >= min_inliers else (-1, count)
 
@@ -192,7 +216,7 @@ def copy_pairs(images: Sequence[Features], min_inliers: int, candidates: int = 6
     def pairs_of(image: int) -> list[tuple[int, int, int]]:
         found = []
         for other in index.candidates(images[image], candidates, exclude=image):
-            count = inliers(images[image], images[other])
+            count = inliers(images[image], images[other], min_inliers)
             if count >= min_inliers:
                 found.append((min(image, other), max(image, other), count))
         return found
@@ -202,3 +226,35 @@ def copy_pairs(images: Sequence[Features], min_inliers: int, candidates: int = 6
         for first, second, count in found:
             best[first, second] = max(count, best.get((first, second), 0))
     return sorted((first, second, count) for (first, second), count in best.items())
+
+
+@dataclass(frozen=True)
+class Copies:
+    """Pairs of images to keep in one split, and how many images matched an original (None: no originals)."""
+
+    pairs: list[tuple[int, int, int]]  # (i, j, inliers) with i < j
+    matched: int | None
+
+
+def copies_among(images: Sequence[Features], originals: Sequence[Features], min_inliers: int) -> Copies:
+    """The images made from one original, chained as pairs (originals that copy each other count as one), plus
+    the copies among the images that match no original. Without originals: the copies among all images."""
+    if not originals:
+        return Copies(copy_pairs(images, min_inliers), None)
+    alike = UnionFind(len(originals))
+    for first, second, _ in copy_pairs(originals, min_inliers):
+        alike.union(first, second)
+    pairs = []
+    previous: dict[int, tuple[int, int]] = {}  # original group -> (its last image so far, that match's inliers)
+    unmatched = []
+    for image, (original, count) in enumerate(matched_sources(images, originals, min_inliers)):
+        if original < 0:
+            unmatched.append(image)
+            continue
+        group = alike.find(original)
+        if group in previous:
+            pairs.append((previous[group][0], image, min(count, previous[group][1])))
+        previous[group] = (image, count)
+    among = copy_pairs([images[image] for image in unmatched], min_inliers)
+    pairs += [(unmatched[first], unmatched[second], count) for first, second, count in among]
+    return Copies(sorted(pairs), len(images) - len(unmatched))

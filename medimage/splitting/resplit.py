@@ -25,28 +25,36 @@ from medimage.splitting.materialising import LinkReport, target_paths
 log = logging.getLogger(__name__)
 
 
-def near_pairs_of(rows: list[InterimRow], source: Path, settings: SplitSettings) -> list[tuple[int, int, int]]:
-    """(i, j, strength) row pairs where one image is a copy of the other, by the method the settings name."""
+def copies_of(rows: list[InterimRow], source: Path, settings: SplitSettings) -> matching.Copies:
+    """Row pairs (i, j, strength) where one image is a copy of the other, or both copies of one original shipped
+    with the archive (data/interim/<ds>/originals), by the method the settings name."""
     if settings.near_duplicates == "off":
-        return []
+        return matching.Copies([], None)
     if settings.near_duplicates == "dhash":
         images = grey_images(rows, np.arange(len(rows)), source, "dHash")
         hashes = np.array([dhash(images[i]) for i in range(len(rows))], dtype=np.uint64)
-        return [(i, j, 0) for i, j in near_duplicate_pairs(hashes, settings.near_duplicate_distance)]
+        return matching.Copies(
+            [(i, j, 0) for i, j in near_duplicate_pairs(hashes, settings.near_duplicate_distance)], None
+        )
 
-    def grey(index: int) -> np.ndarray:
-        row = rows[index]
-        return read_grey(source / row.path, row.width, row.height, matching.QUERY_SIZE)
+    def features(of: list[InterimRow], size: int, count: int, what: str) -> list[matching.Features]:
+        def grey(index: int) -> np.ndarray:
+            return read_grey(source / of[index].path, of[index].width, of[index].height, size)
 
-    features = matching.features_of(len(rows), grey, matching.QUERY_SIZE, matching.QUERY_FEATURES, "keypoints")
-    return matching.copy_pairs(features, settings.near_duplicate_inliers)
+        return matching.features_of(len(of), grey, size, count, what)
+
+    images = features(rows, matching.QUERY_SIZE, matching.QUERY_FEATURES, "keypoints")
+    originals = features(
+        manifest.read_originals(source), matching.REFERENCE_SIZE, matching.REFERENCE_FEATURES, "originals"
+    )
+    return matching.copies_among(images, originals, settings.near_duplicate_inliers)
 
 
 @dataclass(frozen=True)
 class SplitResult:
     rows: list[InterimRow]  # the interim rows, in manifest order
     processed: list[ProcessedRow]  # sorted by their new path
-    near_pairs: list[tuple[int, int, int]]  # copies found, (i, j, strength) into rows
+    copies: matching.Copies  # pairs (i, j, strength) into rows
     unjoined: int  # near pairs left apart to bound group size
     report: LinkReport  # how the view's files were placed
 
@@ -55,9 +63,9 @@ def write_split(settings: SplitSettings, dataset: str, source: Path, destination
     """The split itself: give every interim row a split, lay out the view in `destination`, then write its manifest."""
     rows = manifest.read_interim(source)
     items = [Item(row.path, row.label, row.source_split, row.sha256, row.group) for row in rows]
-    near_pairs = near_pairs_of(rows, source, settings)
+    copies = copies_of(rows, source, settings)
     # invalid settings stop here, before any output
-    assignment = assign_splits(items, settings, dataset, near_pairs)
+    assignment = assign_splits(items, settings, dataset, copies.pairs)
     splits = assignment.splits
 
     targets = target_paths(
@@ -71,7 +79,7 @@ def write_split(settings: SplitSettings, dataset: str, source: Path, destination
     destination.mkdir(parents=True, exist_ok=True)
     report = view.build(destination, source, processed, link=settings.link == "hardlink")
     manifest.write_manifest(destination, processed, ProcessedRow)  # last: a manifest means a finished split
-    return SplitResult(rows, processed, near_pairs, assignment.unjoined, report)
+    return SplitResult(rows, processed, copies, assignment.unjoined, report)
 
 
 def split_dataset(dataset: str, settings: SplitSettings, source: Path, destination: Path, sheet: Path) -> dict:
@@ -81,9 +89,10 @@ def split_dataset(dataset: str, settings: SplitSettings, source: Path, destinati
 
     splits_by_path = {row.interim_path: row.split for row in result.processed}
     rows = result.rows
-    copies = copy_groups(len(rows), result.near_pairs) if settings.near_duplicates != "off" else None
-    metrics = audit_splits(rows, [splits_by_path[row.path] for row in rows], source, settings, copies)
-    metrics["near_duplicate_pairs"] = len(result.near_pairs)
+    groups = copy_groups(len(rows), result.copies.pairs) if settings.near_duplicates != "off" else None
+    metrics = audit_splits(rows, [splits_by_path[row.path] for row in rows], source, settings, groups)
+    metrics["near_duplicate_pairs"] = len(result.copies.pairs)
+    metrics["matched_originals"] = result.copies.matched
     metrics["near_duplicate_pairs_unjoined"] = result.unjoined
     if result.unjoined:
         log.warning(
