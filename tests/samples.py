@@ -21,6 +21,7 @@ TOY = DatasetSpec.model_validate(
         "ignore": ["._*"],
         "split_map": {},
         "patient_id": None,
+        "sources": None,
         "synthetic": None,
         "split": {},
     }
