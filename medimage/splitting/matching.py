@@ -196,17 +196,23 @@ def features_of(count: int, read: Callable[[int], np.ndarray], size: int, keypoi
 def matched_sources(
     images: Sequence[Features], originals: Sequence[Features], min_inliers: int, candidates: int = 4
 ) -> list[tuple[int, int]]:
-    """For each image, (the original it was made from or -1, the verified inliers of that match)."""
+    """For each image, (the original it was made from or -1, the verified inliers of that match).
+
+    Candidates are verified in order of votes and the first that verifies is taken: an image has one original
+    (originals that copy each other are joined later), and the most-voted candidate is nearly always it.
+    """
     index = CandidateIndex(originals)
 
-    def best(image: int) -> tuple[int, int]:
-        found = [
-            (inliers(images[image], originals[j], min_inliers), j) for j in index.candidates(images[image], candidates)
-        ]
-        count, original = max(found, key=lambda pair: (pair[0], -pair[1]), default=(0, -1))
-        return (original, count) if count >= min_inliers else (-1, count)
+    def first_verified(image: int) -> tuple[int, int]:
+        best = 0
+        for original in index.candidates(images[image], candidates):
+            count = inliers(images[image], originals[original], min_inliers)
+            if count >= min_inliers:
+                return original, count
+            best = max(best, count)
+        return -1, best
 
-    return parallel_map(best, len(images), "matching originals")
+    return parallel_map(first_verified, len(images), "matching originals")
 
 
 def copy_pairs(images: Sequence[Features], min_inliers: int, candidates: int = 6) -> list[tuple[int, int, int]]:
