@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.project import ROOT
 
 DEFAULT_REPEAT = 3
 CACHE = Path(".benchmarks-cache").resolve()  # generated inputs, built once and reused by later runs
@@ -48,3 +51,14 @@ def in_scratch(action: Callable[[Path], object]) -> Callable[[], None]:
             action(Path(scratch))
 
     return run
+
+
+def refresh_code(project: Path, names: tuple[str, ...] = ("stages", "medimage", "dvc.yaml", ".dvc/config")) -> None:
+    """Copy the current code and pipeline into a cached project, so that a benchmark measures them, not old ones."""
+    for name in names:
+        if (ROOT / name).is_dir():
+            shutil.copytree(
+                ROOT / name, project / name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy2(ROOT / name, project / name)

@@ -67,6 +67,14 @@ def make_project(target: Path, params_update: dict | None = None, datasets: dict
     return target
 
 
+def registry_entry(name: str, update: dict) -> dict:
+    """datasets/<name>.yaml with `update` merged in: for make_project's `datasets`, where params.yaml cannot reach
+    (a registry entry's split keys override params.yaml's)."""
+    entry = yaml.safe_load((ROOT / "datasets" / f"{name}.yaml").read_text())
+    _merge(entry, update)
+    return entry
+
+
 def update_yaml(path: Path, update: dict) -> None:
     data = yaml.safe_load(path.read_text())
     _merge(data, update)

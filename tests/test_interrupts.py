@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import environment, git, make_project, run_in
+from tests.project import environment, git, make_project, registry_entry, run_in
 
 DATASET = "blood_cells"
 # Big enough that writing lasts long enough to be hit (2,000 images), small enough for CI.
@@ -29,6 +29,8 @@ KILL_PROJECT = {
     "fetch": {"synthetic": {"images_per_class": 500, "image_size": 32}},
     "split": {"audit_images": 100},
 }
+# The copy search runs before split writes anything: it would only delay the kill points.
+KILL_REGISTRY = {DATASET: registry_entry(DATASET, {"split": {"near_duplicates": "off"}})}
 OUTPUT_FOLDERS = ("data", "metrics", "plots", "models")
 
 
@@ -104,10 +106,10 @@ def assert_clean(project: Path, target: str) -> None:
 
 
 def test_restructure_and_split_killed_at_random_points_converge_to_the_uninterrupted_outputs(tmp_path: Path) -> None:
-    reference = make_project(tmp_path / "reference", KILL_PROJECT)
+    reference = make_project(tmp_path / "reference", KILL_PROJECT, KILL_REGISTRY)
     run_in(reference, "dvc", "repro", f"split@{DATASET}")
 
-    project = make_project(tmp_path / "killed", KILL_PROJECT)
+    project = make_project(tmp_path / "killed", KILL_PROJECT, KILL_REGISTRY)
     rng = seeded_random()
     kills = []
     for stage_name, output in (
@@ -135,7 +137,7 @@ def test_restructure_and_split_killed_at_random_points_converge_to_the_uninterru
 
 def test_a_killed_forced_rerun_restored_from_the_cache_strands_nothing(tmp_path: Path) -> None:
     """Kill `dvc repro -f` while it writes; the next `dvc repro` restores from DVC's cache without running us."""
-    project = make_project(tmp_path / "project", KILL_PROJECT)
+    project = make_project(tmp_path / "project", KILL_PROJECT, KILL_REGISTRY)
     run_in(project, "dvc", "repro", f"restructure@{DATASET}")
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "restructured")

@@ -190,9 +190,9 @@ def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureS
                     f"{dataset.name}: all {len(skipped)} images matching the layout are corrupt or not images"
                 )
             manifest.write_manifest(staging, rows, InterimRow)
-            if dataset.sources:
-                (staging / ORIGINALS).mkdir(exist_ok=True)
-                manifest.write_manifest(staging / ORIGINALS, originals, InterimRow)
+            # written even when empty: split's DVC dependency on the originals is this one file
+            (staging / ORIGINALS).mkdir(exist_ok=True)
+            manifest.write_manifest(staging / ORIGINALS, originals, InterimRow)
             skipped_rows = [asdict(item) for item in sorted(skipped, key=lambda item: item.member)]
             write_csv(staging / SKIPPED, ["member", "reason", "detail"], skipped_rows)
     return summarise(rows, skipped, plan) | {"originals": len(originals)}
