@@ -112,8 +112,10 @@ def check_manifest(destination: Path, metrics: dict) -> None:
     written = {path.relative_to(destination).as_posix() for path in all_files(destination)} - {
         "manifest.csv",
         "skipped.csv",
+        "originals/manifest.csv",
     }
     assert {row.path for row in rows} == written
+    assert manifest.read_originals(destination) == []  # the toy registry entry names no sources
     assert metrics["images"] == len(rows) > 0
     for row in rows:
         assert hashlib.sha256((destination / row.path).read_bytes()).hexdigest() == row.sha256
