@@ -232,16 +232,47 @@ class SyntheticSpec(Strict):
         return rule[max(reached) if reached else min(rule)]
 
 
+class LabelTable(Strict):
+    """Labels from a table inside the archive instead of from folder names (HAM10000, APTOS, ISIC 2019, ...)."""
+
+    table: str  # member path of the CSV, TSV or XLSX (first sheet; the first row names the columns)
+    id_column: str  # names each image: its file name, with or without the extension, in any folder of the layout
+    label_column: str | None = None  # one label per row (numbers are fine: name them in `names`)
+    one_hot: list[str] = []  # or one column per label holding 1/0 (or scores): the label is the column at the maximum
+    group_column: str | None = None  # patient or lesion id: kept in one split like patient_id; empty cell: own group
+    split_column: str | None = None  # the archive's own split per row (through split_map)
+    split_lists: dict[str, str] = {}  # or archive split -> member listing its image names, one per line
+    names: dict[str, str] = {}  # label value -> readable name (APTOS 0: no_dr), for folders, reports and plots
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _values_as_text(cls, names: object) -> object:
+        # YAML reads `0: no_dr` with an integer key; table cells are text
+        return {str(raw): str(name) for raw, name in names.items()} if isinstance(names, dict) else names
+
+    @model_validator(mode="after")
+    def _one_way_to_label_and_split(self) -> LabelTable:
+        if (self.label_column is None) == (not self.one_hot):
+            raise ValueError("give either label_column or one_hot (a list of columns), not both or neither")
+        if self.split_column and self.split_lists:
+            raise ValueError("give split_column or split_lists, not both")
+        return self
+
+
 class DatasetSpec(Strict):
     name: str
-    kaggle: str  # owner/slug/versions/N
-    archive: str  # the file name Kaggle's CLI gives the download
-    layout: list[str] = Field(min_length=1)  # member path patterns with {split}, {label}, {file}
+    kaggle: str | None  # owner/slug/versions/N; null for an archive that is not on Kaggle
+    archive: str  # the file name Kaggle's CLI gives the download (or the local archive's name)
+    # null: params.yaml's fetch.source; synthetic | path (params.yaml fetch.paths.<ds>) | kaggle for this dataset alone
+    fetch: Literal["synthetic", "path", "kaggle"] | None
+    # member path patterns ending in {file}: {split}, {label} match one folder, * part of one, ** any folders
+    layout: list[str] = Field(min_length=1)
     # Required even when empty: dvc.yaml tracks each of these keys, and DVC needs them present.
     extensions: list[str]  # file extensions taken as images (case-insensitive)
     ignore: list[str]  # members to leave out (nested copies, AppleDouble files, masks, ...)
     split_map: dict[str, str]  # archive split name -> our name; unmapped names are lower-cased
     patient_id: str | None  # regex on the file name; group 1 is the patient id
+    labels: LabelTable | None  # null: labels are folder names ({label} in the layout)
     # member pattern ending in {file} of the originals the class images were made from (augmented archives), or
     # null: restructure keeps them apart, split groups every image with the original it matches
     sources: str | None
@@ -250,18 +281,31 @@ class DatasetSpec(Strict):
 
     @field_validator("kaggle")
     @classmethod
-    def _pinned_handle(cls, handle: str) -> str:
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+/versions/\d+", handle):
+    def _pinned_handle(cls, handle: str | None) -> str | None:
+        if handle is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+/versions/\d+", handle):
             raise ValueError(f"{handle!r} must be owner/slug/versions/N (a pinned version)")
         return handle
 
     @field_validator("layout")
     @classmethod
-    def _layout_names_label_and_file(cls, patterns: list[str]) -> list[str]:
+    def _layout_ends_in_file(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:
-            if "{label}" not in pattern or not pattern.endswith("{file}"):
-                raise ValueError(f"layout {pattern!r} must contain {{label}} and end with {{file}}")
+            if not pattern.endswith("{file}"):
+                raise ValueError(f"layout {pattern!r} must end with {{file}}")
         return patterns
+
+    @model_validator(mode="after")
+    def _labels_from_folders_or_a_table(self) -> DatasetSpec:
+        for pattern in self.layout:
+            if self.labels is None and "{label}" not in pattern:
+                raise ValueError(f"layout {pattern!r} needs {{label}} (or labels from a table: key labels)")
+            if self.labels is not None and "{label}" in pattern:
+                raise ValueError(
+                    f"layout {pattern!r} has {{label}}, but labels come from the table {self.labels.table}"
+                )
+        if self.fetch == "kaggle" and self.kaggle is None:
+            raise ValueError("fetch: kaggle needs a kaggle handle (owner/slug/versions/N)")
+        return self
 
     @field_validator("sources")
     @classmethod
@@ -281,10 +325,6 @@ class DatasetSpec(Strict):
             if compiled.groups < 1:
                 raise ValueError("needs one capture group, e.g. 'person(\\d+)_'")
         return pattern
-
-    @property
-    def slug(self) -> str:
-        return self.kaggle.split("/")[1]
 
 
 # --------------------------------------------------------------------------- loading

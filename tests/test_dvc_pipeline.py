@@ -8,9 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import files_under, make_project, run_in, stage, update_yaml
-
-DATASETS = ["chest_xray", "blood_cells", "covid19", "brain_tumor"]
+from tests.project import DEFAULT_DATASETS, files_under, make_project, run_in, stage, update_yaml
 
 
 def ran(output: str) -> set[str]:
@@ -20,8 +18,10 @@ def ran(output: str) -> set[str]:
 def test_repro_runs_each_stage_once_then_only_what_changed(small_project: Path) -> None:
     """Up to split (training is covered in test_train_evaluate.py)."""
     first = run_in(small_project, "dvc", "repro", "split")
-    assert ran(first.stdout) == {f"{stage}@{name}" for stage in ("fetch", "restructure", "split") for name in DATASETS}
-    for name in DATASETS:
+    assert ran(first.stdout) == {
+        f"{stage}@{name}" for stage in ("fetch", "restructure", "split") for name in DEFAULT_DATASETS
+    }
+    for name in DEFAULT_DATASETS:
         metrics = json.loads((small_project / "metrics" / name / "restructure.json").read_text())
         assert metrics["images"] > 0
         assert (small_project / "data" / "interim" / name / "manifest.csv").is_file()
@@ -66,7 +66,13 @@ def test_run_metrics_are_readable_by_dvc(small_project: Path) -> None:
     files = next(iter(shown.values()))["data"]
     assert not any(name.endswith("_report.json") for name in files)  # reports are not declared metrics
     metrics = files["metrics/blood_cells/restructure.json"]["data"]
-    assert metrics["images"] > 0 and set(metrics["skipped"]) == {"corrupt", "not_image", "ignored_by_layout"}
+    assert metrics["images"] > 0 and set(metrics["skipped"]) == {
+        "corrupt",
+        "not_image",
+        "ignored_by_layout",
+        "unlabelled",
+        "duplicate_copy",
+    }
     assert "NEUTROPHIL" not in json.dumps(metrics)  # label names go to the report, never into metric keys
     report = json.loads((small_project / "metrics" / "blood_cells" / "restructure_report.json").read_text())
     assert report["counts"]["test_simple"]["NEUTROPHIL"] >= 2

@@ -148,7 +148,13 @@ def test_corrupt_and_non_image_files_are_skipped_counted_and_listed(tmp_path: Pa
     metrics = _restructure(tmp_path, _corrupt_members())
     output = tmp_path / "work" / "interim" / "toy"
     assert metrics["images"] == 3  # a.jpg, b.jpg and the PNG data behind a .jpg name
-    assert metrics["skipped"] == {"corrupt": 2, "not_image": 1, "ignored_by_layout": 2}
+    assert metrics["skipped"] == {
+        "corrupt": 2,
+        "not_image": 1,
+        "ignored_by_layout": 2,
+        "unlabelled": 0,
+        "duplicate_copy": 0,
+    }
     assert metrics["extension_mismatch"] == 1
     with (output / "skipped.csv").open() as handle:
         skipped = {row["member"]: row["reason"] for row in csv.DictReader(handle)}

@@ -22,11 +22,13 @@ pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample imag
 BRAIN_MRI = {
     "kaggle": "navoneel/brain-mri-images-for-brain-tumor-detection/versions/1",
     "archive": "brain-mri-images-for-brain-tumor-detection.zip",
+    "fetch": None,
     "layout": ["{label}/{file}"],
     "extensions": [".jpg", ".jpeg", ".png"],
     "ignore": ["brain_tumor_dataset/*", "__MACOSX/*", "._*", ".DS_Store"],
     "split_map": {},
     "patient_id": None,
+    "labels": None,
     "sources": None,
     "split": {"strategy": "pool"},
     "synthetic": {

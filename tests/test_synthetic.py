@@ -16,16 +16,15 @@ from medimage.archives.layout import Layout
 from medimage.archives.unpacking import restructure
 from medimage.params import DatasetSpec, RestructureSettings, SyntheticSettings, load_params, split_settings
 from medimage.splitting.resplit import split_dataset
-from tests.project import ROOT, files_under
+from tests.project import DEFAULT_DATASETS, ROOT, files_under
 
 KNOBS = SyntheticSettings(images_per_class=12, image_size=40, seed=3)
-DATASETS = ["chest_xray", "blood_cells", "covid19", "brain_tumor"]
 
 
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory: pytest.TempPathFactory, registry: dict[str, DatasetSpec]) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("archives")
-    return {name: _write(registry[name], folder / f"{name}.zip") for name in DATASETS}
+    return {name: _write(registry[name], folder / f"{name}.zip") for name in DEFAULT_DATASETS}
 
 
 def _write(dataset: DatasetSpec, path: Path) -> Path:
@@ -42,7 +41,7 @@ def _members(path: Path) -> list[str]:
         return archive.namelist()
 
 
-@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.parametrize("name", DEFAULT_DATASETS)
 def test_restructure_gives_exactly_the_planned_counts(
     name: str, archives: dict[str, Path], registry: dict[str, DatasetSpec], tmp_path: Path
 ) -> None:

@@ -1,6 +1,8 @@
 """Map archive member paths to (source_split, label, file) with the registry's layout patterns.
 
-Pattern syntax: `{split}`, `{label}` and `{file}` each match one path segment; everything else is literal.
+Pattern syntax: `{split}`, `{label}` and `{file}` each match one path segment, `*` any part of one segment
+(`HAM10000_images_part_*/{file}`), `**/` any number of folders; everything else is literal. Where labels come
+from a table (registry key `labels`), patterns have no `{label}`.
 Ignore rules: a rule without '/' matches the file name (`._*`, `.DS_Store`); a rule with '/' matches the
 whole member path, `*` crossing folders (`chest_xray/chest_xray/*`, `*/masks/*`).
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
@@ -19,15 +22,29 @@ NO_SPLIT = "all"
 _PLACEHOLDER = re.compile(r"\{(split|label|file)\}")
 
 
+def _literal(text: str) -> str:
+    """A literal stretch of a pattern, with its wildcards: `**/` any folders, `*` part of one segment."""
+    return "(?:[^/]+/)*".join("[^/]*".join(re.escape(piece) for piece in part.split("*")) for part in text.split("**/"))
+
+
 def compile_pattern(pattern: str) -> re.Pattern[str]:
     parts = []
     position = 0
     for placeholder in _PLACEHOLDER.finditer(pattern):
-        parts.append(re.escape(pattern[position : placeholder.start()]))
+        parts.append(_literal(pattern[position : placeholder.start()]))
         parts.append(f"(?P<{placeholder.group(1)}>[^/]+)")
         position = placeholder.end()
-    parts.append(re.escape(pattern[position:]))
+    parts.append(_literal(pattern[position:]))
     return re.compile("".join(parts))
+
+
+def matching_rule(member: str, rules: Iterable[str]) -> str | None:
+    """The first ignore rule that matches the member, if any."""
+    name = PurePosixPath(member).name
+    for rule in rules:
+        if fnmatch.fnmatchcase(member if "/" in rule else name, rule):
+            return rule
+    return None
 
 
 @dataclass(frozen=True)
@@ -62,17 +79,12 @@ class Layout:
         return re.compile(self.spec.patient_id) if self.spec.patient_id else None
 
     @cached_property
-    def _extensions(self) -> frozenset[str]:
+    def extensions(self) -> frozenset[str]:
         return frozenset(extension.lower() for extension in self.spec.extensions)
 
     def ignore_rule(self, member: str) -> str | None:
         """The first ignore rule that matches the member, if any."""
-        name = PurePosixPath(member).name
-        for rule in self.spec.ignore:
-            target = member if "/" in rule else name
-            if fnmatch.fnmatchcase(target, rule):
-                return rule
-        return None
+        return matching_rule(member, self.spec.ignore)
 
     def place(self, member: str) -> Placement | None:
         """Where the member goes, or None when no layout pattern (or no allowed extension) matches it."""
@@ -83,11 +95,11 @@ class Layout:
         else:
             return None
         file = match["file"]
-        if PurePosixPath(file).suffix.lower() not in self._extensions:
+        if PurePosixPath(file).suffix.lower() not in self.extensions:
             return None
         return Placement(
             source_split=self.canonical_split(match.groupdict().get("split")),
-            label=match["label"],
+            label=match.groupdict().get("label") or "",  # from the label table, where the registry names one
             file=file,
             group=self.patient_of(file),
         )
@@ -95,7 +107,7 @@ class Layout:
     def original(self, member: str) -> str | None:
         """The file name of an original the class images were made from (registry key `sources`), else None."""
         match = self._sources.fullmatch(member) if self._sources else None
-        if match is None or PurePosixPath(match["file"]).suffix.lower() not in self._extensions:
+        if match is None or PurePosixPath(match["file"]).suffix.lower() not in self.extensions:
             return None
         return match["file"]
 

@@ -74,27 +74,34 @@ def warn_about_loose_credentials(home: Path | None = None) -> None:
             log.warning("%s is readable by other users; run: chmod 600 %s", path, path)
 
 
-def download_kaggle(dataset: DatasetSpec, destination: Path) -> str:
+def download_kaggle(handle: str, name: str, destination: Path) -> str:
     """Download the pinned version with kagglehub into its cache, then pack that folder to `destination`."""
+    folder = kaggle_folder(handle, name)
+    count = pack_folder(folder, destination)
+    return f"downloaded {handle} ({count} files)"
+
+
+def kaggle_folder(handle: str, name: str) -> Path:
+    """The unpacked download of a pinned Kaggle handle (kagglehub's cache); PipelineError with what to do."""
     warn_about_loose_credentials()
     try:
         import kagglehub
 
-        folder = kagglehub.dataset_download(dataset.kaggle)
+        return Path(kagglehub.dataset_download(handle))
     except (Exception, SystemExit) as error:  # the kaggle client raises SystemExit when it has no credentials
         reason = _scrub(" ".join(str(error).split()))[:200] or type(error).__name__
         raise PipelineError(
-            f"could not download {dataset.kaggle} from Kaggle ({type(error).__name__}: {reason}); "
-            + CREDENTIALS_HINT.format(name=dataset.name)
+            f"could not download {handle} from Kaggle ({type(error).__name__}: {reason}); "
+            + CREDENTIALS_HINT.format(name=name)
         ) from None
-    count = pack_folder(Path(folder), destination)
-    return f"downloaded {dataset.kaggle} ({count} files)"
 
 
 def fetch_archive(dataset: DatasetSpec, settings: FetchSettings, destination: Path) -> str:
-    """Write the archive to `destination` atomically, from the configured source; return what was done, for the log."""
+    """Write the archive to `destination` atomically, from the dataset's source (its registry key `fetch`, else
+    params.yaml's fetch.source); return what was done, for the log."""
+    source = dataset.fetch or settings.source
     with atomic_file(destination) as temporary:
-        if settings.source == "synthetic":
+        if source == "synthetic":
             if dataset.synthetic is None:
                 raise PipelineError(
                     f"{dataset_file(dataset.name)} has no synthetic section; "
@@ -102,6 +109,11 @@ def fetch_archive(dataset: DatasetSpec, settings: FetchSettings, destination: Pa
                 )
             count = synthetic.write_archive(dataset, settings.synthetic, temporary)
             return f"generated a synthetic archive ({count} members)"
-        if settings.source == "path":
+        if source == "path":
             return copy_local(dataset, settings.paths.get(dataset.name), temporary)
-        return download_kaggle(dataset, temporary)
+        if dataset.kaggle is None:
+            raise PipelineError(
+                f"{dataset_file(dataset.name)} names no kaggle handle (owner/slug/versions/N); set it, or use "
+                f"fetch: path with fetch.paths.{dataset.name} in params.yaml"
+            )
+        return download_kaggle(dataset.kaggle, dataset.name, temporary)

@@ -11,7 +11,7 @@ import os
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -19,6 +19,7 @@ from tqdm import tqdm
 from medimage import manifest
 from medimage.archives.layout import Layout, Placement, top_level_entries
 from medimage.archives.reading import CorruptMember, Limits, checked_members, open_zip, read_member
+from medimage.archives.tables import TableLabels, build_labels, image_key
 from medimage.archives.validation import InvalidImage, inspect_image
 from medimage.atomic import atomic_dir, write_csv
 from medimage.errors import PipelineError
@@ -50,16 +51,49 @@ class Skipped:
 class Plan:
     """What the archive holds, by member, before anything is read."""
 
-    placed: list[tuple[str, Placement]]
-    ignored_by_rule: Counter[str]
-    unmatched: list[str]
-    originals: list[tuple[str, Placement]]  # the registry's `sources`, placed under originals/<file>
+    placed: list[tuple[str, Placement]] = field(default_factory=list)
+    ignored_by_rule: Counter[str] = field(default_factory=Counter)
+    unmatched: list[str] = field(default_factory=list)
+    originals: list[tuple[str, Placement]] = field(default_factory=list)  # `sources`, placed under originals/<file>
+    unlabelled: list[str] = field(default_factory=list)  # images the label table has no label for
+    duplicate_copies: list[str] = field(default_factory=list)  # same name, size and CRC as a member already placed
+    missing_images: list[str] = field(default_factory=list)  # label table ids no image was found for
+    rows_without_label: int = 0  # label table rows with an empty label cell (or no one-hot column set)
 
 
-def plan_members(names: list[str], layout: Layout, dataset: DatasetSpec) -> Plan:
-    plan = Plan(placed=[], ignored_by_rule=Counter(), unmatched=[], originals=[])
+def same_content(first: zipfile.ZipInfo, second: zipfile.ZipInfo) -> bool:
+    return (first.file_size, first.CRC) == (second.file_size, second.CRC)
+
+
+def folder_name(value: str, what: str, where: str) -> str:
+    """A label or split from a table cell, checked before it names a folder (cells are untrusted)."""
+    if not value or value in (".", "..") or any(character in value for character in "/\\\x00"):
+        raise PipelineError(f"{what} {value!r} cannot name a folder; map it to a plain name ({where})")
+    return value
+
+
+def with_table_label(placement: Placement, labels: TableLabels, where: str) -> Placement | None:
+    found = labels.lookup(placement.file)
+    if found is None:
+        return None
+    return replace(
+        placement,
+        label=folder_name(found.label, "label", f"{where}: labels.names"),
+        group=found.group or placement.group,
+        source_split=folder_name(found.split, "split", f"{where}: split_map")
+        if found.split
+        else placement.source_split,
+    )
+
+
+def plan_members(
+    infos: dict[str, zipfile.ZipInfo], layout: Layout, dataset: DatasetSpec, labels: TableLabels | None = None
+) -> Plan:
+    plan = Plan()
+    where = str(dataset_file(dataset.name))
     targets: dict[str, str] = {}
-    for name in names:
+    image_of_key: dict[str, str] = {}  # table mode: one image per table id
+    for name, info in infos.items():
         original = layout.original(name)
         if original is not None:
             plan.originals.append((name, Placement(ORIGINALS, "", original, "")))
@@ -72,23 +106,44 @@ def plan_members(names: list[str], layout: Layout, dataset: DatasetSpec) -> Plan
         if placement is None:
             plan.unmatched.append(name)
             continue
+        if labels is not None:
+            key = image_key(placement.file)
+            if key in image_of_key:
+                if not same_content(infos[image_of_key[key]], info):
+                    raise PipelineError(
+                        f"{dataset.name}: members {image_of_key[key]!r} and {name!r} differ but both are image "
+                        f"{key!r} of the label table; add an ignore rule for one of them in {where}"
+                    )
+                plan.duplicate_copies.append(name)
+                continue
+            image_of_key[key] = name
+            placement = with_table_label(placement, labels, where)
+            if placement is None:
+                plan.unlabelled.append(name)
+                continue
         if placement.path in targets:
-            raise PipelineError(
-                f"{dataset.name}: members {targets[placement.path]!r} and {name!r} both map to {placement.path}; "
-                f"add an ignore rule for one of them in {dataset_file(dataset.name)}"
-            )
+            if not same_content(infos[targets[placement.path]], info):
+                raise PipelineError(
+                    f"{dataset.name}: members {targets[placement.path]!r} and {name!r} both map to {placement.path}; "
+                    f"add an ignore rule for one of them in {where}"
+                )
+            plan.duplicate_copies.append(name)
+            continue
         if placement.source_split == ORIGINALS and dataset.sources:
             raise PipelineError(
                 f"{dataset.name}: the archive split of {name!r} is named {ORIGINALS!r}, the folder that holds the "
-                f"originals (sources in {dataset_file(dataset.name)}); rename it with split_map"
+                f"originals (sources in {where}); rename it with split_map"
             )
         targets[placement.path] = name
         plan.placed.append((name, placement))
+    if labels is not None:
+        plan.missing_images = labels.missing_images()
+        plan.rows_without_label = labels.rows_without_label
     if not plan.placed:
+        found = f"; {len(plan.unlabelled)} images have no row in {dataset.labels.table}" if plan.unlabelled else ""
         raise PipelineError(
-            f"{dataset.name}: no member of the archive matches the layout {dataset.layout} "
-            f"in {dataset_file(dataset.name)}; "
-            f"the archive's top-level entries are: {top_level_entries(names)}"
+            f"{dataset.name}: no member of the archive matches the layout {dataset.layout} in {where}{found}; "
+            f"the archive's top-level entries are: {top_level_entries(list(infos))}"
         )
     return plan
 
@@ -111,6 +166,8 @@ def summarise(rows: list[InterimRow], skipped: list[Skipped], plan: Plan) -> dic
             "corrupt": reasons["corrupt"],
             "not_image": reasons["not_image"],
             "ignored_by_layout": sum(plan.ignored_by_rule.values()) + len(plan.unmatched),
+            "unlabelled": len(plan.unlabelled),
+            "duplicate_copy": len(plan.duplicate_copies),
         },
         "duplicates": sum(count for count in hashes.values() if count > 1),
         "extension_mismatch": sum(extension_mismatch(row) for row in rows),
@@ -118,7 +175,28 @@ def summarise(rows: list[InterimRow], skipped: list[Skipped], plan: Plan) -> dic
         "ignored_by_rule": dict(sorted(plan.ignored_by_rule.items())),
         "unmatched": len(plan.unmatched),
         "unmatched_examples": sorted(plan.unmatched)[:5],
+        "unlabelled_examples": sorted(plan.unlabelled)[:5],
+        "duplicate_copy_examples": sorted(plan.duplicate_copies)[:5],
+        "label_table": {
+            "rows_without_label": plan.rows_without_label,
+            "rows_without_image": len(plan.missing_images),
+            "rows_without_image_examples": plan.missing_images[:5],
+        },
     }
+
+
+def read_table_member(
+    archive: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], member: str, limits: Limits, dataset: DatasetSpec
+) -> bytes:
+    if member not in infos:
+        raise PipelineError(
+            f"{dataset.name}: the archive has no member {member!r} ({dataset_file(dataset.name)}: labels); "
+            f"its top-level entries are: {top_level_entries(list(infos))}"
+        )
+    try:
+        return read_member(archive, infos[member], limits)
+    except CorruptMember as error:
+        raise PipelineError(f"{dataset.name}: the table {member!r} is corrupt in the archive ({error})") from None
 
 
 def take_member(
@@ -155,9 +233,17 @@ def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureS
     layout = Layout(dataset)
     limits = Limits.from_settings(settings)
     with open_zip(archive_path) as archive:
-        members = checked_members(archive, limits)
-        infos = dict(members)
-        plan = plan_members([name for name, _ in members], layout, dataset)
+        infos = dict(checked_members(archive, limits))
+        labels = None
+        if dataset.labels is not None:
+            labels = build_labels(
+                dataset.labels,
+                lambda member: read_table_member(archive, infos, member, limits, dataset),
+                layout.extensions,
+                layout.canonical_split,
+                str(dataset_file(dataset.name)),
+            )
+        plan = plan_members(infos, layout, dataset, labels)
         rows: list[InterimRow] = []
         skipped: list[Skipped] = []
         everything = plan.placed + plan.originals

@@ -1,0 +1,305 @@
+"""`python -m stages.add`: turn an inspected archive into a registry entry with its evidence, and register it.
+
+`propose` decides folder- or table-labelled and every key from medimage/archives/inspection.py's readings, then
+checks the entry by planning the archive exactly as restructure will (same Layout, same label table code), so the
+counts written beside each key are restructure's own. `render` writes that as commented YAML; `register` adds the
+dataset to params.yaml (and its local path to fetch.paths) and its model to dvc.yaml's artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from io import StringIO
+from pathlib import Path, PurePosixPath
+
+import yaml
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+
+from medimage.archives import inspection
+from medimage.archives.inspection import Ambiguous, Listing, Rule, TableReading
+from medimage.archives.layout import Layout, top_level_entries
+from medimage.archives.tables import build_labels, is_table
+from medimage.archives.unpacking import Plan, plan_members
+from medimage.atomic import atomic_file
+from medimage.errors import PipelineError
+from medimage.params import PARAMS_FILE, DatasetSpec, dataset_file
+
+DVC_FILE = "dvc.yaml"
+KEY_ORDER = ("kaggle", "archive", "fetch", "layout", "extensions", "ignore", "split_map", "patient_id", "labels")
+KEY_ORDER += ("sources", "synthetic", "split")
+
+
+@dataclass
+class Proposal:
+    name: str
+    entry: dict  # the registry keys, in the order they are written
+    notes: dict[str, str] = field(default_factory=dict)  # key -> the evidence written beside it
+    rules: list[Rule] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)  # lines written at the top
+
+
+def propose(
+    name: str,
+    listing: Listing,
+    origin: dict,
+    label_column: str | None = None,
+    group_column: str | None = None,
+    table: str | None = None,
+) -> Proposal:
+    """The registry entry for the listed archive; `origin` holds kaggle, archive and fetch. PipelineError (or
+    Ambiguous, with the candidates and the option that chooses) where the archive cannot be read as a dataset."""
+    names = list(listing.members)
+    rules = inspection.junk_rules(names)
+    rules += inspection.segment_rules(names, inspection.MASK_FOLDERS, "segmentation masks, not class images")
+    rules += inspection.duplicate_trees(listing.members, rules)
+    images = inspection.image_members(listing, rules)
+    if not images:
+        raise PipelineError(f"{name}: no image files found; top-level entries: {top_level_entries(names)}")
+    keys, file_names = inspection.image_keys(images)
+    image_set = set(images)
+    candidates = [member for member in names if member not in image_set and not inspection.is_ignored(member, rules)]
+    tables = [
+        inspection.read_table(member, listing, keys, file_names, label_column, group_column)
+        for member in candidates
+        if is_table(member) and (table is None or member == table)
+    ]
+    shapes = inspection.folder_shapes(images)
+    label_tables = [reading for reading in tables if reading.rejected is None]
+    forced = label_column is not None or group_column is not None or table is not None
+    proposal = Proposal(name, dict(origin), rules=rules)
+    if len(label_tables) > 1:
+        listed = ", ".join(f"{t.member} ({t.label_column or 'one-hot'})" for t in label_tables)
+        raise Ambiguous(f"{name}: several tables label the images: {listed}; choose one with --table MEMBER")
+    if label_tables:
+        _table_entry(proposal, label_tables[0], shapes, listing, candidates, images)
+    elif not forced and any(shape.label_position is not None for shape in shapes):
+        _folder_entry(proposal, shapes, images)
+    else:
+        raise _no_labels(name, tables, shapes, forced)
+    _check_by_planning(proposal, listing)
+    proposal.evidence += [f"table {t.member} not used: {t.rejected}" for t in tables if t.rejected is not None]
+    return proposal
+
+
+def _no_labels(name: str, tables: list[TableReading], shapes: list[inspection.FolderShape], forced: bool) -> Exception:
+    ambiguous = [shape for shape in shapes if shape.ambiguous]
+    if ambiguous and not forced:
+        positions = ", ".join(
+            "/".join("{?}" if p in shape.ambiguous else "*" for p in range(shape.depth)) for shape in ambiguous
+        )
+        return Ambiguous(
+            f"{name}: more than one folder level could be the label ({positions}); edit the layout by hand"
+        )
+    seen = "; ".join(f"{reading.member}: {reading.rejected}" for reading in tables) or "no tables"
+    hint = "name the label column with --label-column" if tables else "the images are not in label folders"
+    error = Ambiguous if any("candidates" in (reading.rejected or "") for reading in tables) else PipelineError
+    return error(f"{name}: found no labels: no label folders, and tables: {seen}; {hint}")
+
+
+def _folder_entry(proposal: Proposal, shapes: list[inspection.FolderShape], images: list[str]) -> None:
+    labelled = [shape for shape in shapes if shape.label_position is not None]
+    proposal.entry["layout"] = [shape.pattern(with_label=True) for shape in labelled]
+    splits = [
+        value for shape in labelled if shape.split_position is not None for value in shape.values[shape.split_position]
+    ]
+    proposal.entry["split_map"] = inspection.split_map(splits)
+    unlabelled = [shape for shape in shapes if shape.label_position is None]
+    for shape in unlabelled:
+        folder = shape.pattern(with_label=False)
+        images_there = sum(shape.values[0].values()) if shape.values else 0
+        proposal.evidence.append(
+            f"{images_there} images in {folder} sit in no label folder and are left out; if the class images were "
+            f"made from them (an augmented archive), set sources: {json.dumps(folder)}"
+        )
+    _patient(proposal, [image for image in images if image.count("/") in {shape.depth for shape in labelled}])
+    proposal.entry["labels"] = None
+    proposal.notes["labels"] = "labels are the {label} folder names"
+
+
+def _table_entry(
+    proposal: Proposal,
+    reading: TableReading,
+    shapes: list[inspection.FolderShape],
+    listing: Listing,
+    candidates: list[str],
+    images: list[str],
+) -> None:
+    keys, file_names = inspection.image_keys(images)
+    lists = {} if reading.split_column else inspection.split_lists(listing, candidates, keys, file_names)
+    split_from_folders = not reading.split_column and not lists
+    for shape in shapes:
+        if not split_from_folders:
+            shape.split_position = None
+    proposal.entry["layout"] = [shape.pattern(with_label=False) for shape in shapes]
+    if reading.split_column:
+        values = inspection.parse_column(listing, reading.member, reading.split_column)
+    elif lists:
+        values = list(lists)
+    else:
+        values = [
+            value
+            for shape in shapes
+            if shape.split_position is not None
+            for value in shape.values[shape.split_position]
+        ]
+    proposal.entry["split_map"] = inspection.split_map(values)
+    if reading.group_column:
+        proposal.entry["patient_id"] = None
+        proposal.notes["patient_id"] = f"groups come from the table's column {reading.group_column}"
+    else:
+        _patient(proposal, images)
+    labels = {"table": reading.member, "id_column": reading.id_column}
+    labels |= {"label_column": reading.label_column} if reading.label_column else {"one_hot": reading.one_hot}
+    labels |= {"group_column": reading.group_column, "split_column": reading.split_column, "split_lists": lists}
+    proposal.entry["labels"] = labels | {"names": {}}
+    if reading.label_column and all(value.isdigit() for value in reading.rows and _label_values(reading) or []):
+        proposal.evidence.append("the labels are numbers: name them under labels.names (e.g. 0: no_dr)")
+    proposal.notes["labels"] = (
+        f"{reading.id_column} names the images; labels from "
+        + (
+            f"column {reading.label_column}"
+            if reading.label_column
+            else f"one-hot columns {', '.join(reading.one_hot)}"
+        )
+        + (f"; groups from {reading.group_column}" if reading.group_column else "")
+    )
+
+
+def _label_values(reading: TableReading) -> list[str]:
+    return [row.get(reading.label_column or "", "") for row in reading.rows if row.get(reading.label_column or "")]
+
+
+def _patient(proposal: Proposal, files: list[str]) -> None:
+    found = inspection.patient_pattern(files)
+    proposal.entry["patient_id"] = found[0] if found else None
+    proposal.notes["patient_id"] = (
+        f"{found[1]} file names carry a patient id, {found[2]} patients" if found else "no patient ids in file names"
+    )
+
+
+def _check_by_planning(proposal: Proposal, listing: Listing) -> None:
+    """Fill the remaining keys, validate the entry, then plan the archive as restructure will, for the evidence."""
+    entry = proposal.entry
+    images = inspection.image_members(listing, proposal.rules)
+    entry["extensions"] = sorted({PurePosixPath(image).suffix.lower() for image in images})
+    entry["ignore"] = [rule.pattern for rule in proposal.rules]
+    entry |= {"sources": None, "synthetic": None, "split": {}}
+    proposal.entry = entry = {key: entry[key] for key in KEY_ORDER}
+    try:
+        spec = DatasetSpec.model_validate({"name": proposal.name, **entry})
+    except ValidationError as error:
+        raise PipelineError(f"{proposal.name}: the entry written would be invalid: {error}") from None
+    layout = Layout(spec)
+    where = str(dataset_file(proposal.name))
+    labels = None
+    if spec.labels is not None:
+        labels = build_labels(spec.labels, listing.read, layout.extensions, layout.canonical_split, where)
+    plan = plan_members(listing.members, layout, spec, labels)
+    proposal.evidence[:0] = _plan_evidence(plan, listing)
+
+
+def _plan_evidence(plan: Plan, listing: Listing) -> list[str]:
+    counts = Counter((placement.source_split, placement.label) for _, placement in plan.placed)
+    groups = {placement.group for _, placement in plan.placed if placement.group}
+    lines = [
+        f"{len(plan.placed):,} labelled images of {len(listing.members):,} files"
+        + (f", {len(groups):,} patients or groups" if groups else ""),
+    ]
+    for split in sorted({split for split, _ in counts}):
+        per_label = ", ".join(f"{label} {count:,}" for (s, label), count in sorted(counts.items()) if s == split)
+        lines.append(f"  {split}: {per_label}")
+    left = {
+        "images the label table gives no label (unlabelled, left out)": len(plan.unlabelled),
+        "duplicate copies of an image already placed": len(plan.duplicate_copies),
+        "outside the layout (not images, or no folder rule)": len(plan.unmatched),
+        "label table rows with no label": plan.rows_without_label,
+        "label table rows whose image is missing": len(plan.missing_images),
+    }
+    lines += [f"{count:,} {what}" for what, count in left.items() if count]
+    return lines
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _scalar(value: object) -> str:
+    """A YAML flow value: JSON is YAML, and JSON strings escape whatever an archive's names hold."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _comment(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f]", " ", text)[:300]
+
+
+def render(proposal: Proposal, command: str) -> str:
+    """The registry entry as YAML, each key with the evidence it was chosen on."""
+    lines = [f"# {proposal.name}: written by `{_comment(command)}`; edit freely (README: Adding a dataset).", "#"]
+    lines += [f"# {_comment(line)}" for line in proposal.evidence]
+    for key, value in proposal.entry.items():
+        note = f"  # {_comment(proposal.notes[key])}" if key in proposal.notes else ""
+        if key == "ignore":
+            lines.append("ignore:" + ("" if value else " []"))
+            lines += [
+                f"  - {_scalar(rule.pattern)}  # {rule.count:,} members: {_comment(rule.reason)}"
+                for rule in proposal.rules
+            ]
+        elif key == "layout":
+            lines.append("layout:")
+            lines += [f"  - {_scalar(pattern)}" for pattern in value]
+        elif isinstance(value, dict) and value:
+            lines.append(f"{key}:{note}")
+            lines += [f"  {_scalar(inner)}: {_scalar(item)}" for inner, item in value.items()]
+        else:
+            lines.append(f"{key}: {_scalar(value) if value != {} else '{}'}{note}")
+    text = "\n".join(lines) + "\n"
+    if yaml.safe_load(text) != proposal.entry:  # the comments and quoting must not change a value
+        raise AssertionError(f"the rendered entry of {proposal.name} does not read back as written")
+    return text
+
+
+def write_entry(root: Path, name: str, text: str, force: bool) -> Path:
+    path = dataset_file(name, root)
+    if path.exists() and not force:
+        raise PipelineError(f"{path} exists; pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return path
+
+
+def register(root: Path, name: str, local_path: Path | None, description: str) -> None:
+    """Add the dataset to params.yaml's datasets (and its local archive to fetch.paths) and its model to
+    dvc.yaml's artifacts, keeping both files' comments."""
+    editor = YAML()
+    editor.preserve_quotes = True
+    editor.width = 4096
+    editor.representer.add_representer(  # `weights: null` stays null, not an empty value
+        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    params_path = root / PARAMS_FILE
+    params = editor.load(params_path.read_text(encoding="utf-8"))
+    if name not in params["datasets"]:
+        params["datasets"].append(name)
+    if local_path is not None:
+        params["fetch"]["paths"][name] = str(local_path)
+    buffer = StringIO()
+    editor.dump(params, buffer)
+    with atomic_file(params_path) as temporary:
+        temporary.write_text(buffer.getvalue(), encoding="utf-8")
+    dvc_path = root / DVC_FILE
+    text = dvc_path.read_text(encoding="utf-8")
+    artifact = f"{name.replace('_', '-')}-classifier"
+    if artifact in (yaml.safe_load(text).get("artifacts") or {}):
+        return
+    if not re.search(r"(?m)^artifacts:", text):
+        text = text.rstrip("\n") + "\n\nartifacts:\n"
+    lines = [f"  {artifact}:", f"    path: models/{name}", "    type: model", f"    desc: {_scalar(description)}"]
+    text = text.rstrip("\n") + "\n" + "\n".join([*lines, f"    labels: [{name}]"]) + "\n"
+    if (yaml.safe_load(text).get("artifacts") or {}).get(artifact, {}).get("path") != f"models/{name}":
+        raise PipelineError(f"{dvc_path}: add the artifact {artifact} by hand (artifacts is not the last section)")
+    with atomic_file(dvc_path) as temporary:
+        temporary.write_text(text, encoding="utf-8")

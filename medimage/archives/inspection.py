@@ -1,0 +1,443 @@
+"""Work out a registry entry from what an archive holds: its member list and its small tables, nothing extracted.
+
+Used by `python -m stages.add`. Every decision keeps its evidence (counts, the columns and folders it saw), so
+that the written YAML can say why; where two readings are equally plausible it stops with the candidates and the
+option that names one (`Ambiguous`), never picking one silently.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from os.path import commonprefix
+from pathlib import Path, PurePosixPath
+
+from medimage.archives.layout import matching_rule
+from medimage.archives.reading import Limits, checked_members, open_zip, read_member
+from medimage.archives.tables import (
+    Table,
+    id_key,
+    image_key,
+    one_hot_label,
+    parse_table,
+    value_counts,
+)
+from medimage.archives.unpacking import EXTENSION_FORMATS
+from medimage.errors import PipelineError
+
+IMAGE_SUFFIXES = frozenset(EXTENSION_FORMATS)
+TABLE_MAX_BYTES = 64 * 1024 * 1024  # larger "tables" are pixel dumps or logs, not label tables
+SAMPLE_ROWS = 500  # rows read to judge a table; only the chosen label table is read whole
+ID_MATCH_SHARE = 0.9  # of a column's sampled cells that must name an image for it to be an id column
+MAX_LABELS = 200
+SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val"}
+SPLIT_WORDS |= {"valid": "val", "validation": "val", "dev": "val", "holdout": "test", "eval": "test"}
+LABEL_WORDS = {"label", "labels", "class", "classes", "diagnosis", "dx", "finding", "findings", "target", "category"}
+GROUP_WORDS = ("patient", "lesion", "subject", "participant")  # in order of preference
+SPLIT_COLUMN_WORDS = {"split", "fold", "subset", "partition", "set"}
+MASK_FOLDERS = re.compile(r"(?i)^(masks?|segmentations?|.*_masks?)$")
+PATIENT_WORDS = re.compile(r"(?i)(patient|person|subject|case|pid)([-_ ]?)(\d+)([-_ .])")
+JUNK_NAMES = ("._*", ".DS_Store", "Thumbs.db", "desktop.ini")
+
+
+class Ambiguous(PipelineError):
+    """Two or more readings fit the archive equally well: the message lists them and the option to choose."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """What a listing knows of a file without reading it (zipfile.ZipInfo's names, so the two are interchangeable)."""
+
+    filename: str
+    file_size: int
+    CRC: int | None  # None for a file in a folder: not read
+
+
+@dataclass
+class Listing:
+    """An archive or folder: every file member, and a bounded reader for the few that are read (tables)."""
+
+    members: dict[str, Member | zipfile.ZipInfo]
+    read: Callable[[str], bytes]
+    kind: str  # "archive" or "folder"
+
+
+def list_archive(path: Path, limits: Limits) -> Listing:
+    """The members of a zip, after the safety checks restructure makes (unsafe paths, bombs, encryption)."""
+    archive = open_zip(path)
+    members = dict(checked_members(archive, limits))
+    return Listing(members, lambda member: read_member(archive, members[member], limits), "archive")
+
+
+def list_folder(folder: Path, limits: Limits) -> Listing:
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+    if not files:
+        raise PipelineError(f"{folder} holds no files")
+    if len(files) > limits.max_members:
+        raise PipelineError(
+            f"{folder} holds {len(files):,} files, over restructure.max_members ({limits.max_members:,})"
+        )
+    members = {
+        path.relative_to(folder).as_posix(): Member(path.relative_to(folder).as_posix(), path.stat().st_size, None)
+        for path in files
+    }
+
+    def read(member: str) -> bytes:
+        if members[member].file_size > limits.max_member_bytes:
+            raise PipelineError(f"{member} is larger than restructure.max_member_mb")
+        return (folder / member).read_bytes()
+
+    return Listing(members, read, "folder")
+
+
+# --------------------------------------------------------------------------- what to ignore
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: str  # an ignore rule in the registry's syntax (medimage/archives/layout.py)
+    reason: str  # the comment written beside it
+    count: int
+
+
+def segment_rules(names: Iterable[str], folder: re.Pattern[str], reason: str) -> list[Rule]:
+    """`<segment>/*` for a matching top folder, `*/<segment>/*` for one deeper."""
+    found: Counter[str] = Counter()
+    for name in names:
+        parts = name.split("/")[:-1]
+        for depth, part in enumerate(parts):
+            if folder.match(part):
+                found[f"{part}/*" if depth == 0 else f"*/{part}/*"] += 1
+                break
+    return [Rule(pattern, reason, count) for pattern, count in sorted(found.items())]
+
+
+def junk_rules(names: list[str]) -> list[Rule]:
+    """macOS and Windows litter: AppleDouble trees and files, Finder and Explorer metadata."""
+    rules = segment_rules(names, re.compile(r"^__MACOSX$"), "macOS resource forks, not images")
+    for pattern in JUNK_NAMES:
+        count = sum(matching_rule(name, [pattern]) is not None for name in names)
+        if count:
+            rules.append(Rule(pattern, "operating system litter", count))
+    return rules
+
+
+def is_ignored(name: str, rules: list[Rule]) -> bool:
+    return matching_rule(name, [rule.pattern for rule in rules]) is not None
+
+
+def duplicate_trees(members: dict[str, Member | zipfile.ZipInfo], ignored: list[Rule]) -> list[Rule]:
+    """Folders that repeat another folder file for file (same relative names up to letter case, sizes and CRCs),
+    each as one ignore rule: HAM10000's `ham10000_images_part_1/`, chest X-ray's nested `chest_xray/chest_xray/`.
+
+    The copy kept is the shallowest, then the first by name; a folder whose files all lie in copies is one rule.
+    """
+    signature: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for name, info in members.items():
+        if is_ignored(name, ignored):
+            continue
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            folder, below = "/".join(parts[:depth]), "/".join(parts[depth:]).lower()
+            count, total = signature[folder]
+            signature[folder] = (count + 1, (total + hash((below, info.file_size, info.CRC))) % (1 << 64))
+    by_signature: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for folder, key in signature.items():
+        by_signature[key].append(folder)
+    copies: dict[str, str] = {}
+    for folders in by_signature.values():
+        if len(folders) > 1:
+            kept, *others = sorted(folders, key=lambda folder: (folder.count("/"), folder))
+            copies.update({other: kept for other in others})
+    copies = {folder: kept for folder, kept in copies.items() if not any(_below(folder, other) for other in copies)}
+    copies = _whole_parents(copies, members, ignored)
+    return [
+        Rule(f"{folder}/*", f"a second copy of {kept}/ (same file names, sizes and CRCs)", signature[folder][0])
+        for folder, kept in sorted(copies.items())
+    ]
+
+
+def _below(folder: str, ancestor: str) -> bool:
+    return folder != ancestor and folder.startswith(ancestor + "/")
+
+
+def _whole_parents(
+    copies: dict[str, str], members: dict[str, Member | zipfile.ZipInfo], ignored: list[Rule]
+) -> dict[str, str]:
+    """Replace copied folders by their parent where everything in the parent is copied (chest_xray/chest_xray)."""
+    while True:
+        parents = {folder.rpartition("/")[0] for folder in copies if "/" in folder}
+        merged = False
+        for parent in sorted(parents):
+            inside = [name for name in members if name.startswith(parent + "/") and not is_ignored(name, ignored)]
+            kept = {copies[folder].rpartition("/")[0] for folder in copies if folder.startswith(parent + "/")}
+            all_copied = all(any(name.startswith(folder + "/") for folder in copies) for name in inside)
+            if all_copied and len(kept) == 1 and not any(_below(k, parent) or k == parent for k in kept):
+                copies = {f: k for f, k in copies.items() if not f.startswith(parent + "/")} | {parent: kept.pop()}
+                merged = True
+        if not merged:
+            return copies
+
+
+# --------------------------------------------------------------------------- splits and folders
+
+
+def split_name(value: str, taken: Iterable[str] = ()) -> str | None:
+    """Our name for an archive split (Training -> train, train_images -> train), or None if it is not one."""
+    lower = value.lower()
+    if lower in SPLIT_WORDS:
+        return SPLIT_WORDS[lower]
+    words = [SPLIT_WORDS[token] for token in re.split(r"[^a-z]+", lower) if token in SPLIT_WORDS]
+    if not words:
+        return None
+    return words[0] if words[0] not in taken and len(set(words)) == 1 else lower
+
+
+def split_map(values: Iterable[str]) -> dict[str, str]:
+    """Archive split -> our name; a value whose short name another value already has keeps its own (TEST_SIMPLE)."""
+    ordered = sorted(set(values), key=lambda value: (split_name(value) != value.lower(), len(value), value))
+    mapping: dict[str, str] = {}
+    for value in ordered:
+        mapping[value] = split_name(value, mapping.values()) or value.lower()
+    return dict(sorted(mapping.items()))
+
+
+@dataclass
+class FolderShape:
+    """The folders of the images at one depth: which segment is the split, which the label, which are literal."""
+
+    depth: int
+    values: list[Counter[str]]  # per folder position: value -> images
+    split_position: int | None = None
+    label_position: int | None = None
+    ambiguous: list[int] = field(default_factory=list)  # several positions could be the label
+
+    def pattern(self, with_label: bool) -> str:
+        parts = []
+        for position, counts in enumerate(self.values):
+            if position == self.split_position:
+                parts.append("{split}")
+            elif position == self.label_position and with_label:
+                parts.append("{label}")
+            else:
+                parts.append(_generalise(list(counts)))
+        return "/".join([*parts, "{file}"])
+
+
+def _generalise(values: list[str]) -> str:
+    """One folder value as is, or several as their common prefix and suffix around `*` (images_001 ... -> images_*)."""
+    if len(values) == 1:
+        return values[0]
+    prefix = commonprefix(values)
+    suffix = commonprefix([value[len(prefix) :][::-1] for value in values])[::-1]
+    return f"{prefix}*{suffix}"
+
+
+def folder_shapes(images: list[str]) -> list[FolderShape]:
+    by_depth: dict[int, list[list[str]]] = defaultdict(list)
+    for image in images:
+        by_depth[image.count("/")].append(image.split("/")[:-1])
+    shapes = []
+    for depth, folders in sorted(by_depth.items()):
+        values = [Counter(folder[position] for folder in folders) for position in range(depth)]
+        shape = FolderShape(depth, values)
+        varying = [position for position, counts in enumerate(values) if len(counts) > 1]
+        splits = [position for position in varying if all(split_name(value) for value in values[position])]
+        labels = [p for p in varying if p not in splits and _label_like(values[p], len(folders))]
+        shape.split_position = splits[0] if len(splits) == 1 else None
+        if len(labels) == 1:
+            shape.label_position = labels[0]
+        shape.ambiguous = labels if len(labels) > 1 else []
+        shapes.append(shape)
+    return shapes
+
+
+def _label_like(counts: Counter[str], images: int) -> bool:
+    """A few folders with several images each (not one folder per patient or per image)."""
+    return 2 <= len(counts) <= MAX_LABELS and len(counts) * 2 <= images
+
+
+def patient_pattern(files: list[str]) -> tuple[str, int, int] | None:
+    """A patient id rule for file names like `person1234_bacteria_5.jpeg`: (regex, files, patients), where ids
+    recur (several images per patient on average); None where the names carry none."""
+    found: Counter[tuple[str, str, str]] = Counter()
+    ids: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for file in files:
+        match = PATIENT_WORDS.search(PurePosixPath(file).name)
+        if match:
+            rule = (match.group(1), match.group(2), match.group(4))
+            found[rule] += 1
+            ids[rule].add(match.group(3))
+    if not found:
+        return None
+    rule, count = found.most_common(1)[0]
+    if count < 1.2 * len(ids[rule]):
+        return None
+    word, joint, separator = rule
+    return f"{re.escape(word)}{re.escape(joint)}(\\d+){re.escape(separator)}", count, len(ids[rule])
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass
+class TableReading:
+    """What one table is, as far as labelling the images goes."""
+
+    member: str
+    rows: Table
+    id_column: str | None = None
+    label_column: str | None = None
+    one_hot: list[str] = field(default_factory=list)
+    group_column: str | None = None
+    split_column: str | None = None
+    rejected: str | None = None  # why it is not a label table
+
+
+def _words(column: str) -> set[str]:
+    return set(re.split(r"[^a-z0-9]+", column.lower())) - {""}
+
+
+def _id_column(rows: Table, keys: set[str], names: set[str]) -> str | None:
+    """The column whose cells name images (most matches wins), if any."""
+    best, best_matches = None, 0
+    for column in rows[0] if rows else []:
+        cells = [row.get(column, "") for row in rows if row.get(column, "")]
+        matches = sum(id_key(cell, IMAGE_SUFFIXES) in keys or cell in names for cell in cells)
+        if cells and matches >= ID_MATCH_SHARE * len(cells) and matches > best_matches:
+            best, best_matches = column, matches
+    return best
+
+
+def _one_hot_columns(rows: Table, skip: set[str]) -> list[str]:
+    numeric = []
+    for column in rows[0]:
+        if column in skip:
+            continue
+        values = {row.get(column, "") for row in rows}
+        try:
+            if values and {float(value) for value in values} <= {0.0, 1.0}:
+                numeric.append(column)
+        except ValueError:
+            continue
+    if len(numeric) < 2:
+        return []
+    single = sum(one_hot_label(row, numeric) is not None for row in rows)
+    return numeric if single >= ID_MATCH_SHARE * len(rows) else []
+
+
+def _low_cardinality(rows: Table, column: str) -> bool:
+    distinct = len(value_counts(rows, column))
+    return 2 <= distinct <= MAX_LABELS and distinct < len(rows)
+
+
+def read_table(
+    member: str, listing: Listing, keys: set[str], names: set[str], label_column: str | None, group_column: str | None
+) -> TableReading:
+    """Judge one table from a sample of its rows: its id column, then its label and group columns."""
+    size = listing.members[member].file_size
+    if size > TABLE_MAX_BYTES:
+        return TableReading(member, [], rejected=f"{size / 2**20:,.0f} MB: too large for a label table")
+    try:
+        rows = parse_table(member, listing.read(member), SAMPLE_ROWS)
+    except (PipelineError, UnicodeDecodeError, ValueError) as error:
+        return TableReading(member, [], rejected=f"not a readable table ({error})")
+    reading = TableReading(member, rows)
+    if not rows:
+        reading.rejected = "no rows"
+        return reading
+    reading.id_column = _id_column(rows, keys, names)
+    if reading.id_column is None:
+        reading.rejected = "no column names the images (e.g. a table of pixels or of boxes)"
+        return reading
+    columns = [column for column in rows[0] if column != reading.id_column]
+    for named, what in ((label_column, "--label-column"), (group_column, "--group-column")):
+        if named is not None and named not in columns:
+            reading.rejected = f"no column {named!r} ({what}); its columns: {columns}"
+            return reading
+    reading.group_column = group_column or _group_column(columns, rows)
+    reading.split_column = next(
+        (c for c in columns if _words(c) & SPLIT_COLUMN_WORDS and all(split_name(v) for v in value_counts(rows, c))),
+        None,
+    )
+    others = [column for column in columns if column not in (reading.group_column, reading.split_column)]
+    if label_column is not None:
+        reading.label_column = label_column
+    else:
+        _choose_label(reading, rows, others)
+    if reading.label_column and len(value_counts(rows, reading.label_column)) < 2:
+        values = ", ".join(sorted(value_counts(rows, reading.label_column)))
+        reading.rejected = f"column {reading.label_column!r} holds one value ({values}) for every row: not labels"
+    if "submission" in PurePosixPath(member).name.lower():
+        reading.rejected = "a submission template, not labels"
+    return reading
+
+
+def _group_column(columns: list[str], rows: Table) -> str | None:
+    for word in GROUP_WORDS:
+        for column in columns:
+            if word in _words(column) and len(value_counts(rows, column)) < len(rows):
+                return column
+    return None
+
+
+def _choose_label(reading: TableReading, rows: Table, columns: list[str]) -> None:
+    evident = [column for column in columns if column.lower() in LABEL_WORDS]  # dx before dx_type
+    evident = evident or [column for column in columns if _words(column) & LABEL_WORDS]
+    if len(evident) == 1:
+        reading.label_column = evident[0]
+        return
+    if len(evident) > 1:
+        reading.rejected = "several columns are named like a label: " + _describe_columns(rows, evident)
+        return
+    reading.one_hot = _one_hot_columns(rows, {reading.id_column or ""})
+    if reading.one_hot:
+        return
+    candidates = [column for column in columns if _low_cardinality(rows, column)]
+    if len(columns) == 1 and candidates:
+        reading.label_column = candidates[0]  # the table's only column beside the id: not a guess
+        return
+    reading.rejected = "no column is named like a label" + (
+        "; candidates: " + _describe_columns(rows, candidates) if candidates else ""
+    )
+
+
+def _describe_columns(rows: Table, columns: list[str]) -> str:
+    return ", ".join(f"{column} ({len(value_counts(rows, column))} values)" for column in columns)
+
+
+def split_lists(listing: Listing, candidates: list[str], keys: set[str], names: set[str]) -> dict[str, str]:
+    """Archive split -> list file, for text files named for a split that list image names (NIH's test_list.txt)."""
+    found: dict[str, str] = {}
+    for member in candidates:
+        stem = PurePosixPath(member).stem
+        if PurePosixPath(member).suffix.lower() != ".txt" or split_name(stem) is None:
+            continue
+        if listing.members[member].file_size > TABLE_MAX_BYTES:
+            continue
+        lines = [line.strip() for line in listing.read(member).decode("utf-8", "replace").splitlines()[:SAMPLE_ROWS]]
+        lines = [line for line in lines if line]
+        matched = sum(id_key(line, IMAGE_SUFFIXES) in keys or line in names for line in lines)
+        if lines and matched >= ID_MATCH_SHARE * len(lines):
+            found[stem] = member
+    return found
+
+
+def parse_column(listing: Listing, member: str, column: str) -> list[str]:
+    """Every value of one column of a table (read whole)."""
+    return sorted(value_counts(parse_table(member, listing.read(member)), column))
+
+
+def image_members(listing: Listing, ignored: list[Rule]) -> list[str]:
+    return [
+        name
+        for name in listing.members
+        if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES and not is_ignored(name, ignored)
+    ]
+
+
+def image_keys(images: list[str]) -> tuple[set[str], set[str]]:
+    return {image_key(image) for image in images}, {PurePosixPath(image).name for image in images}

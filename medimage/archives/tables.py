@@ -1,0 +1,198 @@
+"""Tables inside an archive (CSV, TSV, XLSX): read them, and label images from one (registry key `labels`).
+
+A label table names each image in an id column (its file name, with or without the extension) and gives its
+label in one column (HAM10000 `dx`, APTOS `diagnosis`) or as one-hot columns (ISIC 2019 `MEL, NV, ...`: the
+label is the column holding the maximum). An optional group column (a patient or lesion id) keeps an image's
+relatives in one split; an optional split column or list files give the archive's own splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from medimage.errors import PipelineError
+from medimage.params import LabelTable
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
+MULTI_LABEL_SEPARATOR = "|"  # NIH ChestX-ray14 "Atelectasis|Effusion"
+Table = list[dict[str, str]]
+
+
+def is_table(member: str) -> bool:
+    return PurePosixPath(member).suffix.lower() in TABLE_SUFFIXES
+
+
+def parse_table(name: str, data: bytes, max_rows: int | None = None) -> Table:
+    """Rows of a CSV/TSV/XLSX as dicts of stripped strings (the first sheet of a workbook; the first row names the
+    columns); at most `max_rows` rows when given (a sample)."""
+    if PurePosixPath(name).suffix.lower() == ".xlsx":
+        return _parse_workbook(name, data, max_rows)
+    text = data.decode("utf-8-sig", errors="replace")
+    delimiter = "\t" if name.lower().endswith(".tsv") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [cell.strip() for cell in next(reader, [])]
+    rows: Table = []
+    for cells in reader:
+        if max_rows is not None and len(rows) >= max_rows:
+            break
+        if any(cell.strip() for cell in cells):
+            rows.append({column: cell.strip() for column, cell in zip(header, cells, strict=False) if column})
+    return rows
+
+
+def _parse_workbook(name: str, data: bytes, max_rows: int | None) -> Table:
+    import openpyxl  # only archives that ship workbooks pay for the import
+
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as error:  # openpyxl raises zipfile, KeyError and XML errors alike for a bad workbook
+        raise PipelineError(f"table {name!r} is not a readable XLSX workbook ({type(error).__name__})") from None
+    try:
+        lines = workbook.worksheets[0].iter_rows(values_only=True)
+        header = [_cell(value) for value in next(lines, ())]
+        rows: Table = []
+        for values in lines:
+            if max_rows is not None and len(rows) >= max_rows:
+                break
+            cells = [_cell(value) for value in values]
+            if any(cells):
+                rows.append({column: cell for column, cell in zip(header, cells, strict=False) if column})
+        return rows
+    finally:
+        workbook.close()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a workbook's 3 is 3.0
+    return str(value).strip()
+
+
+def image_key(file: str) -> str:
+    """What a table's id cell is matched against: the file name without its image extension."""
+    return PurePosixPath(file).stem
+
+
+def id_key(cell: str, image_suffixes: frozenset[str]) -> str:
+    """An id cell as an image key: `ISIC_0024306` and `ISIC_0024306.jpg` both name ISIC_0024306.jpg."""
+    return image_key(cell) if PurePosixPath(cell).suffix.lower() in image_suffixes else cell
+
+
+def multi_label_cells(rows: Table, column: str) -> int:
+    return sum(MULTI_LABEL_SEPARATOR in row.get(column, "") for row in rows)
+
+
+def one_hot_label(row: dict[str, str], columns: list[str]) -> str | None:
+    """The column holding the maximum (a positive number), or None when none is set or several tie."""
+    values = []
+    for column in columns:
+        try:
+            values.append(float(row.get(column, "") or 0))
+        except ValueError:
+            return None
+    top = max(values)
+    if not math.isfinite(top) or top <= 0 or values.count(top) > 1:
+        return None
+    return columns[values.index(top)]
+
+
+@dataclass(frozen=True)
+class TableLabel:
+    label: str
+    group: str
+    split: str | None  # the archive's split from the table or the list files; None: from the layout
+
+
+@dataclass
+class TableLabels:
+    """Each image key's label, group and split, from the registry's label table; what could not be used, counted."""
+
+    by_key: dict[str, TableLabel]
+    rows_without_label: int = 0
+    examples_without_label: list[str] = field(default_factory=list)
+    used: set[str] = field(default_factory=set)  # keys an image was found for
+
+    def lookup(self, file: str) -> TableLabel | None:
+        key = image_key(file)
+        found = self.by_key.get(key)
+        if found is not None:
+            self.used.add(key)
+        return found
+
+    def missing_images(self) -> list[str]:
+        """Table ids no image was found for."""
+        return sorted(set(self.by_key) - self.used)
+
+
+def build_labels(
+    spec: LabelTable,
+    read: Callable[[str], bytes],
+    image_suffixes: frozenset[str],
+    canonical_split: Callable[[str], str],
+    where: str,
+) -> TableLabels:
+    """Read the registry's label table (and split lists) through `read(member)`; PipelineError naming `where`
+    (the registry file) and the column for anything that cannot be a label table."""
+    rows = parse_table(spec.table, read(spec.table))
+    if not rows:
+        raise PipelineError(f"label table {spec.table!r} has no rows ({where}: labels.table)")
+    columns = set(rows[0]) | {column for row in rows for column in row}
+    named = [spec.id_column, *([spec.label_column] if spec.label_column else []), *spec.one_hot]
+    named += [column for column in (spec.group_column, spec.split_column) if column]
+    absent = [column for column in named if column not in columns]
+    if absent:
+        raise PipelineError(
+            f"label table {spec.table!r} has no column(s) {absent} ({where}: labels); its columns: {sorted(columns)}"
+        )
+    if spec.label_column and multi_label_cells(rows, spec.label_column):
+        raise PipelineError(
+            f"column {spec.label_column!r} of {spec.table!r} holds several labels per image (joined by "
+            f"{MULTI_LABEL_SEPARATOR!r}, {multi_label_cells(rows, spec.label_column)} rows): multi-label training "
+            "is not supported yet"
+        )
+    split_of_key = _split_lists(spec, read, image_suffixes, canonical_split)
+    names = {str(raw): readable for raw, readable in spec.names.items()}
+    labels = TableLabels(by_key={})
+    for row in rows:
+        key = id_key(row.get(spec.id_column, ""), image_suffixes)
+        raw = row.get(spec.label_column, "") if spec.label_column else one_hot_label(row, spec.one_hot)
+        if not key:
+            continue
+        if not raw:
+            labels.rows_without_label += 1
+            if len(labels.examples_without_label) < 5:
+                labels.examples_without_label.append(key)
+            continue
+        split = canonical_split(row[spec.split_column]) if spec.split_column else split_of_key.get(key)
+        found = TableLabel(names.get(raw, raw), row.get(spec.group_column, "") if spec.group_column else "", split)
+        known = labels.by_key.setdefault(key, found)
+        if known != found:
+            raise PipelineError(f"label table {spec.table!r} gives {key!r} twice, as {known} and as {found}")
+    return labels
+
+
+def _split_lists(
+    spec: LabelTable,
+    read: Callable[[str], bytes],
+    image_suffixes: frozenset[str],
+    canonical_split: Callable[[str], str],
+) -> dict[str, str]:
+    """Image key -> split from list files (one image name per line, NIH's train_val_list.txt / test_list.txt)."""
+    split_of_key: dict[str, str] = {}
+    for archive_split, member in spec.split_lists.items():
+        for line in read(member).decode("utf-8-sig", errors="replace").splitlines():
+            if line.strip():
+                split_of_key[id_key(line.strip(), image_suffixes)] = canonical_split(archive_split)
+    return split_of_key
+
+
+def value_counts(rows: Table, column: str) -> Counter[str]:
+    return Counter(row.get(column, "") for row in rows)
