@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from io import StringIO
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from ruamel.yaml import YAML
 from medimage.archives import inspection
 from medimage.archives.inspection import Ambiguous, Listing, Rule, TableReading
 from medimage.archives.layout import Layout, top_level_entries
+from medimage.archives.reading import member_suffix
 from medimage.archives.tables import build_labels, is_table
 from medimage.archives.unpacking import Plan, plan_members
 from medimage.atomic import atomic_file
@@ -80,7 +81,7 @@ def propose(
         _folder_entry(proposal, shapes, images)
     else:
         raise _no_labels(name, tables, shapes, forced)
-    _check_by_planning(proposal, listing)
+    _check_by_planning(proposal, listing, images)
     proposal.evidence += [f"table {t.member} not used: {t.rejected}" for t in tables if t.rejected is not None]
     return proposal
 
@@ -181,11 +182,10 @@ def _patient(proposal: Proposal, files: list[str]) -> None:
     )
 
 
-def _check_by_planning(proposal: Proposal, listing: Listing) -> None:
+def _check_by_planning(proposal: Proposal, listing: Listing, images: list[str]) -> None:
     """Fill the remaining keys, validate the entry, then plan the archive as restructure will, for the evidence."""
     entry = proposal.entry
-    images = inspection.image_members(listing, proposal.rules)
-    entry["extensions"] = sorted({PurePosixPath(image).suffix.lower() for image in images})
+    entry["extensions"] = sorted({member_suffix(image) for image in images})
     entry["ignore"] = [rule.pattern for rule in proposal.rules]
     entry |= {"sources": None, "synthetic": None, "split": {}}
     proposal.entry = entry = {key: entry[key] for key in KEY_ORDER}

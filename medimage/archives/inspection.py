@@ -13,10 +13,18 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from os.path import commonprefix
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from medimage.archives.layout import matching_rule
-from medimage.archives.reading import Limits, checked_members, open_zip, read_member
+from medimage.archives.reading import (
+    Limits,
+    checked_members,
+    member_name,
+    member_stem,
+    member_suffix,
+    open_zip,
+    read_member,
+)
 from medimage.archives.tables import (
     Table,
     id_key,
@@ -266,7 +274,7 @@ def patient_pattern(files: list[str]) -> tuple[str, int, int] | None:
     found: Counter[tuple[str, str, str]] = Counter()
     ids: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for file in files:
-        match = PATIENT_WORDS.search(PurePosixPath(file).name)
+        match = PATIENT_WORDS.search(member_name(file))
         if match:
             rule = (match.group(1), match.group(2), match.group(4))
             found[rule] += 1
@@ -371,7 +379,7 @@ def read_table(
     if reading.label_column and len(value_counts(rows, reading.label_column)) < 2:
         values = ", ".join(sorted(value_counts(rows, reading.label_column)))
         reading.rejected = f"column {reading.label_column!r} holds one value ({values}) for every row: not labels"
-    if "submission" in PurePosixPath(member).name.lower():
+    if "submission" in member_name(member).lower():
         reading.rejected = "a submission template, not labels"
     return reading
 
@@ -413,8 +421,8 @@ def split_lists(listing: Listing, candidates: list[str], keys: set[str], names: 
     """Archive split -> list file, for text files named for a split that list image names (NIH's test_list.txt)."""
     found: dict[str, str] = {}
     for member in candidates:
-        stem = PurePosixPath(member).stem
-        if PurePosixPath(member).suffix.lower() != ".txt" or split_name(stem) is None:
+        stem = member_stem(member)
+        if member_suffix(member) != ".txt" or split_name(stem) is None:
             continue
         if listing.members[member].file_size > TABLE_MAX_BYTES:
             continue
@@ -432,12 +440,8 @@ def parse_column(listing: Listing, member: str, column: str) -> list[str]:
 
 
 def image_members(listing: Listing, ignored: list[Rule]) -> list[str]:
-    return [
-        name
-        for name in listing.members
-        if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES and not is_ignored(name, ignored)
-    ]
+    return [name for name in listing.members if member_suffix(name) in IMAGE_SUFFIXES and not is_ignored(name, ignored)]
 
 
 def image_keys(images: list[str]) -> tuple[set[str], set[str]]:
-    return {image_key(image) for image in images}, {PurePosixPath(image).name for image in images}
+    return {image_key(image) for image in images}, {member_name(image) for image in images}

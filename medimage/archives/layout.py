@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import PurePosixPath
 
+from medimage.archives.reading import member_name, member_suffix
 from medimage.params import DatasetSpec
 
 NO_SPLIT = "all"
@@ -40,7 +40,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 def matching_rule(member: str, rules: Iterable[str]) -> str | None:
     """The first ignore rule that matches the member, if any."""
-    name = PurePosixPath(member).name
+    name = member_name(member)
     for rule in rules:
         if fnmatch.fnmatchcase(member if "/" in rule else name, rule):
             return rule
@@ -95,7 +95,7 @@ class Layout:
         else:
             return None
         file = match["file"]
-        if PurePosixPath(file).suffix.lower() not in self.extensions:
+        if member_suffix(file) not in self.extensions:
             return None
         return Placement(
             source_split=self.canonical_split(match.groupdict().get("split")),
@@ -107,7 +107,7 @@ class Layout:
     def original(self, member: str) -> str | None:
         """The file name of an original the class images were made from (registry key `sources`), else None."""
         match = self._sources.fullmatch(member) if self._sources else None
-        if match is None or PurePosixPath(match["file"]).suffix.lower() not in self.extensions:
+        if match is None or member_suffix(match["file"]) not in self.extensions:
             return None
         return match["file"]
 

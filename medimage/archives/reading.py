@@ -39,6 +39,29 @@ class Limits:
         )
 
 
+def member_name(member: str) -> str:
+    """The file name of a member path (string operations: pathlib costs seconds per 100,000 members)."""
+    return member.rpartition("/")[2]
+
+
+def _split_extension(member: str) -> tuple[str, str]:
+    """(stem, extension) of a member's file name, as posixpath.splitext (leading dots are not an extension)."""
+    name = member_name(member)
+    dot = name.rfind(".")
+    if dot <= len(name) - len(name.lstrip(".")) - 1:
+        return name, ""
+    return name[:dot], name[dot:]
+
+
+def member_suffix(member: str) -> str:
+    """The lower-cased extension of a member's file name ('' for none)."""
+    return _split_extension(member)[1].lower()
+
+
+def member_stem(member: str) -> str:
+    return _split_extension(member)[0]
+
+
 class CorruptMember(Exception):
     """A member whose compressed data is damaged (bad CRC, bad deflate stream)."""
 

@@ -14,8 +14,8 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
+from medimage.archives.reading import member_stem, member_suffix
 from medimage.errors import PipelineError
 from medimage.params import LabelTable
 
@@ -25,13 +25,13 @@ Table = list[dict[str, str]]
 
 
 def is_table(member: str) -> bool:
-    return PurePosixPath(member).suffix.lower() in TABLE_SUFFIXES
+    return member_suffix(member) in TABLE_SUFFIXES
 
 
 def parse_table(name: str, data: bytes, max_rows: int | None = None) -> Table:
     """Rows of a CSV/TSV/XLSX as dicts of stripped strings (the first sheet of a workbook; the first row names the
     columns); at most `max_rows` rows when given (a sample)."""
-    if PurePosixPath(name).suffix.lower() == ".xlsx":
+    if member_suffix(name) == ".xlsx":
         return _parse_workbook(name, data, max_rows)
     text = data.decode("utf-8-sig", errors="replace")
     delimiter = "\t" if name.lower().endswith(".tsv") else ","
@@ -78,12 +78,12 @@ def _cell(value: object) -> str:
 
 def image_key(file: str) -> str:
     """What a table's id cell is matched against: the file name without its image extension."""
-    return PurePosixPath(file).stem
+    return member_stem(file)
 
 
 def id_key(cell: str, image_suffixes: frozenset[str]) -> str:
     """An id cell as an image key: `ISIC_0024306` and `ISIC_0024306.jpg` both name ISIC_0024306.jpg."""
-    return image_key(cell) if PurePosixPath(cell).suffix.lower() in image_suffixes else cell
+    return image_key(cell) if member_suffix(cell) in image_suffixes else cell
 
 
 def multi_label_cells(rows: Table, column: str) -> int:
