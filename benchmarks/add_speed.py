@@ -45,18 +45,24 @@ def ham_archive(images: int) -> Path:
     return archive
 
 
+def measure(repeat: int, images: int) -> tuple[float, float]:
+    """Median seconds of `unzip -l` and of `stages.add`'s work (without writing) on the archive."""
+    archive = ham_archive(images)
+    limits = Limits.from_settings(RestructureSettings())
+    origin = {"kaggle": None, "archive": archive.name, "fetch": "path"}
+    listing = median_seconds(
+        lambda: subprocess.run(["unzip", "-l", str(archive)], check=True, capture_output=True), repeat
+    )
+    ours = median_seconds(lambda: render(propose("ham", list_archive(archive, limits), origin), "bench"), repeat)
+    return listing, ours
+
+
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--images", type=int, default=100_000)
     args = parser.parse_args()
-    archive = ham_archive(args.images)
-    limits = Limits.from_settings(RestructureSettings())
-    origin = {"kaggle": None, "archive": archive.name, "fetch": "path"}
-    listing = median_seconds(
-        lambda: subprocess.run(["unzip", "-l", str(archive)], check=True, capture_output=True), args.repeat
-    )
-    ours = median_seconds(lambda: render(propose("ham", list_archive(archive, limits), origin), "bench"), args.repeat)
-    members = len(zipfile.ZipFile(archive).infolist())
+    listing, ours = measure(args.repeat, args.images)
+    members = len(zipfile.ZipFile(ham_archive(args.images)).infolist())
     print(f"\nHAM10000-shaped archive: {members:,} members, {args.images:,}-row label table, median of {args.repeat}\n")
     print("| operation | seconds | ratio to unzip -l |")
     print("|---|---|---|")

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one markdown table, each figure a ratio against a baseline measured in the same run.
 
-    python -m benchmarks.suite [--repeat 3] [--only restructure,resplit,grouping,loaders,noop,stall]
+    python -m benchmarks.suite [--repeat 3] [--only restructure,add,resplit,grouping,loaders,noop,stall]
         [--images-per-class 5000]
 
 Data is generated once into .benchmarks-cache/ (git-ignored): a real-scale synthetic chest X-ray archive
@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from benchmarks import loader_speed, resplit_speed, restructure_speed
+from benchmarks import add_speed, loader_speed, resplit_speed, restructure_speed
 from benchmarks.common import CACHE, arguments, in_scratch, median_seconds, refresh_code
 from medimage.archives.unpacking import restructure
 from medimage.params import RestructureSettings, SplitSettings, load_dataset, load_params
 from tests.project import make_project, run_in
 
 MET = {True: "yes", False: "**no**", None: "-"}
-SECTIONS = ("restructure", "resplit", "grouping", "loaders", "noop", "stall")
+SECTIONS = ("restructure", "add", "resplit", "grouping", "loaders", "noop", "stall")
 
 
 @dataclass(frozen=True)
@@ -430,6 +430,22 @@ def stall_rows(repeat: int) -> list[Row]:
     return rows
 
 
+def add_rows(repeat: int, images: int = 100_000) -> list[Row]:
+    """stages.add on a HAM10000-shaped archive against listing it; the target is seconds beyond the listing."""
+    listing, ours = add_speed.measure(repeat, images)
+    extra = ours - listing
+    return [
+        Row(
+            f"`stages.add`, {images:,} images + {images:,}-row table, vs `unzip -l` (extra {extra:.1f} s)",
+            f"add {ours:.2f}",
+            f"unzip -l {listing:.2f}",
+            ours / listing,
+            "<= 5 s extra",
+            extra <= 5,
+        )
+    ]
+
+
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
@@ -438,6 +454,7 @@ def main() -> None:
     CACHE.mkdir(exist_ok=True)
     measure = {
         "restructure": restructure_rows,
+        "add": add_rows,
         "resplit": functools.partial(resplit_rows, images_per_class=args.images_per_class),
         "grouping": grouping_rows,
         "loaders": loader_rows,
