@@ -111,9 +111,8 @@ def _folder_entry(proposal: Proposal, shapes: list[inspection.FolderShape], imag
     unlabelled = [shape for shape in shapes if shape.label_position is None]
     for shape in unlabelled:
         folder = shape.pattern(with_label=False)
-        images_there = sum(shape.values[0].values()) if shape.values else 0
         proposal.evidence.append(
-            f"{images_there} images in {folder} sit in no label folder and are left out; if the class images were "
+            f"{shape.images} images in {folder} sit in no label folder and are left out; if the class images were "
             f"made from them (an augmented archive), set sources: {json.dumps(folder)}"
         )
     _patient(proposal, [image for image in images if image.count("/") in {shape.depth for shape in labelled}])

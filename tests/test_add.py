@@ -36,10 +36,14 @@ ORIGIN = {"kaggle": None, "archive": "archive.zip", "fetch": "path"}
 needs_realdata = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample images not found at {REALDATA}")
 
 
+def added_text(name: str, archive: Path, **options: str) -> str:
+    """The YAML `add` writes for the archive."""
+    return render(propose(name, list_archive(archive, LIMITS), ORIGIN, **options), "test")
+
+
 def added_entry(name: str, archive: Path, **options: str) -> DatasetSpec:
     """What `add` writes for the archive, read back from its YAML."""
-    text = render(propose(name, list_archive(archive, LIMITS), ORIGIN, **options), "test")
-    return DatasetSpec.model_validate({"name": name, **yaml.safe_load(text)})
+    return DatasetSpec.model_validate({"name": name, **yaml.safe_load(added_text(name, archive, **options))})
 
 
 @pytest.mark.parametrize("name", DEFAULT_DATASETS)
@@ -48,7 +52,10 @@ def test_add_on_a_stand_in_restructures_to_the_committed_entrys_manifest(
 ) -> None:
     archive = tmp_path / f"{name}.zip"
     synthetic.write_archive(registry[name], SyntheticSettings(images_per_class=12, image_size=32), archive)
-    entry = added_entry(name, archive)
+    text = added_text(name, archive)
+    entry = DatasetSpec.model_validate({"name": name, **yaml.safe_load(text)})
+    if registry[name].sources:  # left for the user to set, but named in the evidence
+        assert f"set sources: {json.dumps(registry[name].sources)}" in text
     restructure(archive, registry[name], SETTINGS, tmp_path / "committed")
     restructure(archive, entry, SETTINGS, tmp_path / "added")
     committed = (tmp_path / "committed" / "manifest.csv").read_bytes()

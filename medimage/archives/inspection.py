@@ -218,6 +218,7 @@ class FolderShape:
     """The folders of the images at one depth: which segment is the split, which the label, which are literal."""
 
     depth: int
+    images: int
     values: list[Counter[str]]  # per folder position: value -> images
     split_position: int | None = None
     label_position: int | None = None
@@ -251,7 +252,7 @@ def folder_shapes(images: list[str]) -> list[FolderShape]:
     shapes = []
     for depth, folders in sorted(by_depth.items()):
         values = [Counter(folder[position] for folder in folders) for position in range(depth)]
-        shape = FolderShape(depth, values)
+        shape = FolderShape(depth, len(folders), values)
         varying = [position for position, counts in enumerate(values) if len(counts) > 1]
         splits = [position for position in varying if all(split_name(value) for value in values[position])]
         labels = [p for p in varying if p not in splits and _label_like(values[p], len(folders))]
