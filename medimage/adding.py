@@ -156,7 +156,8 @@ def _table_entry(
     labels |= {"label_column": reading.label_column} if reading.label_column else {"one_hot": reading.one_hot}
     labels |= {"group_column": reading.group_column, "split_column": reading.split_column, "split_lists": lists}
     proposal.entry["labels"] = labels | {"names": {}}
-    if reading.label_column and all(value.isdigit() for value in reading.rows and _label_values(reading) or []):
+    numbers = [row[reading.label_column] for row in reading.rows if row.get(reading.label_column or "")]
+    if numbers and all(value.isdigit() for value in numbers):
         proposal.evidence.append("the labels are numbers: name them under labels.names (e.g. 0: no_dr)")
     proposal.notes["labels"] = (
         f"{reading.id_column} names the images; labels from "
@@ -167,10 +168,6 @@ def _table_entry(
         )
         + (f"; groups from {reading.group_column}" if reading.group_column else "")
     )
-
-
-def _label_values(reading: TableReading) -> list[str]:
-    return [row.get(reading.label_column or "", "") for row in reading.rows if row.get(reading.label_column or "")]
 
 
 def _patient(proposal: Proposal, files: list[str]) -> None:

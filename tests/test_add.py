@@ -208,4 +208,6 @@ def test_real_images_in_table_labelled_layouts_are_added_and_split_under_dvc(tmp
     assert {key: label for key, (label, _) in labels("isic").items()} == isic_labels
     entry = (project / "datasets" / "ham.yaml").read_text()
     assert "table hmnist_8_8_L.csv not used: no column names the images" in entry
-    assert "sample_submission.csv not used" in (project / "datasets" / "aptos.yaml").read_text()
+    aptos_entry = (project / "datasets" / "aptos.yaml").read_text()
+    assert "sample_submission.csv not used" in aptos_entry and "the labels are numbers" in aptos_entry
+    assert "the labels are numbers" not in entry

@@ -117,7 +117,6 @@ class TableLabels:
 
     by_key: dict[str, TableLabel]
     rows_without_label: int = 0
-    examples_without_label: list[str] = field(default_factory=list)
     used: set[str] = field(default_factory=set)  # keys an image was found for
 
     def lookup(self, file: str) -> TableLabel | None:
@@ -152,11 +151,11 @@ def build_labels(
         raise PipelineError(
             f"label table {spec.table!r} has no column(s) {absent} ({where}: labels); its columns: {sorted(columns)}"
         )
-    if spec.label_column and multi_label_cells(rows, spec.label_column):
+    several = multi_label_cells(rows, spec.label_column) if spec.label_column else 0
+    if several:
         raise PipelineError(
             f"column {spec.label_column!r} of {spec.table!r} holds several labels per image (joined by "
-            f"{MULTI_LABEL_SEPARATOR!r}, {multi_label_cells(rows, spec.label_column)} rows): multi-label training "
-            "is not supported yet"
+            f"{MULTI_LABEL_SEPARATOR!r}, {several} rows): multi-label training is not supported yet"
         )
     split_of_key = _split_lists(spec, read, image_suffixes, canonical_split)
     names = {str(raw): readable for raw, readable in spec.names.items()}
@@ -168,8 +167,6 @@ def build_labels(
             continue
         if not raw:
             labels.rows_without_label += 1
-            if len(labels.examples_without_label) < 5:
-                labels.examples_without_label.append(key)
             continue
         split = canonical_split(row[spec.split_column]) if spec.split_column else split_of_key.get(key)
         found = TableLabel(names.get(raw, raw), row.get(spec.group_column, "") if spec.group_column else "", split)
