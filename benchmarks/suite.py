@@ -93,6 +93,7 @@ def restructure_rows(repeat: int) -> list[Row]:
     ours = median_seconds(
         in_scratch(lambda out: restructure(archive, dataset, RestructureSettings(), out / "interim")), repeat
     )
+    table, folders, images = restructure_speed.table_versus_folders(repeat)
     return [
         row(
             "restructure 5,856 JPEGs (s) vs `unzip -q` of the same members",
@@ -113,6 +114,16 @@ def restructure_rows(repeat: int) -> list[Row]:
             users / ours,
             3.0,
             False,
+        ),
+        row(
+            f"restructure {images:,} JPEGs labelled by a table vs by folders (HAM10000 stand-in and twin, s)",
+            table,
+            "table",
+            folders,
+            "folders",
+            table / folders,
+            1.1,
+            True,
         ),
     ]
 

@@ -190,6 +190,14 @@ class CopyRule(Strict):
     target: str
 
 
+class SyntheticTable(Strict):
+    """A label table written beside the images (HAM10000_metadata.csv): one row per image of `splits`."""
+
+    member: str
+    columns: dict[str, str]  # column -> its cell's template: the file name's fields and {stem}, the file's stem
+    splits: list[str] | None = None  # archive splits whose images have a row (the others ship unlabelled); None: all
+
+
 class SyntheticSpec(Strict):
     """How to fake the real archive offline: same member paths, names and quirks; fewer, smaller images."""
 
@@ -198,6 +206,8 @@ class SyntheticSpec(Strict):
     # label (or "*") -> file name templates, used in turn; or {first n: templates} when the scheme changes with n
     names: dict[str, list[str] | dict[int, list[str]]]
     start: int = 1  # first value of {n}
+    # {n} and {patient} restart for each archive split and label, or run on through the archive (labels in a table)
+    numbering: Literal["per_label", "archive"] = "per_label"
     fields: dict[str, dict[str, str]] = {}  # split or label -> extra template fields
     images_per_patient: int = Field(1, ge=1)  # {patient} recurs for this many consecutive images
     sources_per_label: int | None = Field(None, ge=1)  # images are augmentations of this many originals
@@ -215,6 +225,7 @@ class SyntheticSpec(Strict):
     appledouble: str | None = None  # prefix under which "._<name>" companions are written
     masks: CopyRule | None = None  # a mask image per image, its member path made by prefix replacement
     extras: list[str] = []  # non-image members ({label} expands per label)
+    table: SyntheticTable | None = None  # labels in a table instead of folders
 
     @model_validator(mode="after")
     def _every_label_has_names(self) -> SyntheticSpec:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from medimage.params import DatasetSpec, Params, load_dataset, load_params
-from tests.project import ROOT, make_project
+from medimage.params import DatasetSpec, Params, dataset_file, load_dataset, load_params
+from tests.project import REGISTERED_DATASETS, ROOT, make_project
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,15 @@ def params() -> Params:
 @pytest.fixture(scope="session")
 def registry(params: Params) -> dict[str, DatasetSpec]:
     return {name: load_dataset(name, params, ROOT) for name in params.datasets}
+
+
+@pytest.fixture(scope="session")
+def registered() -> dict[str, DatasetSpec]:
+    """Every registry entry in datasets/, whether params.yaml runs it or not."""
+    return {
+        name: DatasetSpec.model_validate({"name": name, **yaml.safe_load(dataset_file(name, ROOT).read_text())})
+        for name in REGISTERED_DATASETS
+    }
 
 
 @pytest.fixture

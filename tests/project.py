@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared"))
 REALDATA = SHARED / "realdata"
 DEFAULT_DATASETS: list[str] = yaml.safe_load((ROOT / "params.yaml").read_text())["datasets"]  # the pipeline's own
+REGISTERED_DATASETS = sorted(path.stem for path in (ROOT / "datasets").glob("*.yaml"))  # ham10000 too: not run
 # What a fresh clone holds that the pipeline needs: copied into temporary projects by the DVC tests.
 PROJECT_FILES = [
     "dvc.yaml",

@@ -25,9 +25,9 @@ from medimage.archives.inspection import Ambiguous, list_archive
 from medimage.archives.reading import Limits
 from medimage.archives.unpacking import restructure
 from medimage.errors import PipelineError
-from medimage.params import DatasetSpec, Params, RestructureSettings, SyntheticSettings
+from medimage.params import DatasetSpec, RestructureSettings, SyntheticSettings
 from tests import tables
-from tests.project import DEFAULT_DATASETS, REALDATA, ROOT, make_project, run_in
+from tests.project import REALDATA, REGISTERED_DATASETS, ROOT, make_project, run_in
 from tests.samples import TOY, jpeg_bytes, png_bytes, write_zip
 
 SETTINGS = RestructureSettings()
@@ -46,21 +46,45 @@ def added_entry(name: str, archive: Path, **options: str) -> DatasetSpec:
     return DatasetSpec.model_validate({"name": name, **yaml.safe_load(added_text(name, archive, **options))})
 
 
-@pytest.mark.parametrize("name", DEFAULT_DATASETS)
+@pytest.mark.parametrize("name", REGISTERED_DATASETS)
 def test_add_on_a_stand_in_restructures_to_the_committed_entrys_manifest(
-    tmp_path: Path, params: Params, registry: dict[str, DatasetSpec], name: str
+    tmp_path: Path, registered: dict[str, DatasetSpec], name: str
 ) -> None:
     archive = tmp_path / f"{name}.zip"
-    synthetic.write_archive(registry[name], SyntheticSettings(images_per_class=12, image_size=32), archive)
+    synthetic.write_archive(registered[name], SyntheticSettings(images_per_class=12, image_size=32), archive)
     text = added_text(name, archive)
     entry = DatasetSpec.model_validate({"name": name, **yaml.safe_load(text)})
-    if registry[name].sources:  # left for the user to set, but named in the evidence
-        assert f"set sources: {json.dumps(registry[name].sources)}" in text
-    restructure(archive, registry[name], SETTINGS, tmp_path / "committed")
+    if registered[name].sources:  # left for the user to set, but named in the evidence
+        assert f"set sources: {json.dumps(registered[name].sources)}" in text
+    assert (entry.labels is None) == (registered[name].labels is None)
+    restructure(archive, registered[name], SETTINGS, tmp_path / "committed")
     restructure(archive, entry, SETTINGS, tmp_path / "added")
     committed = (tmp_path / "committed" / "manifest.csv").read_bytes()
     assert committed.count(b"\n") > 20
     assert (tmp_path / "added" / "manifest.csv").read_bytes() == committed
+
+
+def test_the_table_labelled_stand_in_runs_offline_at_scale_with_every_image_once_and_lesions_whole(
+    tmp_path: Path, registered: dict[str, DatasetSpec]
+) -> None:
+    knobs = SyntheticSettings(images_per_class=300, image_size=32)
+    project = make_project(tmp_path / "project", {"datasets": ["ham10000"], "fetch": {"synthetic": knobs.model_dump()}})
+    run_in(project, "dvc", "repro", "split@ham10000")
+    planned = synthetic.plan_images(registered["ham10000"].synthetic, knobs.images_per_class)
+    assert len(planned) > 2000 and len({image.label for image in planned}) == 7
+    rows = manifest.read_processed(project / "data" / "processed" / "ham10000")
+    assert sorted((row.member, row.label, row.group) for row in rows) == sorted(
+        (image.member, image.label, f"HAM_{image.patient:07d}") for image in planned
+    )
+    splits_of_lesion: dict[str, set[str]] = {}
+    for row in rows:
+        splits_of_lesion.setdefault(row.group, set()).add(row.split)
+    assert max(len(splits) for splits in splits_of_lesion.values()) == 1
+    assert {row.split for row in rows} == {"train", "val", "test"}
+    report = json.loads((project / "metrics" / "ham10000" / "restructure_report.json").read_text())
+    part_1 = sum(image.archive_split == "HAM10000_images_part_1" for image in planned)
+    assert report["ignored_by_rule"] == {"ham10000_images_part_1/*": part_1}
+    assert report["label_table"]["rows_without_label"] == report["label_table"]["rows_without_image"] == 0
 
 
 def test_ambiguous_label_columns_stop_with_the_candidates_and_the_option_that_names_one(tmp_path: Path) -> None:

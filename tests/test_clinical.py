@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,16 @@ def test_a_class_missing_from_the_test_split_has_no_curve() -> None:
     probabilities = np.array([[0.9, 0.1, 0.0], [0.8, 0.1, 0.1], [0.2, 0.7, 0.1]])
     assert {row["class"] for row in roc_rows(labels, probabilities, ["a", "b", "c"])} == {"a", "b"}
     assert {row["class"] for row in precision_recall_rows(labels, probabilities, ["a", "b", "c"])} == {"a", "b"}
+
+
+def test_balanced_accuracy_is_scikit_learns_without_a_warning_when_a_predicted_class_is_absent() -> None:
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    labels, probabilities = rng.integers(0, 3, 40), rng.random((40, 5))  # classes 3 and 4 predicted, never true
+    with pytest.warns(UserWarning, match="y_pred contains classes not in y_true"):
+        expected = balanced_accuracy_score(labels, probabilities.argmax(axis=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert clinical.balanced_accuracy(labels, probabilities) == pytest.approx(expected, abs=1e-12)
+    assert clinical.balanced_accuracy(np.zeros(5, int), probabilities[:5]) is None

@@ -9,12 +9,14 @@ The output is byte-identical for the same registry entry, knobs and seed.
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import math
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import cv2
@@ -22,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from medimage.archives.packing import member_info
-from medimage.params import Acquisition, DatasetSpec, SyntheticSettings, SyntheticSpec
+from medimage.params import Acquisition, DatasetSpec, SyntheticSettings, SyntheticSpec, SyntheticTable
 
 ORIGINALS = "originals"  # the archive split of an augmented archive's originals
 MIN_IMAGES = 2  # per archive split and label, so that every folder of the real layout exists
@@ -42,6 +44,7 @@ class PlannedImage:
     n: int
     member: str
     source: int | None  # the original this image is an augmentation of, when the dataset is augmented
+    patient: int  # {patient}: consecutive images share one (images_per_patient)
 
 
 # --------------------------------------------------------------------------- plan
@@ -64,26 +67,36 @@ def labels_of(spec: SyntheticSpec) -> list[str]:
     return sorted({label for per_label in spec.counts.values() for label in per_label})
 
 
+def template_fields(spec: SyntheticSpec, image: PlannedImage) -> dict[str, object]:
+    """What a file name or table cell template can use: {n}, {patient}, {source}, {label}, {split} and `fields`."""
+    return {
+        "n": image.n,
+        "patient": image.patient,
+        "source": image.source if image.source is not None else image.n,
+        "label": image.label,
+        "split": image.archive_split,
+        **spec.fields.get(image.archive_split, {}),
+        **spec.fields.get(image.label, {}),
+    }
+
+
 def plan_images(spec: SyntheticSpec, images_per_class: int) -> list[PlannedImage]:
     labels = labels_of(spec)
     planned = []
+    numbers_before = patients_before = 0  # stay 0 unless numbering runs on through the archive
     for split, per_label in planned_counts(spec, images_per_class).items():
         for label, count in per_label.items():
-            fields = {**spec.fields.get(split, {}), **spec.fields.get(label, {})}
             for index in range(count):
-                n = spec.start + index
+                n = spec.start + numbers_before + index
                 source = index % spec.sources_per_label if spec.sources_per_label else None
+                patient = patients_before + index // spec.images_per_patient + 1
+                unnamed = PlannedImage(split, label, labels.index(label), index, n, "", source, patient)
                 templates = spec.name_templates(label, n)
-                name = templates[index % len(templates)].format(
-                    n=n,
-                    patient=index // spec.images_per_patient + 1,
-                    source=source if source is not None else n,
-                    label=label,
-                    split=split,
-                    **fields,
-                )
-                member = spec.member.format(split=split, label=label, name=name)
-                planned.append(PlannedImage(split, label, labels.index(label), index, n, member, source))
+                name = templates[index % len(templates)].format(**template_fields(spec, unnamed))
+                planned.append(replace(unnamed, member=spec.member.format(split=split, label=label, name=name)))
+            if spec.numbering == "archive":
+                numbers_before += count
+                patients_before += -(-count // spec.images_per_patient)
     return planned
 
 
@@ -95,7 +108,8 @@ def plan_originals(spec: SyntheticSpec) -> list[PlannedImage]:
     for label_index, label in enumerate(labels_of(spec)):
         for source in range(spec.sources_per_label):
             n = label_index * spec.sources_per_label + source
-            planned.append(PlannedImage(ORIGINALS, label, label_index, source, n, spec.originals.format(n=n), source))
+            member = spec.originals.format(n=n)
+            planned.append(PlannedImage(ORIGINALS, label, label_index, source, n, member, source, source + 1))
     return planned
 
 
@@ -316,6 +330,18 @@ def stand_in_bytes(member: str) -> bytes:
     return f"synthetic stand-in for {member}\n".encode()
 
 
+def table_bytes(spec: SyntheticSpec, table: SyntheticTable, planned: list[PlannedImage]) -> bytes:
+    """The label table: a header, then one row per image of the table's splits, in archive order."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.columns)
+    for image in planned:
+        if table.splits is None or image.archive_split in table.splits:
+            fields = {**template_fields(spec, image), "stem": PurePosixPath(image.member).stem}
+            writer.writerow([template.format(**fields) for template in table.columns.values()])
+    return buffer.getvalue().encode()
+
+
 def archive_members(dataset: DatasetSpec, knobs: SyntheticSettings) -> Iterator[tuple[str, Callable[[], bytes]]]:
     """(member path, function giving its bytes) for every member of the synthetic archive, in archive order.
 
@@ -342,6 +368,8 @@ def archive_members(dataset: DatasetSpec, knobs: SyntheticSettings) -> Iterator[
     for template in spec.extras:
         for member in sorted({template.format(label=label) for label in labels_of(spec)}):
             yield member, lambda member=member: stand_in_bytes(member)
+    if spec.table:
+        yield spec.table.member, lambda table=spec.table: table_bytes(spec, table, planned)
 
 
 def write_archive(dataset: DatasetSpec, knobs: SyntheticSettings, destination: Path) -> int:
