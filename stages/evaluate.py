@@ -20,7 +20,7 @@ from medimage.modelling import opencv_loader
 from medimage.modelling.prediction import load_classifier, predict
 from medimage.params import DatasetSpec, Params
 from medimage.paths import INTERIM_DIR, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
-from medimage.reporting.clinical import assess
+from medimage.reporting.clinical import accuracy, assess, operating_point
 from medimage.reporting.galleries import caption, gallery, most_confident_mistakes, saliency_gallery
 from medimage.reporting.metrics_files import write_metrics
 from medimage.reporting.plot_data import confusion_rows, precision_recall_rows, roc_rows
@@ -43,28 +43,25 @@ def main(params: Params, dataset: DatasetSpec) -> None:
     train = opencv_loader.image_set(processed, "train", names)
     val = opencv_loader.image_set(processed, "val", names)
     test_probabilities = predict(model_dir, processed, "test", names, settings)
-    train_accuracy = float(
-        (predict(model_dir, processed, "train", names, settings).argmax(axis=1) == train.labels).mean()
-    )
     val_probabilities = predict(model_dir, processed, "val", names, settings) if len(val) else None
-    headline, report, calibration = assess(
-        test, test_probabilities, val, val_probabilities, train_accuracy, params.evaluate
-    )
+    point = operating_point(val, val_probabilities, len(names), params.evaluate)
+    train_accuracy = accuracy(train.labels, point.decide(predict(model_dir, processed, "train", names, settings)))
+    headline, report, calibration = assess(test, test_probabilities, point, train_accuracy, params.evaluate)
     write_metrics(dataset.name, "eval", headline | report, list(headline))
 
     plots = PLOTS_DIR / dataset.name
-    labels = test.labels
-    write_csv(plots / "confusion.csv", ["actual", "predicted"], confusion_rows(labels, test_probabilities, names))
+    labels, predicted = test.labels, point.decide(test_probabilities)
+    write_csv(plots / "confusion.csv", ["actual", "predicted"], confusion_rows(labels, predicted, names))
     write_csv(plots / "roc.csv", ["class", "fpr", "tpr"], roc_rows(labels, test_probabilities, names))
     curve = precision_recall_rows(labels, test_probabilities, names)
     write_csv(plots / "precision_recall.csv", ["class", "recall", "precision"], curve)
     write_csv(plots / "calibration.csv", ["bin", "confidence", "accuracy", "images"], calibration)
-    mistakes = most_confident_mistakes(labels, test_probabilities, GALLERY_SIZE)
+    mistakes = most_confident_mistakes(labels, test_probabilities, predicted, GALLERY_SIZE)
     tiles = [thumbnail(test.paths[i], *test.sizes[i]) for i in mistakes]
-    captions = [caption(names, labels[i], test_probabilities[i]) for i in mistakes]
+    captions = [caption(names, labels[i], predicted[i], test_probabilities[i]) for i in mistakes]
     write_png(plots / "misclassified.png", gallery(tiles, captions, empty="no misclassified test images"))
     classifier = load_classifier(model_dir, settings.deterministic)
-    write_png(plots / "gradcam.png", saliency_gallery(classifier, test, test_probabilities))
+    write_png(plots / "gradcam.png", saliency_gallery(classifier, test, test_probabilities, predicted))
     low, high = headline["roc_auc_ci_low"], headline["roc_auc_ci_high"]
     log.info(
         "test accuracy %.3f, balanced %.3f, ROC AUC %s (95%% CI %s-%s), sensitivity %s, specificity %s at %s",

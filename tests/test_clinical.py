@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from medimage.params import EvaluateSettings
 from medimage.reporting import clinical
 from medimage.reporting.plot_data import GRID, precision_recall_rows, roc_rows
 
@@ -33,12 +35,16 @@ def test_a_target_sensitivity_gives_the_highest_threshold_reaching_it() -> None:
     assert clinical.rates(labels, scores >= 0.5)["sensitivity"] == 0.75
 
 
+def argmax_accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    return clinical.accuracy(labels, probabilities.argmax(axis=1))
+
+
 def test_the_bootstrap_interval_matches_the_binomial_one_and_resamples_patients() -> None:
     rng = np.random.default_rng(0)
     labels = np.zeros(400, dtype=int)
     correct = rng.random(400) < 0.8  # accuracy 0.8 on 400 images: normal-approximation 95 % CI +-0.039
     probabilities = np.where(correct[:, None], [[0.9, 0.1]], [[0.1, 0.9]])
-    found = clinical.bootstrap({"accuracy": clinical.accuracy}, labels, probabilities, [""] * 400, 2000, 0.95, 1)
+    found = clinical.bootstrap({"accuracy": argmax_accuracy}, labels, probabilities, [""] * 400, 2000, 0.95, 1)
     half_width = 1.96 * np.sqrt(0.8 * 0.2 / 400)
     assert found["accuracy"]["low"] == pytest.approx(correct.mean() - half_width, abs=0.01)
     assert found["accuracy"]["high"] == pytest.approx(correct.mean() + half_width, abs=0.01)
@@ -46,8 +52,8 @@ def test_the_bootstrap_interval_matches_the_binomial_one_and_resamples_patients(
     grouped_correct = np.repeat(rng.random(40) < 0.8, 10)
     grouped = np.where(grouped_correct[:, None], [[0.9, 0.1]], [[0.1, 0.9]])
     patients = [f"p{index // 10}" for index in range(400)]
-    by_patient = clinical.bootstrap({"accuracy": clinical.accuracy}, labels, grouped, patients, 2000, 0.95, 1)
-    by_image = clinical.bootstrap({"accuracy": clinical.accuracy}, labels, grouped, [""] * 400, 2000, 0.95, 1)
+    by_patient = clinical.bootstrap({"accuracy": argmax_accuracy}, labels, grouped, patients, 2000, 0.95, 1)
+    by_image = clinical.bootstrap({"accuracy": argmax_accuracy}, labels, grouped, [""] * 400, 2000, 0.95, 1)
     width = {
         name: result["accuracy"]["high"] - result["accuracy"]["low"]
         for name, result in (("patient", by_patient), ("image", by_image))
@@ -117,5 +123,40 @@ def test_balanced_accuracy_is_scikit_learns_without_a_warning_when_a_predicted_c
         expected = balanced_accuracy_score(labels, probabilities.argmax(axis=1))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert clinical.balanced_accuracy(labels, probabilities) == pytest.approx(expected, abs=1e-12)
-    assert clinical.balanced_accuracy(np.zeros(5, int), probabilities[:5]) is None
+        assert clinical.balanced_accuracy(labels, probabilities.argmax(axis=1)) == pytest.approx(expected, abs=1e-12)
+    assert clinical.balanced_accuracy(np.zeros(5, int), probabilities[:5].argmax(axis=1)) is None
+
+
+def test_every_headline_rate_is_read_at_the_one_operating_point_chosen_on_val() -> None:
+    """Two classes whose val-chosen threshold is far from 0.5: accuracy, balanced accuracy, F1, sensitivity,
+    specificity and the per-class table all count the same decisions, and the headline states the threshold."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 100)
+    scores = np.clip(np.where(labels == 1, 0.3, 0.1) + rng.normal(0, 0.06, 200), 0, 1)  # positives near 0.3
+    probabilities = np.stack([1 - scores, scores], axis=1)
+    images = clinical.ImageSet(
+        paths=[Path(f"{index}.png") for index in range(200)],
+        labels=labels,
+        sizes=[(8, 8)] * 200,
+        class_names=["NORMAL", "PNEUMONIA"],
+        groups=[""] * 200,
+    )
+    point = clinical.operating_point(images, probabilities, 2, EvaluateSettings())
+    assert 0.1 < point.threshold < 0.3 and point.rule.startswith("Youden")
+    decided = point.decide(probabilities)
+    train_accuracy = clinical.accuracy(labels, decided)
+    headline, report, _ = clinical.assess(images, probabilities, point, train_accuracy, EvaluateSettings())
+    assert headline["threshold"] == point.threshold == report["operating_point"]["threshold"]
+    assert headline["accuracy"] == pytest.approx(np.mean(decided == labels), abs=1e-4)
+    assert headline["accuracy"] > 0.9
+    assert argmax_accuracy(labels, probabilities) == 0.5  # what accuracy at 0.5 would have said
+    positives, negatives = 100, 100
+    implied = (headline["sensitivity"] * positives + headline["specificity"] * negatives) / 200
+    assert headline["accuracy"] == pytest.approx(implied, abs=1e-3)  # one point: the rates agree with accuracy
+    assert headline["balanced_accuracy"] == pytest.approx(
+        (headline["sensitivity"] + headline["specificity"]) / 2, abs=1e-3
+    )
+    assert report["per_class"]["PNEUMONIA"]["recall"] == pytest.approx(headline["sensitivity"], abs=1e-3)
+    assert headline["generalization_gap"] == 0.0
+    multi = clinical.operating_point(images, None, 3, EvaluateSettings())
+    assert multi.threshold is None and (multi.decide(rng.random((5, 3))) < 3).all()

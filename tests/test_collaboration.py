@@ -57,7 +57,7 @@ def test_push_to_an_ssh_remote_then_a_fresh_clone_pulls_everything_and_reruns_no
         storage = tmp_path / "storage"
         run_in(alice, "dvc", "remote", "add", "--default", "team", server.url(storage))
         run_in(alice, "dvc", "remote", "modify", "--local", "team", "keyfile", str(server.key))  # never in git
-        git(alice, "add", "dvc.lock", ".dvc/config")
+        git(alice, "add", "-A")  # dvc.lock, .dvc/config, and the metrics and plot data DVC keeps in git
         git(alice, "commit", "-q", "-m", "pipeline run; team remote")
         push_seconds, pushed = timed(alice, "dvc", "push")
         stored = [path for path in storage.rglob("*") if path.is_file()]
@@ -87,7 +87,7 @@ def test_a_queued_sweep_runs_two_experiments_and_shows_audit_and_eval_metrics_si
         tmp_path / "project", {**TINY, "train": {**TINY["train"], "model": "sklearn_linear", "loader": "opencv"}}
     )
     run_in(project, "dvc", "repro")
-    git(project, "add", "dvc.lock")
+    git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "baseline")
     for seed in (1, 2):
         run_in(project, "dvc", "exp", "run", "--queue", "-S", f"split.seed={seed}", "-S", "split.strategy=pool")

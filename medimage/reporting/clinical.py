@@ -1,9 +1,11 @@
 """What a clinical reader asks of a test score: an operating point, its uncertainty, and calibration.
 
-- Operating point (two classes): the threshold on the positive class's probability is chosen on the validation
-  split, by Youden's J (sensitivity + specificity - 1, maximal) or as the highest threshold that still reaches a
-  target sensitivity. Test sensitivity, specificity, PPV and NPV are reported at it, and at 0.5 for reference.
-  The positive class is the second in class order (sorted labels: PNEUMONIA after NORMAL, yes after no).
+- Operating point: how probabilities become one decision per image; every headline rate (accuracy, balanced
+  accuracy, macro F1, sensitivity, specificity, train accuracy) is read at it. Two classes: a threshold on the
+  positive class's probability chosen on the validation split, by Youden's J (sensitivity + specificity - 1,
+  maximal) or as the highest threshold that still reaches a target sensitivity; PPV and NPV go to the report,
+  with the rates at 0.5 for reference. The positive class is the second in class order (sorted labels: PNEUMONIA
+  after NORMAL, yes after no). More classes: the most probable class.
 - Uncertainty: percentile bootstrap, seeded. Whole patients are resampled where the manifest has patient ids
   (images without one count as their own patient), so images of one patient never pretend to be independent.
 - Calibration: the Brier score (mean over images of the squared distance between the probability vector and the
@@ -15,6 +17,7 @@ No TensorFlow here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import roc_curve
@@ -156,75 +159,96 @@ def bootstrap(
     }
 
 
-def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    return float(np.mean(probabilities.argmax(axis=1) == labels))
+def accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean(predicted == labels))
 
 
-def balanced_accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float | None:
     """The mean recall of the classes present: scikit-learn's value, without its warning for every bootstrap draw
     that lacks a rare class the model predicts."""
     present = np.unique(labels)
     if len(present) < 2:
         return None
-    predicted = probabilities.argmax(axis=1)
     return float(np.mean([np.mean(predicted[labels == label] == label) for label in present]))
 
 
+def decision_rates(labels: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, float | None]:
+    """Sensitivity and specificity of the decisions: of the positive class for two classes (with PPV and NPV),
+    else the means over classes of one-vs-rest."""
+    if classes == 2:
+        return rates(labels, predicted == POSITIVE)
+    return macro_rates(one_vs_rest(labels, predicted, classes))
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """How probabilities become one class per image: a threshold on the positive class's probability (two
+    classes), or None for the most probable class."""
+
+    threshold: float | None
+    rule: str
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        if self.threshold is None:
+            return probabilities.argmax(axis=1)
+        return (probabilities[:, POSITIVE] >= self.threshold).astype(np.int64)
+
+
 def operating_point(
-    val: ImageSet, val_probabilities: np.ndarray | None, settings: EvaluateSettings
-) -> tuple[float, str]:
-    """The threshold on the positive class's probability, and the rule that chose it (for the report)."""
+    val: ImageSet, val_probabilities: np.ndarray | None, classes: int, settings: EvaluateSettings
+) -> OperatingPoint:
+    """The decision rule every headline rate is read at, chosen on the validation split for two classes."""
+    if classes != 2:
+        return OperatingPoint(None, "the most probable class; sensitivity and specificity: macro one-vs-rest means")
     if val_probabilities is None or len(np.unique(val.labels)) < 2:
-        return 0.5, "0.5 (no validation split holding both classes to choose one on)"
+        return OperatingPoint(0.5, "0.5 (no validation split holding both classes to choose one on)")
     scores = val_probabilities[:, POSITIVE]
     if settings.target_sensitivity is not None:
         threshold = threshold_for_sensitivity(val.labels, scores, settings.target_sensitivity)
-        return threshold, f"highest threshold with sensitivity >= {settings.target_sensitivity:g} on val"
-    return youden_threshold(val.labels, scores), "Youden's J (sensitivity + specificity - 1) maximal on val"
+        return OperatingPoint(
+            round(threshold, 4), f"highest threshold with sensitivity >= {settings.target_sensitivity:g} on val"
+        )
+    threshold = youden_threshold(val.labels, scores)
+    return OperatingPoint(round(threshold, 4), "Youden's J (sensitivity + specificity - 1) maximal on val")
 
 
 def assess(
     test: ImageSet,
     test_probabilities: np.ndarray,
-    val: ImageSet,
-    val_probabilities: np.ndarray | None,
+    point: OperatingPoint,
     train_accuracy: float,
     settings: EvaluateSettings,
 ) -> tuple[dict, dict, list[dict]]:
-    """Headline metrics (the same keys for every dataset), the report, and the reliability-diagram rows."""
+    """Headline metrics (the same keys for every dataset; every rate at `point`), the report, and the
+    reliability-diagram rows. `train_accuracy` must be read at the same point."""
     labels, classes = test.labels, test_probabilities.shape[1]
-    predicted = test_probabilities.argmax(axis=1)
+    predicted = point.decide(test_probabilities)
     per_class = per_class_scores(labels, predicted, test.class_names)
     for name, rates_of_class in zip(test.class_names, one_vs_rest(labels, predicted, classes), strict=True):
         per_class[name] |= rates_of_class
     report: dict = {"test_images": len(test), "classes": test.class_names}
-    if classes == 2:
-        threshold, rule = operating_point(val, val_probabilities, settings)
-
-        def decision_rates(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float | None]:
-            return rates(truth, probabilities[:, POSITIVE] >= threshold)
-
-        chosen = decision_rates(labels, test_probabilities)
-        report["operating_point"] = {
+    chosen = decision_rates(labels, predicted, classes)
+    report["operating_point"] = {"rule": point.rule, "threshold": point.threshold}
+    if point.threshold is not None:
+        report["operating_point"] |= {
             "positive_class": test.class_names[POSITIVE],
-            "rule": rule,
-            "threshold": round(threshold, 4),
             "at_threshold": chosen,
             "at_0.5": rates(labels, test_probabilities[:, POSITIVE] >= 0.5),
         }
-    else:
 
-        def decision_rates(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float | None]:
-            return macro_rates(one_vs_rest(truth, probabilities.argmax(axis=1), classes))
+    def at_point(score: Callable[[np.ndarray, np.ndarray], float | None]) -> Metric:
+        """The score of the decisions at `point`, for the bootstrap, which resamples probabilities."""
+        return lambda truth, probabilities: score(truth, point.decide(probabilities))
 
-        chosen = decision_rates(labels, test_probabilities)
-        report["operating_point"] = {"rule": "argmax; sensitivity and specificity are macro one-vs-rest means"}
+    def rate(name: str) -> Callable[[np.ndarray, np.ndarray], float | None]:
+        return lambda truth, decided: decision_rates(truth, decided, classes)[name]
+
     statistics: dict[str, Metric] = {
-        "accuracy": accuracy,
-        "balanced_accuracy": balanced_accuracy,
+        "accuracy": at_point(accuracy),
+        "balanced_accuracy": at_point(balanced_accuracy),
         "roc_auc": macro_roc_auc,
-        "sensitivity": lambda truth, probabilities: decision_rates(truth, probabilities)["sensitivity"],
-        "specificity": lambda truth, probabilities: decision_rates(truth, probabilities)["specificity"],
+        "sensitivity": at_point(rate("sensitivity")),
+        "specificity": at_point(rate("specificity")),
     }
     units = len(resampling_units(test.groups))
     intervals = bootstrap(
@@ -251,9 +275,10 @@ def assess(
     }
     report["per_class"] = per_class
     auc = macro_roc_auc(labels, test_probabilities)
-    test_accuracy = accuracy(labels, test_probabilities)
-    balanced = balanced_accuracy(labels, test_probabilities)
+    test_accuracy = accuracy(labels, predicted)
+    balanced = balanced_accuracy(labels, predicted)
     headline = {
+        "threshold": point.threshold,
         "accuracy": round(test_accuracy, 4),
         "balanced_accuracy": None if balanced is None else round(balanced, 4),
         "macro_f1": round(macro_f1(labels, predicted, classes), 4),

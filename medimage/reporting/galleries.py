@@ -14,15 +14,19 @@ from medimage.reporting.sheets import INK, THUMB
 CELL = THUMB * 2  # tiles are drawn at this size, nearest-neighbour, so that pixels stay visible
 
 
-def most_confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) -> list[int]:
-    predicted = probabilities.argmax(axis=1)
+def most_confident_mistakes(
+    labels: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray, count: int
+) -> list[int]:
+    """Up to `count` wrongly decided images (`predicted`: the decisions at the operating point), the most probable
+    wrong class first."""
     wrong = np.flatnonzero(predicted != labels)
     return wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:count].tolist()
 
 
-def most_confident_correct(labels: np.ndarray, probabilities: np.ndarray, per_class: int) -> list[int]:
-    """Up to `per_class` correctly predicted images of each class, the most confident first, class by class."""
-    predicted = probabilities.argmax(axis=1)
+def most_confident_correct(
+    labels: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray, per_class: int
+) -> list[int]:
+    """Up to `per_class` correctly decided images of each class, the most confident first, class by class."""
     chosen: list[int] = []
     for index in range(probabilities.shape[1]):
         right = np.flatnonzero((labels == index) & (predicted == index))
@@ -30,9 +34,12 @@ def most_confident_correct(labels: np.ndarray, probabilities: np.ndarray, per_cl
     return chosen
 
 
-def caption(names: Sequence[str], truth: int, probabilities: np.ndarray) -> str:
-    guess = int(probabilities.argmax())
-    return f"true {names[truth]}\npredicted {names[guess]} {probabilities[guess]:.2f}"
+def caption(names: Sequence[str], truth: int, guess: int, probabilities: np.ndarray) -> str:
+    """The truth, the decision and its probability; where a threshold overruled the most probable class (two
+    classes), that class's probability instead, so that the caption never pairs a decision with a low number."""
+    top = int(probabilities.argmax())
+    score = f"{probabilities[guess]:.2f}" if top == guess else f"({names[top]} {probabilities[top]:.2f})"
+    return f"true {names[truth]}\npredicted {names[guess]} {score}"
 
 
 def gallery(tiles: Sequence[np.ndarray], captions: Sequence[str], empty: str, columns: int = 4) -> np.ndarray:
@@ -54,7 +61,12 @@ def gallery(tiles: Sequence[np.ndarray], captions: Sequence[str], empty: str, co
 
 
 def saliency_gallery(
-    classifier: Classifier, images: ImageSet, probabilities: np.ndarray, mistakes: int = 8, correct_per_class: int = 2
+    classifier: Classifier,
+    images: ImageSet,
+    probabilities: np.ndarray,
+    predicted: np.ndarray,
+    mistakes: int = 8,
+    correct_per_class: int = 2,
 ) -> np.ndarray:
     """Grad-CAM overlays for the most confidently wrong images and the most confident right ones of each class.
 
@@ -64,12 +76,12 @@ def saliency_gallery(
         return gallery([], [], empty="no Grad-CAM: the sklearn_linear model has no convolutional layers")
     from medimage.modelling.saliency import overlays  # TensorFlow, for Keras models only
 
-    cases = most_confident_mistakes(images.labels, probabilities, mistakes)
-    cases += most_confident_correct(images.labels, probabilities, correct_per_class)
+    cases = most_confident_mistakes(images.labels, probabilities, predicted, mistakes)
+    cases += most_confident_correct(images.labels, probabilities, predicted, correct_per_class)
     if not cases:
         return gallery([], [], empty="no test images")
     pixels = np.stack([load_image(images.paths[i], images.sizes[i], classifier.image_size) for i in cases])
-    tiles = overlays(classifier.keras_model, pixels, probabilities[cases].argmax(axis=1))
+    tiles = overlays(classifier.keras_model, pixels, predicted[cases])
     names = classifier.class_names
-    captions = [caption(names, images.labels[i], probabilities[i]) for i in cases]
+    captions = [caption(names, images.labels[i], predicted[i], probabilities[i]) for i in cases]
     return gallery(tiles, captions, empty="no test images")

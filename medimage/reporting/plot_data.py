@@ -14,9 +14,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 GRID = np.linspace(0, 1, 101)  # the x values every curve is sampled at
 
 
-def confusion_rows(labels: np.ndarray, probabilities: np.ndarray, names: Sequence[str]) -> list[dict[str, str]]:
-    """One row per test image, for DVC's `confusion` templates (x: actual, y: predicted)."""
-    predicted = probabilities.argmax(axis=1)
+def confusion_rows(labels: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> list[dict[str, str]]:
+    """One row per test image, for DVC's `confusion` templates (x: actual, y: predicted at the operating point)."""
     return [{"actual": names[truth], "predicted": names[guess]} for truth, guess in zip(labels, predicted, strict=True)]
 
 
