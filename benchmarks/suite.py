@@ -223,7 +223,8 @@ def resplit_rows(repeat: int, images_per_class: int) -> list[Row]:
 
 def grouping_rows(repeat: int, images: int = 12_500) -> list[Row]:
     """Keeping copies together (split.near_duplicates keypoints: every blood-cell image matched to the originals
-    the archive ships, copies searched among the rest) against the same split without it."""
+    the archive ships, copies searched among the rest) against the same split without it: from an empty copy
+    cache (a first split), and after a seed change (the cache holds this image set's keypoints and pairs)."""
     from medimage.splitting.resplit import write_split
 
     project = resplit_speed.project(images // 4, small=False)
@@ -233,18 +234,34 @@ def grouping_rows(repeat: int, images: int = 12_500) -> list[Row]:
     baseline = median_seconds(
         in_scratch(lambda out: write_split(plain, resplit_speed.DATASET, interim, out / "processed")), repeat
     )
-    ours = median_seconds(
-        in_scratch(lambda out: write_split(grouped, resplit_speed.DATASET, interim, out / "processed")), repeat
+    cold = median_seconds(
+        in_scratch(lambda out: write_split(grouped, resplit_speed.DATASET, interim, out / "p", out / "cache")), repeat
+    )
+    cache = CACHE / "copy-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    write_split(grouped, resplit_speed.DATASET, interim, CACHE / "primed", cache)  # the first split fills it
+    shutil.rmtree(CACHE / "primed")
+    reseeded = grouped.model_copy(update={"seed": 2})
+    warm = median_seconds(
+        in_scratch(lambda out: write_split(reseeded, resplit_speed.DATASET, interim, out / "p", cache)), repeat
     )
     return [
         Row(
-            f"split with copies grouped (keypoints), {images:,} blood-cell images (s) vs split without",
-            f"ours {ours:.1f}",
+            f"split with copies grouped (keypoints), {images:,} blood-cell images, first split (s) vs split without",
+            f"ours {cold:.1f}",
             f"no grouping {baseline:.1f}",
-            ours / baseline,
+            cold / baseline,
             "<= 120 s",
-            ours <= 120,
-        )
+            cold <= 120,
+        ),
+        Row(
+            "the same after a seed change, copy cache warm (s) vs split without",
+            f"ours {warm:.1f}",
+            f"no grouping {baseline:.1f}",
+            warm / baseline,
+            "<= 120 s",
+            warm <= 120,
+        ),
     ]
 
 

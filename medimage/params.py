@@ -68,7 +68,6 @@ class SplitSettings(Strict):
     near_duplicates: Literal["off", "keypoints", "dhash"] = "off"
     near_duplicate_distance: int = Field(4, ge=0, le=32)  # dhash: max Hamming distance between 64-bit dHashes
     near_duplicate_inliers: int = Field(20, ge=8)  # keypoints: matches agreeing on one affine map to call a copy
-    near_duplicate_max_share: float = Field(0.1, gt=0, le=1)  # a group of copies holds at most this share of a label
     shortcut_warning: float = Field(0.8, ge=0.5, le=1.0)  # warn when metadata alone predicts the label this well (AUC)
     audit_images: int = Field(1000, ge=20)  # images sampled per split for the shift score
     link: Literal["hardlink", "copy"] = (

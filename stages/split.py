@@ -16,6 +16,7 @@ import logging
 from medimage.params import DatasetSpec, Params, split_settings
 from medimage.paths import INTERIM_DIR, PLOTS_DIR, PROCESSED_DIR
 from medimage.reporting.metrics_files import write_metrics
+from medimage.splitting import copy_cache
 from medimage.splitting.audit import audit_table
 from medimage.splitting.resplit import split_dataset
 from stages.cli import run_stage
@@ -36,7 +37,8 @@ HEADLINE = (
 def main(params: Params, dataset: DatasetSpec) -> None:
     settings = split_settings(params, dataset)
     sheet = PLOTS_DIR / dataset.name / "split_samples.png"
-    metrics = split_dataset(dataset.name, settings, INTERIM_DIR / dataset.name, PROCESSED_DIR / dataset.name, sheet)
+    interim, processed = INTERIM_DIR / dataset.name, PROCESSED_DIR / dataset.name
+    metrics = split_dataset(dataset.name, settings, interim, processed, sheet, copy_cache.CACHE_DIR)
     write_metrics(dataset.name, "split", metrics, HEADLINE)
     log.info("%s", audit_table(dataset.name, settings, metrics))
 

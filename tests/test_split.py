@@ -84,28 +84,30 @@ def test_the_seed_alone_changes_the_split(items: list[Item]) -> None:
 
 def test_grouping_off_ignores_patients_but_never_duplicates() -> None:
     items = [Item(f"{i}.jpg", "AB"[i % 2], "train", "same" if i < 2 else f"s{i}", "p1") for i in range(200)]
-    components = leakage_components(items, by_patient=False).ids
+    components = leakage_components(items, by_patient=False)
     assert components[0] == components[1] and len(set(components.tolist())) == 199
-    assert len(set(leakage_components(items, by_patient=True).ids.tolist())) == 1
+    assert len(set(leakage_components(items, by_patient=True).tolist())) == 1
 
 
 def test_near_duplicate_pairs_join_groups() -> None:
     items = [Item(f"{i}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
-    components = leakage_components(items, by_patient=True, near_pairs=[(3, 50, 30), (50, 97, 30)]).ids
+    components = leakage_components(items, by_patient=True, near_pairs=[(3, 50, 30), (50, 97, 30)])
     assert components[3] == components[50] == components[97]
     splits = assign_splits(items, SplitSettings(), "toy", near_pairs=[(3, 51, 30), (51, 97, 30)]).splits
     assert splits[3] == splits[51] == splits[97]
 
 
-def test_a_chain_of_copies_stops_growing_at_the_group_bound_strongest_pairs_first() -> None:
-    """Look-alikes chained pair by pair must not swallow a label: pairs that would pass the bound stay apart."""
+def test_a_chain_of_verified_copies_stays_one_group_placed_whole_and_reported() -> None:
+    """A chain of verified pairs is one source however long: 21 images of label A (of 50) in one split."""
     items = [Item(f"{i:03d}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
-    chain = [(i, i + 2, 100 - i) for i in range(0, 40, 2)]  # 0-2-4-...-40, weakest pairs last
-    components = leakage_components(items, by_patient=False, near_pairs=chain, max_group=5)
-    assert components.ids[0] == components.ids[8] != components.ids[10]
-    assert components.unjoined == 4  # every fifth link: groups 0-8, 10-18, 20-28, 30-38 of 5 images, 40 alone
-    assignment = assign_splits(items, SplitSettings(near_duplicate_max_share=0.1), "toy", chain)
-    assert assignment.unjoined == components.unjoined  # 10 % of 50 images per label: groups of at most 5
+    chain = [(i, i + 2, 100 - i) for i in range(0, 40, 2)]  # 0-2-4-...-40
+    components = leakage_components(items, by_patient=False, near_pairs=chain)
+    assert len({components[i] for i in range(0, 42, 2)}) == 1
+    assignment = assign_splits(items, SplitSettings(), "toy", chain)
+    assert len({assignment.splits[i] for i in range(0, 42, 2)}) == 1
+    (group,) = assignment.oversized  # 21 of A's 50 images: more than a fold's 2.5
+    assert (group.images, group.labels, group.split) == (21, {"A": 21}, assignment.splits[0])
+    assert assign_splits(items, SplitSettings(), "toy", chain[:1]).oversized == []  # 2 images: within a fold
 
 
 @pytest.mark.parametrize(

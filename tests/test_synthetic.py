@@ -15,7 +15,8 @@ from medimage.archives import synthetic
 from medimage.archives.layout import Layout
 from medimage.archives.unpacking import restructure
 from medimage.params import DatasetSpec, RestructureSettings, SyntheticSettings, load_params, split_settings
-from medimage.splitting.resplit import split_dataset
+from medimage.splitting import matching
+from medimage.splitting.resplit import split_dataset, write_split
 from tests.project import DEFAULT_DATASETS, ROOT, files_under
 
 KNOBS = SyntheticSettings(images_per_class=12, image_size=40, seed=3)
@@ -173,3 +174,40 @@ def test_real_scale_counts_match_the_real_archive(registry: dict[str, DatasetSpe
     counts = synthetic.planned_counts(spec, images_per_class=2928)  # 5,856 images over 2 labels, as on Kaggle
     assert counts == spec.counts
     assert sum(sum(labels.values()) for labels in counts.values()) == 5856
+
+
+def test_a_resplit_of_the_same_images_searches_no_copies_again_and_new_images_alone_get_keypoints(
+    registry: dict[str, DatasetSpec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy cache (medimage/splitting/copy_cache.py): keypoints by sha256, pairs by the set of images searched.
+    What split writes is the same with it, without it, and from a cache entry cut short."""
+    dataset = registry["blood_cells"]
+    archive = _write_with(dataset, SyntheticSettings(images_per_class=20, image_size=64, seed=5), tmp_path / "b.zip")
+    interim = tmp_path / "interim"
+    restructure(archive, dataset, RestructureSettings(), interim)
+    settings = split_settings(load_params(ROOT), dataset)
+    cache = tmp_path / "cache"
+    computed: list[int] = []
+    features_of = matching.features_of
+
+    def counted(count: int, *args: object) -> list[matching.Features]:
+        computed.append(count)
+        return features_of(count, *args)
+
+    monkeypatch.setattr(matching, "features_of", counted)
+    uncached = write_split(settings, "blood_cells", interim, tmp_path / "a").copies
+    first = write_split(settings, "blood_cells", interim, tmp_path / "b", cache).copies
+    rows = manifest.read_interim(interim)
+    assert first == uncached and sum(computed) == 2 * (len(rows) + len(manifest.read_originals(interim)))
+    computed.clear()
+    reseeded = write_split(settings.model_copy(update={"seed": 9}), "blood_cells", interim, tmp_path / "c", cache)
+    assert computed == [] and reseeded.copies == first  # another seed: nothing searched again
+
+    kept = manifest.read_interim(interim)[1:]  # one image fewer: the pairs are searched again, keypoints loaded
+    manifest.write_manifest(interim, kept, manifest.InterimRow)
+    fewer = write_split(settings, "blood_cells", interim, tmp_path / "d", cache).copies
+    assert computed == [] and len(list((cache / "copies").iterdir())) == 2
+    for entry in (cache / "copies").iterdir():
+        entry.write_text(entry.read_text()[:10])  # cut short (a crash mid-write would leave no file: atomic)
+    again = write_split(settings, "blood_cells", interim, tmp_path / "e", cache).copies
+    assert computed == [] and again == fewer == write_split(settings, "blood_cells", interim, tmp_path / "f").copies

@@ -45,7 +45,6 @@ class Item:
 class UnionFind:
     def __init__(self, size: int) -> None:
         self.parent = list(range(size))
-        self.members = [1] * size  # of each root
 
     def find(self, index: int) -> int:
         while self.parent[index] != index:
@@ -57,33 +56,17 @@ class UnionFind:
         roots = sorted((self.find(first), self.find(second)))
         if roots[0] != roots[1]:
             self.parent[roots[1]] = roots[0]
-            self.members[roots[0]] += self.members[roots[1]]
-
-    def joined_size(self, first: int, second: int) -> int:
-        """How many members the group of both would have."""
-        roots = {self.find(first), self.find(second)}
-        return sum(self.members[root] for root in roots)
-
-
-@dataclass(frozen=True)
-class Components:
-    """Leakage groups: a component id per item, and the near-duplicate pairs left unjoined to bound group size."""
-
-    ids: np.ndarray
-    unjoined: int
 
 
 def leakage_components(
-    items: Sequence[Item],
-    by_patient: bool,
-    near_pairs: Sequence[tuple[int, int, int]] = (),
-    max_group: int | None = None,
-) -> Components:
-    """Component per item: items sharing bytes, a patient (if by_patient) or a near-duplicate pair share one.
+    items: Sequence[Item], by_patient: bool, near_pairs: Sequence[tuple[int, int, int]] = ()
+) -> np.ndarray:
+    """Component per item: items sharing bytes, a patient (if by_patient) or a verified copy pair share one.
 
-    Near-duplicate pairs (i, j, strength) join strongest first, and only while the joined group stays within
-    `max_group` items: chains of look-alikes would otherwise merge a whole label into one group, leaving too few
-    groups to split. Pairs left unjoined are counted, and their groups' overlap is audited.
+    Every pair joins, however large the group grows: a pair is verified evidence that two images are one (a copy,
+    one scan twice, overlapping views of one smear), and a chain of such pairs is one source. Capping groups
+    broke true groups and put copies in two splits (issue 23); a group too large for the ratios is placed whole
+    and reported (`oversized_groups`).
     """
     components = UnionFind(len(items))
     first_seen: dict[tuple[str, str], int] = {}
@@ -94,13 +77,9 @@ def leakage_components(
                 components.union(first_seen[key], index)
             else:
                 first_seen[key] = index
-    unjoined = 0
-    for first, second, _ in sorted(near_pairs, key=lambda pair: (-pair[2], pair[0], pair[1])):
-        if max_group is None or components.joined_size(first, second) <= max_group:
-            components.union(first, second)
-        else:
-            unjoined += 1
-    return Components(np.array([components.find(index) for index in range(len(items))]), unjoined)
+    for first, second, _ in near_pairs:
+        components.union(first, second)
+    return np.array([components.find(index) for index in range(len(items))])
 
 
 def folds_per_split(ratios: dict[str, float], folds: int) -> dict[str, int]:
@@ -175,8 +154,8 @@ def sklearn_folds(labels: Sequence[str], components: np.ndarray, folds: int, set
     return fold_of
 
 
-def pool(labels: Sequence[str], components: np.ndarray, settings: SplitSettings) -> list[str]:
-    """New split per item (items in path order): stratified, grouped folds handed out by ratio."""
+def fold_count(labels: Sequence[str], components: np.ndarray, settings: SplitSettings) -> int:
+    """FOLDS, or fewer where the rarest label has fewer independent groups (so that each fold can hold it)."""
     groups_per_label: dict[str, set[int]] = {}
     for label, component in zip(labels, components.tolist(), strict=True):
         groups_per_label.setdefault(label, set()).add(component)
@@ -189,6 +168,11 @@ def pool(labels: Sequence[str], components: np.ndarray, settings: SplitSettings)
         raise PipelineError(
             f"only {folds} independent groups of images in the rarest label: too few for split.ratios {settings.ratios}"
         )
+    return folds
+
+
+def pool(labels: Sequence[str], components: np.ndarray, folds: int, settings: SplitSettings) -> list[str]:
+    """New split per item (items in path order): stratified, grouped folds handed out by ratio."""
     strata = labels if settings.stratify else ["all"] * len(labels)
     fold_of = balanced_folds(strata, components, folds, settings.seed)
     if fold_of is None:
@@ -242,37 +226,58 @@ def check_every_split_has_every_label(
 
 
 @dataclass(frozen=True)
+class OversizedGroup:
+    """A leakage group holding more of a label's images than one fold's share: placed whole all the same."""
+
+    images: int
+    labels: dict[str, int]
+    split: str
+    example: str  # the path of its first image
+
+
+@dataclass(frozen=True)
 class Assignment:
     splits: list[str]  # one per item, in the order given
-    unjoined: int  # near-duplicate pairs left in separate groups (see leakage_components)
+    oversized: list[OversizedGroup]  # largest first
 
 
-def max_group_size(labels: Sequence[str], share: float) -> int:
-    """The most items a near-duplicate group may join: `share` of the smallest label's images (at least 2)."""
-    return max(2, int(share * min(Counter(labels).values())))
+def oversized_groups(
+    items: Sequence[Item], components: np.ndarray, splits: Sequence[str], folds: int
+) -> list[OversizedGroup]:
+    """Groups with more images of some label than that label's share of one fold (its images / folds): whole
+    groups then move a split's share of that label away from its ratio."""
+    per_label = Counter(item.label for item in items)
+    members: dict[int, list[int]] = {}
+    for index, component in enumerate(components.tolist()):
+        members.setdefault(component, []).append(index)
+    found = []
+    for indices in members.values():
+        labels = Counter(items[index].label for index in indices)
+        if any(count > per_label[label] / folds for label, count in labels.items()) and len(indices) > 1:
+            first = indices[0]
+            found.append(OversizedGroup(len(indices), dict(sorted(labels.items())), splits[first], items[first].path))
+    return sorted(found, key=lambda group: (-group.images, group.example))
 
 
 def assign_splits(
     items: Sequence[Item], settings: SplitSettings, dataset: str, near_pairs: Sequence[tuple[int, int, int]] = ()
 ) -> Assignment:
-    """The split of each item, in the order given, and how many near pairs were left unjoined.
+    """The split of each item, in the order given, and the groups too large for one fold (pooling only).
 
     `near_pairs` (i, j, strength) index into `items` as given.
     """
     order = sorted(range(len(items)), key=lambda index: items[index].path)
     rank = {original: position for position, original in enumerate(order)}
     ordered = [items[index] for index in order]
-    unjoined = 0
+    oversized: list[OversizedGroup] = []
     if settings.strategy == "pool":
         labels = [item.label for item in ordered]
-        components = leakage_components(
-            ordered,
-            settings.group,
-            [(rank[a], rank[b], strength) for a, b, strength in near_pairs],
-            max_group_size(labels, settings.near_duplicate_max_share),
-        )
-        ordered_splits, unjoined = pool(labels, components.ids, settings), components.unjoined
+        pairs = [(rank[a], rank[b], strength) for a, b, strength in near_pairs]
+        components = leakage_components(ordered, settings.group, pairs)
+        folds = fold_count(labels, components, settings)
+        ordered_splits = pool(labels, components, folds, settings)
+        oversized = oversized_groups(ordered, components, ordered_splits, folds)
     else:
         ordered_splits = remap([item.source_split for item in ordered], settings, dataset)
     check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
-    return Assignment([ordered_splits[rank[index]] for index in range(len(items))], unjoined)
+    return Assignment([ordered_splits[rank[index]] for index in range(len(items))], oversized)

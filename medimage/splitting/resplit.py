@@ -16,18 +16,22 @@ from medimage import manifest
 from medimage.manifest import InterimRow, ProcessedRow
 from medimage.params import SplitSettings
 from medimage.reporting.sheets import contact_sheet, write_png
-from medimage.splitting import matching, view
-from medimage.splitting.assignment import Item, assign_splits
+from medimage.splitting import copy_cache, matching, view
+from medimage.splitting.assignment import Item, OversizedGroup, assign_splits
 from medimage.splitting.audit import audit_splits, copy_groups, grey_images
 from medimage.splitting.features import dhash, near_duplicate_pairs, read_grey
 from medimage.splitting.materialising import LinkReport, target_paths
 
 log = logging.getLogger(__name__)
+OVERSIZED_EXAMPLES = 10  # largest first, in split_report.json
 
 
-def copies_of(rows: list[InterimRow], source: Path, settings: SplitSettings) -> matching.Copies:
+def copies_of(
+    rows: list[InterimRow], source: Path, settings: SplitSettings, cache: Path | None = None
+) -> matching.Copies:
     """Row pairs (i, j, strength) where one image is a copy of the other, or both copies of one original shipped
-    with the archive (data/interim/<ds>/originals), by the method the settings name."""
+    with the archive (data/interim/<ds>/originals), by the method the settings name. Keypoints and pairs are kept
+    in `cache` (copy_cache) where one is given."""
     if settings.near_duplicates == "off":
         return matching.Copies([], None)
     if settings.near_duplicates == "dhash":
@@ -38,16 +42,24 @@ def copies_of(rows: list[InterimRow], source: Path, settings: SplitSettings) -> 
         )
 
     def features(of: list[InterimRow], size: int, count: int, what: str) -> list[matching.Features]:
-        def grey(index: int) -> np.ndarray:
-            return read_grey(source / of[index].path, of[index].width, of[index].height, size)
+        def compute(indices: list[int]) -> list[matching.Features]:
+            def grey(position: int) -> np.ndarray:
+                row = of[indices[position]]
+                return read_grey(source / row.path, row.width, row.height, size)
 
-        return matching.features_of(len(of), grey, size, count, what)
+            return matching.features_of(len(indices), grey, size, count, what)
 
-    images = features(rows, matching.QUERY_SIZE, matching.QUERY_FEATURES, "keypoints")
-    originals = features(
-        manifest.read_originals(source), matching.REFERENCE_SIZE, matching.REFERENCE_FEATURES, "originals"
-    )
-    return matching.copies_among(images, originals, settings.near_duplicate_inliers)
+        return copy_cache.cached_features(cache, [row.sha256 for row in of], size, count, compute)
+
+    originals = manifest.read_originals(source)
+    digests = [row.sha256 for row in rows] + ["originals"] + [row.sha256 for row in originals]
+
+    def search() -> matching.Copies:
+        images = features(rows, matching.QUERY_SIZE, matching.QUERY_FEATURES, "keypoints")
+        references = features(originals, matching.REFERENCE_SIZE, matching.REFERENCE_FEATURES, "originals")
+        return matching.copies_among(images, references, settings.near_duplicate_inliers)
+
+    return copy_cache.cached_copies(cache, [f"inliers {settings.near_duplicate_inliers}", *digests], search)
 
 
 @dataclass(frozen=True)
@@ -55,15 +67,17 @@ class SplitResult:
     rows: list[InterimRow]  # the interim rows, in manifest order
     processed: list[ProcessedRow]  # sorted by their new path
     copies: matching.Copies  # pairs (i, j, strength) into rows
-    unjoined: int  # near pairs left apart to bound group size
+    oversized: list[OversizedGroup]  # groups larger than one fold's share of their label, placed whole
     report: LinkReport  # how the view's files were placed
 
 
-def write_split(settings: SplitSettings, dataset: str, source: Path, destination: Path) -> SplitResult:
+def write_split(
+    settings: SplitSettings, dataset: str, source: Path, destination: Path, cache: Path | None = None
+) -> SplitResult:
     """The split itself: give every interim row a split, lay out the view in `destination`, then write its manifest."""
     rows = manifest.read_interim(source)
     items = [Item(row.path, row.label, row.source_split, row.sha256, row.group) for row in rows]
-    copies = copies_of(rows, source, settings)
+    copies = copies_of(rows, source, settings, cache)
     # invalid settings stop here, before any output
     assignment = assign_splits(items, settings, dataset, copies.pairs)
     splits = assignment.splits
@@ -79,12 +93,14 @@ def write_split(settings: SplitSettings, dataset: str, source: Path, destination
     destination.mkdir(parents=True, exist_ok=True)
     report = view.build(destination, source, processed, link=settings.link == "hardlink")
     manifest.write_manifest(destination, processed, ProcessedRow)  # last: a manifest means a finished split
-    return SplitResult(rows, processed, copies, assignment.unjoined, report)
+    return SplitResult(rows, processed, copies, assignment.oversized, report)
 
 
-def split_dataset(dataset: str, settings: SplitSettings, source: Path, destination: Path, sheet: Path) -> dict:
+def split_dataset(
+    dataset: str, settings: SplitSettings, source: Path, destination: Path, sheet: Path, cache: Path | None = None
+) -> dict:
     """Split, draw the contact sheet, and return the audit metrics (archive splits against new ones)."""
-    result = write_split(settings, dataset, source, destination)
+    result = write_split(settings, dataset, source, destination, cache)
     write_png(sheet, contact_sheet(result.processed, destination))
 
     splits_by_path = {row.interim_path: row.split for row in result.processed}
@@ -93,13 +109,18 @@ def split_dataset(dataset: str, settings: SplitSettings, source: Path, destinati
     metrics = audit_splits(rows, [splits_by_path[row.path] for row in rows], source, settings, groups)
     metrics["near_duplicate_pairs"] = len(result.copies.pairs)
     metrics["matched_originals"] = result.copies.matched
-    metrics["near_duplicate_pairs_unjoined"] = result.unjoined
-    if result.unjoined:
+    metrics["oversized_groups"] = len(result.oversized)
+    metrics["oversized_group_examples"] = [asdict(group) for group in result.oversized[:OVERSIZED_EXAMPLES]]
+    if result.oversized:
+        largest = result.oversized[0]
         log.warning(
-            "%d pairs of copies were left in separate groups: joining them would have made a group larger than "
-            "split.near_duplicate_max_share %s of the smallest label; split.json counts the groups that cross splits",
-            result.unjoined,
-            settings.near_duplicate_max_share,
+            "%d groups of one patient or of copies hold more of a label than one fold of the split (largest: %d "
+            "images, %s, in %s); each stays whole in one split, so the ratios of those labels move "
+            "(split_report.json: oversized_group_examples)",
+            len(result.oversized),
+            largest.images,
+            largest.example,
+            largest.split,
         )
     report = result.report
     metrics["files"] = {"linked": report.linked, "copied": report.copied, "renamed": len(report.renamed)}
