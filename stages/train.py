@@ -55,7 +55,7 @@ def train_as_worker(params: Params, dataset: DatasetSpec) -> None:
 
 def main(params: Params, dataset: DatasetSpec) -> None:
     settings = params.train
-    pin_cpu_kernels(settings.deterministic)
+    pin_cpu_kernels(settings.deterministic, settings.mixed_precision)
     if not cluster.is_chief(settings.distribute):
         train_as_worker(params, dataset)
         return

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
-import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from medimage.splitting import matching
 from medimage.splitting.assignment import UnionFind
 from medimage.splitting.resplit import split_dataset, write_split
 from tests.project import REALDATA
+from tests.samples import write_zip
 
 real = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample images not found at {REALDATA}")
 BCCD = REALDATA / "BCCD_Dataset" / "BCCD" / "JPEGImages"
@@ -65,6 +65,13 @@ def transformed_copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     )
     _, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 96))])
     return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+
+
+def restructured(tmp_path: Path, members: dict[str, bytes], dataset: DatasetSpec) -> Path:
+    """The members packed as an archive and restructured by `dataset`'s registry entry into tmp_path/interim."""
+    interim = tmp_path / "interim"
+    restructure(write_zip(tmp_path / "archive.zip", members), dataset, RestructureSettings(), interim)
+    return interim
 
 
 def grey(path: Path) -> np.ndarray:
@@ -187,12 +194,7 @@ def test_a_pooled_resplit_keeps_every_copy_of_a_real_image_in_one_split(
             members[name] = cv2.imencode(".jpg", picture)[1].tobytes()
             known = next((min(group) for group in KNOWN_COPIES if path.name in group), path.name)
             origin[f"{registry['brain_tumor'].split_map[split]}/{label}/{number:03d}_{copy}.jpg"] = known
-    archive = tmp_path / "brain.zip"
-    with zipfile.ZipFile(archive, "w") as handle:
-        for name, data in members.items():
-            handle.writestr(name, data)
-    interim = tmp_path / "interim"
-    restructure(archive, registry["brain_tumor"], RestructureSettings(), interim)
+    interim = restructured(tmp_path, members, registry["brain_tumor"])
 
     settings = SplitSettings(near_duplicates="keypoints")
     metrics = split_dataset("brain_tumor", settings, interim, tmp_path / "processed", tmp_path / "sheet.png")
@@ -240,12 +242,7 @@ def test_copies_of_real_smears_stay_whole_however_many_with_no_false_pair(
             name = f"{split}/{label}/_{number}_{copy}.jpeg"
             members[f"{prefix}/{name}"] = cv2.imencode(".jpg", picture)[1].tobytes()
             origin[f"{split.lower()}/{label}/_{number}_{copy}.jpeg"] = path.stem
-    archive = tmp_path / "blood-cells.zip"
-    with zipfile.ZipFile(archive, "w") as handle:
-        for name, data in members.items():
-            handle.writestr(name, data)
-    interim = tmp_path / "interim"
-    restructure(archive, registry["blood_cells"], RestructureSettings(), interim)
+    interim = restructured(tmp_path, members, registry["blood_cells"])
 
     settings = SplitSettings(near_duplicates="keypoints")
     result = write_split(settings, "blood_cells", interim, tmp_path / "processed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 import zipfile
@@ -263,3 +264,17 @@ def test_deterministic_training_runs_the_same_cpu_kernels_on_every_machine(tiny:
     assert results["avx2"] == results["default"]
     assert results["sse41"][0]["model.keras"] != results["default"][0]["model.keras"]  # the kernels do matter
     assert abs(results["sse41"][1]["roc_auc"] - results["default"][1]["roc_auc"]) <= 0.05
+
+
+def test_the_avx2_cap_is_set_for_deterministic_float32_models_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float16 convolutions have no oneDNN kernel at or below AVX2 on CPUs with AMX: capped, training died there."""
+    from medimage.modelling.determinism import ONEDNN_ISA_VARIABLE, pin_cpu_kernels
+
+    for deterministic, float16, expected in ((True, False, "AVX2"), (True, True, None), (False, False, None)):
+        monkeypatch.setenv(ONEDNN_ISA_VARIABLE, "placeholder")
+        monkeypatch.delenv(ONEDNN_ISA_VARIABLE)
+        pin_cpu_kernels(deterministic, float16)
+        assert os.environ.get(ONEDNN_ISA_VARIABLE) == expected
+    monkeypatch.setenv(ONEDNN_ISA_VARIABLE, "AVX512_CORE")
+    pin_cpu_kernels(True, False)
+    assert os.environ[ONEDNN_ISA_VARIABLE] == "AVX512_CORE"  # the user's own choice wins

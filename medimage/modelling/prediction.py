@@ -31,7 +31,7 @@ def keras_probabilities(
     model_file: Path, processed: Path, split: str, names: list[str], settings: TrainSettings
 ) -> np.ndarray:
     """A saved Keras model's probabilities for one split, read by the configured loader."""
-    pin_cpu_kernels(settings.deterministic)
+    pin_cpu_kernels(settings.deterministic, settings.mixed_precision)
     import keras
     import tensorflow as tf
 
@@ -73,7 +73,7 @@ def load_classifier(model_dir: Path, deterministic: bool) -> Classifier:
             return pipeline.predict_proba(np.array([linear.image_features(one) for one in pixels]))
 
         return Classifier(names, summary["image_size"], scikit_learn, None)
-    pin_cpu_kernels(deterministic)
+    pin_cpu_kernels(deterministic, summary.get("dtype_policy") == "mixed_float16")
     import keras
 
     model = keras.saving.load_model(model_dir / KERAS_MODEL)
