@@ -19,13 +19,13 @@ from medimage.errors import PipelineError
 from medimage.modelling import opencv_loader
 from medimage.modelling.prediction import load_classifier, predict
 from medimage.params import DatasetSpec, Params
-from medimage.paths import INTERIM_DIR, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR
+from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR
 from medimage.reporting.clinical import accuracy, assess, operating_point
 from medimage.reporting.galleries import caption, gallery, most_confident_mistakes, saliency_gallery
 from medimage.reporting.metrics_files import write_metrics
 from medimage.reporting.plot_data import confusion_rows, precision_recall_rows, roc_rows
 from medimage.reporting.sheets import thumbnail, write_png
-from medimage.splitting.view import ensure_view
+from medimage.splitting.view import dataset_view
 from stages.cli import run_stage
 
 GALLERY_SIZE = 12
@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 
 def main(params: Params, dataset: DatasetSpec) -> None:
     settings = params.train
-    model_dir, processed = MODELS_DIR / dataset.name, PROCESSED_DIR / dataset.name
+    model_dir = MODELS_DIR / dataset.name
     if not (model_dir / LABELS).is_file():
         raise PipelineError(f"{model_dir / LABELS} not found: run train first (dvc repro train@{dataset.name})")
     names = json.loads((model_dir / LABELS).read_text())
-    ensure_view(processed, INTERIM_DIR / dataset.name)
+    processed = dataset_view(params, dataset)
     test = opencv_loader.image_set(processed, "test", names)
     train = opencv_loader.image_set(processed, "train", names)
     val = opencv_loader.image_set(processed, "val", names)

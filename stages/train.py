@@ -30,8 +30,8 @@ from medimage.modelling import cluster, linear, opencv_loader, resume
 from medimage.modelling.determinism import pin_cpu_kernels
 from medimage.modelling.model_files import save_keras_model
 from medimage.params import DatasetSpec, Params
-from medimage.paths import INTERIM_DIR, KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, TRAIN_SUMMARY
-from medimage.splitting.view import ensure_view
+from medimage.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, TRAIN_SUMMARY
+from medimage.splitting.view import dataset_view
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,7 @@ def train_as_worker(params: Params, dataset: DatasetSpec) -> None:
     from medimage.modelling import fitting
 
     settings = params.train
-    processed = PROCESSED_DIR / dataset.name
-    ensure_view(processed, INTERIM_DIR / dataset.name)
+    processed = dataset_view(params, dataset)
     backup = MODELS_DIR / f".resume-{dataset.name}-{cluster.task_name(settings.distribute)}"
     resume.prepare(backup, resume.fingerprint(settings, processed))
     _, summary = fitting.fit(processed, opencv_loader.class_names(processed), settings, [], backup)
@@ -59,8 +58,7 @@ def main(params: Params, dataset: DatasetSpec) -> None:
     if not cluster.is_chief(settings.distribute):
         train_as_worker(params, dataset)
         return
-    processed = PROCESSED_DIR / dataset.name
-    ensure_view(processed, INTERIM_DIR / dataset.name)
+    processed = dataset_view(params, dataset)
     names = opencv_loader.class_names(processed)
     backup = MODELS_DIR / f".resume-{dataset.name}"
     resuming = resume.prepare(backup, resume.fingerprint(settings, processed))

@@ -11,16 +11,14 @@ from __future__ import annotations
 import logging
 
 from medimage.params import DatasetSpec, Params
-from medimage.paths import INTERIM_DIR, PROCESSED_DIR
-from medimage.splitting.view import ensure_view
+from medimage.splitting.view import dataset_view
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
 
 
 def main(params: Params, dataset: DatasetSpec) -> None:
-    processed = PROCESSED_DIR / dataset.name  # no manifest: read_processed says to run split (or dvc pull)
-    ensure_view(processed, INTERIM_DIR / dataset.name)
+    processed = dataset_view(params, dataset)  # no manifest: read_processed says to run split (or dvc pull)
     log.info("%s matches its manifest", processed)
 
 

@@ -123,3 +123,25 @@ def test_invalid_split_params_stop_before_any_output(small_project: Path) -> Non
         result.returncode == 1 and "split.merge: merge target 'holdout' of blood_cells does not exist" in result.stderr
     )
     assert not (small_project / "data" / "processed").exists()
+
+
+def test_train_rebuilds_a_damaged_view_as_copies_when_split_link_says_copy(tmp_path: Path) -> None:
+    dataset = "brain_tumor"
+    project = make_project(
+        tmp_path / "project",
+        {
+            "datasets": [dataset],
+            "fetch": {"synthetic": {"images_per_class": 10, "image_size": 32}},
+            "split": {"link": "copy"},
+            "train": {"image_size": 32, "model": "sklearn_linear", "loader": "opencv"},
+        },
+    )
+    run_in(project, "dvc", "repro", f"split@{dataset}")
+    view = project / "data" / "processed" / dataset
+    files = sorted(path for path in view.rglob("*.jpg") if path.is_file())
+    assert files and all(path.stat().st_nlink == 1 for path in files)  # split wrote copies
+    files[0].unlink()
+    rebuilt = stage(project, "train", dataset)
+    assert "rebuilt the split folders" in rebuilt.stdout
+    again = sorted(path for path in view.rglob("*.jpg") if path.is_file())
+    assert again == files and all(path.stat().st_nlink == 1 for path in again)  # copies again, not hardlinks

@@ -22,7 +22,8 @@ from pathlib import Path
 from medimage import manifest
 from medimage.atomic import temporary_name
 from medimage.manifest import ProcessedRow
-from medimage.params import SPLIT_NAMES
+from medimage.params import SPLIT_NAMES, DatasetSpec, Params, split_settings
+from medimage.paths import INTERIM_DIR, PROCESSED_DIR
 from medimage.splitting.materialising import LinkReport, materialise
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,13 @@ def build(processed: Path, interim: Path, rows: Sequence[ProcessedRow], link: bo
     return report
 
 
-def ensure_view(processed: Path, interim: Path) -> None:
-    """Check the view against the processed manifest; rebuild it when it does not match (one log line)."""
+def ensure_view(processed: Path, interim: Path, link: bool) -> None:
+    """Check the view against the processed manifest; rebuild it (hardlinks, or copies where `link` is False) when
+    it does not match (one log line)."""
     rows = manifest.read_processed(processed)
     found = differences(processed, interim, rows)
     if found:
-        report = build(processed, interim, rows)
+        report = build(processed, interim, rows, link)
         log.info(
             "rebuilt the split folders in %s from its manifest (%s; %d linked, %d copied)",
             processed,
@@ -104,3 +106,10 @@ def ensure_view(processed: Path, interim: Path) -> None:
             report.linked,
             report.copied,
         )
+
+
+def dataset_view(params: Params, dataset: DatasetSpec) -> Path:
+    """The dataset's processed folder, its view checked and, where needed, rebuilt as split.link says."""
+    processed = PROCESSED_DIR / dataset.name
+    ensure_view(processed, INTERIM_DIR / dataset.name, split_settings(params, dataset).link == "hardlink")
+    return processed
