@@ -366,7 +366,7 @@ def split_settings(params: Params, dataset: DatasetSpec) -> SplitSettings:
     try:
         return SplitSettings.model_validate({**params.split.model_dump(), **dataset.split})
     except ValidationError as error:
-        source = f"{PARAMS_FILE} (split) with {DATASETS_DIR}/{dataset.name}.yaml (split)"
+        source = f"{PARAMS_FILE} (split) with {dataset_file(dataset.name)} (split)"
         raise PipelineError(_describe(error, Path(source), prefix="split.")) from None
 
 

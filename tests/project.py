@@ -6,6 +6,7 @@ on PYTHONPATH, and CI unset (stages would otherwise log warnings only; tests rea
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -110,3 +111,17 @@ def stage(cwd: Path, module: str, dataset: str) -> subprocess.CompletedProcess[s
 
 def files_under(folder: Path) -> set[str]:
     return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def digests(root: Path, *folders: str) -> dict[str, str]:
+    """sha256 of every file under `root` (or under each of its `folders`), keyed by the path relative to `root`."""
+    return {
+        path.relative_to(root).as_posix(): file_digest(path)
+        for folder in folders or (".",)
+        for path in sorted((root / folder).rglob("*"))
+        if path.is_file()
+    }

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import yaml
 
-from tests.project import ROOT, git, make_project, run_in
+from tests.project import ROOT, digests, git, make_project, run_in
 
 TINY = {
     "datasets": ["chest_xray"],
     "fetch": {"synthetic": {"images_per_class": 10, "image_size": 32}},
     "train": {"model": "sklearn_linear", "loader": "opencv", "image_size": 32},
 }
-
-
-def digests(folder: Path) -> dict[str, str]:
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
 
 
 def test_every_dataset_has_a_model_artifact() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import git, make_project, run_in
+from tests.project import digests, git, make_project, run_in
 from tests.sshd import SSHD, running_sshd
 
 DATASET = "brain_tumor"
@@ -26,15 +25,6 @@ needs_sshd = pytest.mark.skipif(
     SSHD is None and not os.environ.get("CI"),
     reason="sshd not installed (make setup installs openssh-server; under CI its absence fails this test)",
 )
-
-
-def digests(project: Path) -> dict[str, str]:
-    return {
-        path.relative_to(project).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-        for folder in OUTPUTS
-        for path in sorted((project / folder).rglob("*"))
-        if path.is_file()
-    }
 
 
 def timed(project: Path, *command: str) -> tuple[float, str]:
@@ -78,7 +68,7 @@ def test_push_to_an_ssh_remote_then_a_fresh_clone_pulls_everything_and_reruns_no
     view = Path("data") / "processed" / DATASET / "train"
     assert not (bob / view).exists()  # DVC tracks the split manifest; the split folders are a view of interim files
     assert "rebuilt the split folders" in run_in(bob, sys.executable, "-m", "stages.view", DATASET).stdout
-    assert digests(bob) == digests(alice)
+    assert digests(bob, *OUTPUTS) == digests(alice, *OUTPUTS)
     assert "Running stage" not in run_in(bob, "dvc", "repro").stdout  # the view changes nothing DVC tracks
 
 

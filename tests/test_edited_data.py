@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import stat
 from pathlib import Path
 
 import pytest
 
 from medimage import manifest
-from tests.project import make_project, run_in, stage, update_yaml
+from tests.project import file_digest, make_project, run_in, stage, update_yaml
 
 DATASET = "brain_tumor"
 SMALL = {
@@ -17,10 +16,6 @@ SMALL = {
     "fetch": {"synthetic": {"images_per_class": 10, "image_size": 32}},
     "train": {"image_size": 32, "epochs": 1},
 }
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,7 @@ def test_processed_files_are_read_only_so_an_editor_cannot_corrupt_the_shared_ca
 def test_deleted_added_and_replaced_view_files_are_noticed_and_relinked_before_training(project: Path) -> None:
     files = train_files(project)
     deleted, replaced = files[0], files[1]
-    deleted_digest, replaced_digest = digest(deleted), digest(replaced)
+    deleted_digest, replaced_digest = file_digest(deleted), file_digest(replaced)
     deleted.unlink()
     replaced.unlink()  # as an editor saves: a new file, leaving the interim file and the cache object alone
     replaced.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG" * 10)
@@ -63,7 +58,7 @@ def test_deleted_added_and_replaced_view_files_are_noticed_and_relinked_before_t
             assert "1 not the interim file" in rebuilt[0], rebuilt[0]
         else:  # ... and leaves a view that the next run accepts as it is
             assert rebuilt == [], trained.stdout
-        assert digest(deleted) == deleted_digest and digest(replaced) == replaced_digest
+        assert file_digest(deleted) == deleted_digest and file_digest(replaced) == replaced_digest
         assert not added.exists()
         assert deleted.stat().st_ino == interim_file(project, deleted).stat().st_ino  # relinked, not copied
 

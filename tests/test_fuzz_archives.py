@@ -7,7 +7,6 @@ refusal, bounded time per case. CI runs FUZZ_EXAMPLES (default 150) cases; `make
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -26,6 +25,7 @@ from medimage import manifest
 from medimage.archives.unpacking import restructure
 from medimage.errors import PipelineError
 from medimage.params import RestructureSettings
+from tests.project import file_digest
 from tests.samples import TOY, jpeg_bytes, png_bytes
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
@@ -118,7 +118,7 @@ def check_manifest(destination: Path, metrics: dict) -> None:
     assert manifest.read_originals(destination) == []  # the toy registry entry names no sources
     assert metrics["images"] == len(rows) > 0
     for row in rows:
-        assert hashlib.sha256((destination / row.path).read_bytes()).hexdigest() == row.sha256
+        assert file_digest(destination / row.path) == row.sha256
 
 
 @settings(

@@ -7,7 +7,6 @@ captured output); KILL_SEED=<seed> replays the same points.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import environment, git, make_project, registry_entry, run_in
+from tests.project import digests, environment, git, make_project, registry_entry, run_in
 
 DATASET = "blood_cells"
 # Big enough that writing lasts long enough to be hit (2,000 images), small enough for CI.
@@ -68,16 +67,6 @@ def kill_when(project: Path, command: list[str], ready: Callable[[], bool], dela
 def temporary_folder(output: Path) -> Callable[[], bool]:
     """True once a stage has started building `output` (its hidden .tmp-build folder inside it exists)."""
     return lambda: output.is_dir() and any(entry.name.startswith(".tmp-") for entry in os.scandir(output))
-
-
-def tree_digest(project: Path) -> dict[str, str]:
-    """sha256 of every output file (DVC's own dvc.lock compared separately)."""
-    digests = {}
-    for folder in OUTPUT_FOLDERS:
-        for path in sorted((project / folder).rglob("*")):
-            if path.is_file():
-                digests[path.relative_to(project).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return digests
 
 
 def leftovers(project: Path) -> list[str]:
@@ -130,7 +119,9 @@ def test_restructure_and_split_killed_at_random_points_converge_to_the_uninterru
 
     finished = run_in(project, "dvc", "repro", f"split@{DATASET}")
     assert "Running stage" in finished.stdout
-    assert tree_digest(project) == tree_digest(reference), f"outputs differ after kills at {kills}"
+    assert digests(project, *OUTPUT_FOLDERS) == digests(reference, *OUTPUT_FOLDERS), (
+        f"outputs differ after kills at {kills}"
+    )
     assert out_hashes(project) == out_hashes(reference), f"dvc.lock differs after kills at {kills}"
     assert_clean(project, f"split@{DATASET}")
 

@@ -9,7 +9,6 @@ BCCD originals they were made from, with the label that labels.csv gives the ori
 from __future__ import annotations
 
 import csv
-import hashlib
 import itertools
 from collections import Counter
 from pathlib import Path
@@ -24,7 +23,7 @@ from medimage.params import DatasetSpec, RestructureSettings, SplitSettings
 from medimage.splitting import matching
 from medimage.splitting.assignment import UnionFind
 from medimage.splitting.resplit import split_dataset, write_split
-from tests.project import REALDATA
+from tests.project import REALDATA, file_digest
 from tests.samples import write_zip
 
 real = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample images not found at {REALDATA}")
@@ -125,7 +124,7 @@ def test_copies_of_real_images_are_found_and_distinct_real_images_are_not_joined
     source: list[str] = []
     for path in paths:
         known = next((min(group) for group in KNOWN_COPIES if path.name in group), None)
-        identity = known or hashlib.sha256(path.read_bytes()).hexdigest()  # identical files are one image
+        identity = known or file_digest(path)  # identical files are one image
         original = grey(path)
         images += [original] + [transformed_copy(original, rng) for _ in range(3)]
         source += [identity] * 4

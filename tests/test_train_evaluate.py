@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.project import git, make_project, run_in, update_yaml
+from tests.project import digests, git, make_project, run_in, update_yaml
 
 EVAL_KEYS = {
     "threshold",
@@ -42,10 +41,6 @@ BLOCK_TENSORFLOW = "import sys; sys.modules.update(dict.fromkeys(['tensorflow', 
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:
     return make_project(tmp_path / "project", TINY)
-
-
-def folder_digest(folder: Path) -> dict[str, str]:
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
 
 
 def flat_keys(data: dict, prefix: str = "") -> set[str]:
@@ -115,9 +110,9 @@ def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
         assert (tiny / line["cam"]).read_bytes()[:4] == b"\x89PNG"
 
     first = (tiny / "metrics" / "chest_xray" / "eval.json").read_text()
-    model_bytes = folder_digest(tiny / "models" / "chest_xray")
+    model_bytes = digests(tiny / "models" / "chest_xray")
     run_in(tiny, "dvc", "repro", "-f", "-s", "train@chest_xray")
-    assert folder_digest(tiny / "models" / "chest_xray") == model_bytes  # same weights, same bytes: no timestamps
+    assert digests(tiny / "models" / "chest_xray") == model_bytes  # same weights, same bytes: no timestamps
     assert "Running stage" not in run_in(tiny, "dvc", "repro").stdout  # so evaluate is not rerun
     run_in(tiny, "dvc", "repro", "-f", "-s", "evaluate@chest_xray")
     assert (tiny / "metrics" / "chest_xray" / "eval.json").read_text() == first  # train.deterministic: same bytes
@@ -258,7 +253,7 @@ def test_deterministic_training_runs_the_same_cpu_kernels_on_every_machine(tiny:
         variables = [f"ONEDNN_MAX_CPU_ISA={isa}"] if isa else []
         run_in(tiny, "env", *variables, "dvc", "repro", "-f", "-s", "train@chest_xray", "evaluate@chest_xray")
         results[name] = (
-            folder_digest(tiny / "models" / "chest_xray"),
+            digests(tiny / "models" / "chest_xray"),
             read(tiny / "metrics" / "chest_xray" / "eval.json"),
         )
     assert results["avx2"] == results["default"]

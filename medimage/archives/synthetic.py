@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from medimage.archives.packing import member_info
 from medimage.params import Acquisition, DatasetSpec, SyntheticSettings, SyntheticSpec, SyntheticTable
+from medimage.paths import ORIGINALS  # the archive split of an augmented archive's originals, as restructure names it
 
-ORIGINALS = "originals"  # the archive split of an augmented archive's originals
 MIN_IMAGES = 2  # per archive split and label, so that every folder of the real layout exists
 NOISE_GRAIN = 256
 DRAW_SIZE = 256  # shapes are drawn at most this size, then scaled: large images cost little more than small ones

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from medimage.errors import PipelineError
-from medimage.params import SPLIT_NAMES, SplitSettings
+from medimage.params import SPLIT_NAMES, SplitSettings, dataset_file
 
 FOLDS = 20
 # StratifiedGroupKFold (needed only when a group holds several labels) costs O(groups x folds) in Python (57 s
@@ -191,7 +191,7 @@ def remap(source_splits: Sequence[str], settings: SplitSettings, dataset: str) -
     for source, target in mapping.items():
         if source not in present:
             raise PipelineError(
-                f"{key}: {dataset} has no split {source!r} to map (its splits: {present}); see datasets/{dataset}.yaml"
+                f"{key}: {dataset} has no split {source!r} to map (its splits: {present}); see {dataset_file(dataset)}"
             )
         if settings.strategy == "merge" and (target not in present or target in mapping):
             raise PipelineError(
@@ -206,7 +206,7 @@ def remap(source_splits: Sequence[str], settings: SplitSettings, dataset: str) -
     if unplaced:
         raise PipelineError(
             f"split.strategy {settings.strategy}: {dataset}'s split(s) {unplaced} are none of {list(SPLIT_NAMES)}; "
-            f"map them with {key} in datasets/{dataset}.yaml, or use split.strategy pool"
+            f"map them with {key} in {dataset_file(dataset)}, or use split.strategy pool"
         )
     return result
 
