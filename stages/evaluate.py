@@ -17,7 +17,7 @@ import logging
 from medimage.atomic import write_csv
 from medimage.errors import PipelineError
 from medimage.modelling import opencv_loader
-from medimage.modelling.prediction import load_classifier, predict
+from medimage.modelling.families import load_classifier, predict
 from medimage.params import DatasetSpec, Params
 from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR
 from medimage.reporting.clinical import accuracy, assess, operating_point

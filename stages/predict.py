@@ -23,8 +23,9 @@ import numpy as np
 
 from medimage.decoding import decode_reduced
 from medimage.errors import PipelineError
+from medimage.modelling.classifier import Classifier
+from medimage.modelling.families import load_classifier
 from medimage.modelling.opencv_loader import model_pixels
-from medimage.modelling.prediction import Classifier, load_classifier
 from medimage.params import DatasetSpec, Params
 from medimage.paths import MODELS_DIR
 from medimage.reporting.sheets import write_png
@@ -74,10 +75,8 @@ def predict_files(classifier: Classifier, paths: Iterator[Path], cam: Path | Non
         probabilities = classifier.probabilities(pixels)
         probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 sums drift by ~1e-7
         pictures = []
-        if cam is not None and classifier.keras_model is not None:
-            from medimage.modelling.saliency import overlays  # TensorFlow, only for Keras models
-
-            pictures = overlays(classifier.keras_model, pixels, probabilities.argmax(axis=1))
+        if cam is not None and classifier.overlays is not None:
+            pictures = classifier.overlays(pixels, probabilities.argmax(axis=1))
         for position, (path, _) in enumerate(batch):
             line = prediction(path, probabilities[position], classifier.class_names)
             if pictures:
@@ -103,8 +102,10 @@ def predict_files(classifier: Classifier, paths: Iterator[Path], cam: Path | Non
 def main(params: Params, dataset: DatasetSpec, args: argparse.Namespace) -> None:
     classifier = load_classifier(MODELS_DIR / dataset.name, params.train.deterministic)
     if args.cam is not None:
-        if classifier.keras_model is None:
-            log.warning("--cam: no Grad-CAM for the sklearn_linear model (no convolutional layers); predicting only")
+        if classifier.overlays is None:
+            log.warning(
+                "--cam: no Grad-CAM for the %s model (no convolutional layers); predicting only", classifier.model
+            )
         args.cam.mkdir(parents=True, exist_ok=True)
     predicted, failed = predict_files(classifier, image_files(args.paths), args.cam, params.train.batch_size)
     if not predicted and not failed:

@@ -26,11 +26,11 @@ import shutil
 from dvclive import Live
 
 from medimage.atomic import atomic_dir
-from medimage.modelling import cluster, linear, opencv_loader, resume
+from medimage.modelling import cluster, opencv_loader, resume
 from medimage.modelling.determinism import pin_cpu_kernels
-from medimage.modelling.model_files import save_keras_model
+from medimage.modelling.families import family_of
 from medimage.params import DatasetSpec, Params
-from medimage.paths import KERAS_MODEL, LABELS, MODELS_DIR, PLOTS_DIR, TRAIN_SUMMARY
+from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR, TRAIN_SUMMARY
 from medimage.splitting.view import dataset_view
 from stages.cli import run_stage
 
@@ -69,19 +69,7 @@ def main(params: Params, dataset: DatasetSpec) -> None:
         Live(str(curves), resume=resuming, save_dvc_exp=False, dvcyaml=None, report=None) as live,
     ):
         live.step = resume.epochs_completed(backup)
-        if settings.model == "sklearn_linear":
-            images = opencv_loader.image_set(processed, "train", names)
-            model = linear.train(images, settings)
-            linear.save(model, staging)
-            live.log_metric("accuracy", float(model.score(linear.features(images, settings), images.labels)))
-            summary: dict = {"epochs": 1}
-        else:
-            from dvclive.keras import DVCLiveCallback
-
-            from medimage.modelling import fitting
-
-            keras_model, summary = fitting.fit(processed, names, settings, [DVCLiveCallback(live=live)], backup)
-            save_keras_model(keras_model, staging / KERAS_MODEL)
+        summary = family_of(settings.model).fit_and_save(processed, names, settings, live, backup, staging)
         (staging / LABELS).write_text(json.dumps(names, indent=2) + "\n")
         run = {"model": settings.model, "loader": settings.loader, "image_size": settings.image_size, **summary}
         (staging / TRAIN_SUMMARY).write_text(json.dumps(run, indent=2) + "\n")

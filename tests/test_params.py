@@ -45,3 +45,12 @@ def test_an_unquoted_off_is_the_method_off_as_dvc_exp_run_writes_it() -> None:
     assert SplitSettings.model_validate(yaml.safe_load("near_duplicates: off")).near_duplicates == "off"
     with pytest.raises(ValidationError, match="name the method: keypoints or dhash"):
         SplitSettings.model_validate({"near_duplicates": True})
+
+
+def test_every_model_params_accepts_has_a_family_and_no_other() -> None:
+    from typing import get_args
+
+    from medimage.modelling.families import FAMILIES
+    from medimage.params import TrainSettings
+
+    assert set(get_args(TrainSettings.model_fields["model"].annotation)) == set(FAMILIES)

@@ -1,4 +1,5 @@
-"""The TensorFlow-free baseline: HOG and thumbnail features (OpenCV) into a scikit-learn logistic regression.
+"""The scikit-learn family (train.model sklearn_linear): HOG and thumbnail features (OpenCV) into a logistic
+regression, saved as model.joblib.
 
 For users who may not use TensorFlow: this module, the OpenCV loader and evaluate's scikit-learn path
 import no TensorFlow.
@@ -11,11 +12,13 @@ from pathlib import Path
 import cv2
 import joblib
 import numpy as np
+from dvclive import Live
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medimage.modelling import opencv_loader
+from medimage.modelling.classifier import Classifier
 from medimage.params import TrainSettings
 
 HOG_WINDOW = 64  # HOG on the image resized to 64x64 grey
@@ -56,9 +59,31 @@ def save(model: Pipeline, folder: Path) -> None:
     joblib.dump(model, folder / MODEL_FILE)
 
 
-def load(folder: Path) -> Pipeline:
-    return joblib.load(folder / MODEL_FILE)
+# --------------------------------------------------------------------------- the family's three functions
 
 
-def predict_proba(folder: Path, images: opencv_loader.ImageSet, settings: TrainSettings) -> np.ndarray:
-    return load(folder).predict_proba(features(images, settings))
+def fit_and_save(
+    processed: Path, names: list[str], settings: TrainSettings, live: Live, backup: Path, staging: Path
+) -> dict:
+    """Fit on the train split (one pass: no epochs to back up) and write model.joblib into `staging`."""
+    images = opencv_loader.image_set(processed, "train", names)
+    model = train(images, settings)
+    save(model, staging)
+    live.log_metric("accuracy", float(model.score(features(images, settings), images.labels)))
+    return {"epochs": 1}
+
+
+def split_probabilities(
+    model_dir: Path, processed: Path, split: str, names: list[str], settings: TrainSettings
+) -> np.ndarray:
+    images = opencv_loader.image_set(processed, split, names)
+    return joblib.load(model_dir / MODEL_FILE).predict_proba(features(images, settings))
+
+
+def load(model_dir: Path, names: list[str], summary: dict, deterministic: bool) -> Classifier:
+    pipeline = joblib.load(model_dir / MODEL_FILE)
+
+    def probabilities(pixels: np.ndarray) -> np.ndarray:
+        return pipeline.predict_proba(np.array([image_features(one) for one in pixels]))
+
+    return Classifier(summary["model"], names, summary["image_size"], probabilities, None)  # no saliency map

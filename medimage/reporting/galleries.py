@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from medimage.modelling.classifier import Classifier
 from medimage.modelling.opencv_loader import ImageSet, load_image
-from medimage.modelling.prediction import Classifier
 from medimage.reporting.sheets import INK, THUMB
 
 CELL = THUMB * 2  # tiles are drawn at this size, nearest-neighbour, so that pixels stay visible
@@ -72,16 +72,14 @@ def saliency_gallery(
 
     The heat is for the predicted class: where the model found the evidence for what it said.
     """
-    if classifier.keras_model is None:
-        return gallery([], [], empty="no Grad-CAM: the sklearn_linear model has no convolutional layers")
-    from medimage.modelling.saliency import overlays  # TensorFlow, for Keras models only
-
+    if classifier.overlays is None:
+        return gallery([], [], empty=f"no Grad-CAM: the {classifier.model} model has no convolutional layers")
     cases = most_confident_mistakes(images.labels, probabilities, predicted, mistakes)
     cases += most_confident_correct(images.labels, probabilities, predicted, correct_per_class)
     if not cases:
         return gallery([], [], empty="no test images")
     pixels = np.stack([load_image(images.paths[i], images.sizes[i], classifier.image_size) for i in cases])
-    tiles = overlays(classifier.keras_model, pixels, predicted[cases])
+    tiles = classifier.overlays(pixels, predicted[cases])
     names = classifier.class_names
     captions = [caption(names, images.labels[i], predicted[i], probabilities[i]) for i in cases]
     return gallery(tiles, captions, empty="no test images")

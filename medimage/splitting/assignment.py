@@ -2,12 +2,12 @@
 
 Pooling cuts the data into FOLDS stratified, grouped folds (balanced_folds: per label, whole groups dealt to
 the emptiest fold; scikit-learn's StratifiedGroupKFold where a group holds several labels) and gives each
-split round(ratio x FOLDS) of them, test first, then val,
-train taking the rest: 20 folds make every ratio a multiple of 5 %, three-way ratios included. Where the
-rarest label has fewer than 20 independent groups of images, there are that many folds instead (coarser
-ratios, but every fold can hold every label). Groups are
-the connected components of "same patient", "same bytes" and (optionally) "near-identical dHash", so
-none of them ever straddles two splits. Input order does not matter: rows are sorted by path first.
+split round(ratio x FOLDS) of them, test first, then val, train taking the rest: 20 folds make every ratio a
+multiple of 5 %, three-way ratios included. Where the rarest label has fewer than 20 independent groups of
+images, there are that many folds instead (coarser ratios, but every fold can hold every label). Groups are
+the connected components of "same patient", "same bytes" and (with split.near_duplicates) "a copy of", so
+none of them ever straddles two splits; a group larger than a fold's share of its label is placed whole and
+reported. Input order does not matter: rows are sorted by path first.
 """
 
 from __future__ import annotations

@@ -1,0 +1,20 @@
+"""A trained model loaded for pixels, whatever its family: what predict, evaluate and the galleries hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A trained model ready for pixels: float32 RGB in [0, 255], n x image_size x image_size x 3."""
+
+    model: str  # train.model it was trained as, for messages
+    class_names: list[str]
+    image_size: int
+    probabilities: Callable[[np.ndarray], np.ndarray]
+    # each image with the heat of the given class drawn over it (uint8 BGR); None where the family has no saliency
+    overlays: Callable[[np.ndarray, np.ndarray], list[np.ndarray]] | None

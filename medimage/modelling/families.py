@@ -1,0 +1,63 @@
+"""Model families: every value of train.model and the family that fits, saves, loads and scores it.
+
+Train, evaluate, predict and the galleries ask `family_of(model)` or the Classifier it loads, and never test a
+model by its name. A family is a module with the three functions of `Family` (linear.py, keras_family.py); a new
+Keras architecture is a builder in architectures.py, its name in params.py and one line in FAMILIES; a new
+family is one module and its lines here. Nothing here imports TensorFlow: the scikit-learn family runs without.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from dvclive import Live
+
+from medimage.errors import PipelineError
+from medimage.modelling import keras_family, linear
+from medimage.modelling.classifier import Classifier
+from medimage.params import TrainSettings
+from medimage.paths import LABELS, TRAIN_SUMMARY
+
+
+class Family(Protocol):
+    def fit_and_save(
+        self, processed: Path, names: list[str], settings: TrainSettings, live: Live, backup: Path, staging: Path
+    ) -> dict:
+        """Fit on the train split, save the model into `staging`, log curves to `live`; what ran (train.json)."""
+
+    def split_probabilities(
+        self, model_dir: Path, processed: Path, split: str, names: list[str], settings: TrainSettings
+    ) -> np.ndarray:
+        """Probabilities for one split: rows in the processed manifest's order, columns in `names`' order."""
+
+    def load(self, model_dir: Path, names: list[str], summary: dict, deterministic: bool) -> Classifier:
+        """The saved model, ready for pixels."""
+
+
+FAMILIES: dict[str, Family] = {
+    "small_cnn": keras_family,
+    "mobilenet_v2": keras_family,
+    "efficientnet_b0": keras_family,
+    "sklearn_linear": linear,
+}
+
+
+def family_of(model: str) -> Family:
+    return FAMILIES[model]
+
+
+def predict(model_dir: Path, processed: Path, split: str, names: list[str], settings: TrainSettings) -> np.ndarray:
+    """Probabilities of the model train.model made, for one split."""
+    return family_of(settings.model).split_probabilities(model_dir, processed, split, names, settings)
+
+
+def load_classifier(model_dir: Path, deterministic: bool) -> Classifier:
+    """The model in `model_dir` as train wrote it (its files, labels.json, train.json), whatever its family."""
+    files = [model_dir / LABELS, model_dir / TRAIN_SUMMARY]
+    if not all(path.is_file() for path in files):
+        raise PipelineError(f"no trained model in {model_dir}: run train first (dvc repro train@{model_dir.name})")
+    names, summary = (json.loads(path.read_text()) for path in files)
+    return family_of(summary["model"]).load(model_dir, names, summary, deterministic)
