@@ -212,33 +212,35 @@ def operating_point(
     return OperatingPoint(round(threshold, 4), "Youden's J (sensitivity + specificity - 1) maximal on val")
 
 
-def assess(
-    test: ImageSet,
-    test_probabilities: np.ndarray,
-    point: OperatingPoint,
-    train_accuracy: float,
-    settings: EvaluateSettings,
-) -> tuple[dict, dict, list[dict]]:
-    """Headline metrics (the same keys for every dataset; every rate at `point`), the report, and the
-    reliability-diagram rows. `train_accuracy` must be read at the same point."""
-    labels, classes = test.labels, test_probabilities.shape[1]
-    predicted = point.decide(test_probabilities)
-    per_class = per_class_scores(labels, predicted, test.class_names)
-    for name, rates_of_class in zip(test.class_names, one_vs_rest(labels, predicted, classes), strict=True):
-        per_class[name] |= rates_of_class
-    report: dict = {"test_images": len(test), "classes": test.class_names}
-    chosen = decision_rates(labels, predicted, classes)
-    report["operating_point"] = {"rule": point.rule, "threshold": point.threshold}
+def per_class_table(labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -> dict[str, dict]:
+    """Per class: precision, recall, F1, support, and one-vs-rest sensitivity and specificity."""
+    table = per_class_scores(labels, predicted, class_names)
+    for name, rates_of_class in zip(class_names, one_vs_rest(labels, predicted, len(class_names)), strict=True):
+        table[name] |= rates_of_class
+    return table
+
+
+def operating_point_report(point: OperatingPoint, test: ImageSet, probabilities: np.ndarray) -> dict:
+    """The rule and threshold; for two classes the rates at it (with PPV and NPV) and at 0.5 for reference."""
+    report: dict = {"rule": point.rule, "threshold": point.threshold}
     if point.threshold is not None:
-        report["operating_point"] |= {
+        report |= {
             "positive_class": test.class_names[POSITIVE],
-            "at_threshold": chosen,
-            "at_0.5": rates(labels, test_probabilities[:, POSITIVE] >= 0.5),
+            "at_threshold": rates(test.labels, point.decide(probabilities) == POSITIVE),
+            "at_0.5": rates(test.labels, probabilities[:, POSITIVE] >= 0.5),
         }
+    return report
+
+
+def confidence_intervals(
+    test: ImageSet, probabilities: np.ndarray, point: OperatingPoint, settings: EvaluateSettings
+) -> dict:
+    """Bootstrap intervals of the headline scores (rates at `point`), and how they were made."""
+    classes = probabilities.shape[1]
 
     def at_point(score: Callable[[np.ndarray, np.ndarray], float | None]) -> Metric:
         """The score of the decisions at `point`, for the bootstrap, which resamples probabilities."""
-        return lambda truth, probabilities: score(truth, point.decide(probabilities))
+        return lambda truth, resampled: score(truth, point.decide(resampled))
 
     def rate(name: str) -> Callable[[np.ndarray, np.ndarray], float | None]:
         return lambda truth, decided: decision_rates(truth, decided, classes)[name]
@@ -250,33 +252,44 @@ def assess(
         "sensitivity": at_point(rate("sensitivity")),
         "specificity": at_point(rate("specificity")),
     }
+    resamples, level, seed = settings.bootstrap_resamples, settings.confidence_level, settings.seed
+    intervals = bootstrap(statistics, test.labels, probabilities, test.groups, resamples, level, seed)
     units = len(resampling_units(test.groups))
-    intervals = bootstrap(
-        statistics,
-        labels,
-        test_probabilities,
-        test.groups,
-        settings.bootstrap_resamples,
-        settings.confidence_level,
-        settings.seed,
-    )
-    report["confidence_intervals"] = {
-        "method": f"percentile bootstrap, {settings.bootstrap_resamples} resamples of {units} patients "
-        f"(images without a patient id count as their own), seed {settings.seed}",
-        "level": settings.confidence_level,
+    return {
+        "method": f"percentile bootstrap, {resamples} resamples of {units} patients "
+        f"(images without a patient id count as their own), seed {seed}",
+        "level": level,
         **intervals,
     }
+
+
+def assess(
+    test: ImageSet,
+    test_probabilities: np.ndarray,
+    point: OperatingPoint,
+    train_accuracy: float,
+    settings: EvaluateSettings,
+) -> tuple[dict, dict, list[dict]]:
+    """Headline metrics (the same keys for every dataset; every rate at `point`), the report, and the
+    reliability-diagram rows. `train_accuracy` must be read at the same point."""
+    labels, classes = test.labels, test_probabilities.shape[1]
+    predicted = point.decide(test_probabilities)
+    intervals = confidence_intervals(test, test_probabilities, point, settings)
     calibration = calibration_bins(labels, test_probabilities, settings.calibration_bins)
-    ece = expected_calibration_error(calibration)
-    report["calibration"] = {
-        "ece_bins": f"{settings.calibration_bins} equal-width bins of top-class probability",
-        "brier": "mean over images of the squared distance from the one-hot truth (0 best, 2 worst)",
-        "bins": calibration,
+    report = {
+        "test_images": len(test),
+        "classes": test.class_names,
+        "operating_point": operating_point_report(point, test, test_probabilities),
+        "confidence_intervals": intervals,
+        "calibration": {
+            "ece_bins": f"{settings.calibration_bins} equal-width bins of top-class probability",
+            "brier": "mean over images of the squared distance from the one-hot truth (0 best, 2 worst)",
+            "bins": calibration,
+        },
+        "per_class": per_class_table(labels, predicted, test.class_names),
     }
-    report["per_class"] = per_class
-    auc = macro_roc_auc(labels, test_probabilities)
-    test_accuracy = accuracy(labels, predicted)
-    balanced = balanced_accuracy(labels, predicted)
+    auc, test_accuracy = macro_roc_auc(labels, test_probabilities), accuracy(labels, predicted)
+    balanced, chosen = balanced_accuracy(labels, predicted), decision_rates(labels, predicted, classes)
     headline = {
         "threshold": point.threshold,
         "accuracy": round(test_accuracy, 4),
@@ -287,7 +300,7 @@ def assess(
         "roc_auc_ci_high": intervals["roc_auc"]["high"],
         "sensitivity": chosen["sensitivity"],
         "specificity": chosen["specificity"],
-        "ece": ece,
+        "ece": expected_calibration_error(calibration),
         "brier": brier_score(labels, test_probabilities),
         "train_accuracy": round(train_accuracy, 4),
         "generalization_gap": round(train_accuracy - test_accuracy, 4),
