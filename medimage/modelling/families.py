@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from dvclive import Live
 
 from medimage.errors import PipelineError
 from medimage.modelling import keras_family, linear
 from medimage.modelling.classifier import Classifier
 from medimage.params import TrainSettings
 from medimage.paths import LABELS, TRAIN_SUMMARY
+
+if TYPE_CHECKING:  # the type only: evaluate and predict need no DVCLive
+    from dvclive import Live
 
 
 class Family(Protocol):

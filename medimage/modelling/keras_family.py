@@ -4,15 +4,18 @@ model.keras, scored through the configured loader, explained by Grad-CAM. Tensor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from dvclive import Live
 
 from medimage.modelling import opencv_loader
 from medimage.modelling.classifier import Classifier
 from medimage.modelling.determinism import pin_cpu_kernels
 from medimage.params import TrainSettings
 from medimage.paths import KERAS_MODEL
+
+if TYPE_CHECKING:  # the type only: evaluate and predict need no DVCLive
+    from dvclive import Live
 
 
 def fit_and_save(

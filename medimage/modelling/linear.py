@@ -8,11 +8,11 @@ import no TensorFlow.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import joblib
 import numpy as np
-from dvclive import Live
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -20,6 +20,9 @@ from sklearn.preprocessing import StandardScaler
 from medimage.modelling import opencv_loader
 from medimage.modelling.classifier import Classifier
 from medimage.params import TrainSettings
+
+if TYPE_CHECKING:  # the type only: evaluate and predict need no DVCLive
+    from dvclive import Live
 
 HOG_WINDOW = 64  # HOG on the image resized to 64x64 grey
 HOG = cv2.HOGDescriptor((HOG_WINDOW, HOG_WINDOW), (16, 16), (8, 8), (8, 8), 9)
