@@ -38,17 +38,30 @@ def _remove(path: Path) -> None:
 
 
 def _writer_is_gone(name: str) -> bool:
-    """True for a temporary whose writing process has ended (or that names none: an older layout)."""
+    """True for a temporary whose writing process has ended (or that names none: an older layout).
+
+    A killed writer whose parent died with it is a zombie until the system's init reaps it, which can take seconds
+    (measured 1.5-2 s in a container whose PID 1 reaps lazily): `kill(pid, 0)` still succeeds on it, so a zombie
+    counts as ended (Linux tells by /proc/<pid>/stat; elsewhere a zombie waits for the next sweep)."""
     match = _WRITER.match(name)
     if match is None:
         return True
+    pid = int(match.group(1))
     try:
-        os.kill(int(match.group(1)), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]  # the state follows the command name in parentheses
 
 
 def sweep_leftovers(roots: Iterable[Path], depth: int = 3) -> list[Path]:

@@ -161,6 +161,23 @@ def test_temporaries_of_dead_writers_are_swept_and_live_ones_kept(tmp_path: Path
     assert live.is_dir() and (tmp_path / "data" / "interim" / "ds" / "manifest.csv").is_file()
 
 
+def test_a_killed_writer_not_yet_reaped_counts_as_gone(tmp_path: Path) -> None:
+    """A zombie (ended, not yet waited for) still answers kill(pid, 0): its temporaries must be swept all the same.
+    A killed stage's zombie outlived its kill by up to 2 s here and left a .tmp-view folder in a re-split."""
+    from medimage.atomic import sweep_leftovers
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{ended.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child never ended"
+        time.sleep(0.01)
+    os.kill(ended.pid, 0)  # no error: to kill(), a zombie is alive
+    zombie = tmp_path / "data" / f".tmp-view-p{ended.pid}-x1"
+    zombie.mkdir(parents=True)
+    assert sweep_leftovers([tmp_path / "data"]) == [zombie]
+    ended.wait()
+
+
 def test_a_rerun_replaces_the_earlier_output_only_once_complete(tmp_path: Path) -> None:
     from medimage.atomic import atomic_dir
 
