@@ -18,7 +18,7 @@ from benchmarks.common import CACHE, arguments, median_seconds
 from medimage.adding import propose, render
 from medimage.archives.inspection import list_archive
 from medimage.archives.reading import Limits
-from medimage.params import RestructureSettings
+from medimage.settings.restructure import RestructureSettings
 
 LABELS = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 

@@ -19,7 +19,7 @@ from benchmarks import loader_speed
 from medimage import manifest
 from medimage.manifest import ProcessedRow
 from medimage.modelling import opencv_loader
-from medimage.params import TrainSettings
+from medimage.settings.train import TrainSettings
 
 SETTINGS = TrainSettings(image_size=64, batch_size=32, epochs=2, deterministic=False)
 OPENCV = SETTINGS.model_copy(update={"loader": "opencv"})
@@ -63,9 +63,9 @@ class EpochTimes:
 def epoch_seconds(data: object, classes: int) -> float:
     import keras
 
-    from medimage.modelling import architectures, fitting
+    from medimage.modelling import architectures, keras_family
 
-    fitting.configure(SETTINGS)
+    keras_family.configure(SETTINGS)
     model, _ = architectures.build_model(SETTINGS, classes)
     model.compile(optimizer=keras.optimizers.Adam(SETTINGS.learning_rate), loss="sparse_categorical_crossentropy")
     timer = EpochTimes()

@@ -19,7 +19,10 @@ import yaml
 from benchmarks.common import CACHE, arguments, in_scratch, median_seconds
 from medimage.archives import synthetic
 from medimage.archives.unpacking import restructure
-from medimage.params import DatasetSpec, RestructureSettings, SyntheticSettings, dataset_file, load_dataset, load_params
+from medimage.settings.fetch import SyntheticSettings
+from medimage.settings.files import dataset_file
+from medimage.settings.project import DatasetSpec, load_dataset, load_params
+from medimage.settings.restructure import RestructureSettings
 
 REAL_SCALE = SyntheticSettings(images_per_class=2928, image_size=1000, seed=0)  # 5,856 images over 2 labels
 HAM_SCALE = SyntheticSettings(images_per_class=1431, image_size=450, seed=0)  # 10,015 images over 7 labels

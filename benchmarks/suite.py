@@ -27,7 +27,9 @@ from pathlib import Path
 from benchmarks import add_speed, loader_speed, resplit_speed, restructure_speed
 from benchmarks.common import CACHE, arguments, in_scratch, median_seconds, refresh_code
 from medimage.archives.unpacking import restructure
-from medimage.params import RestructureSettings, SplitSettings, load_dataset, load_params
+from medimage.settings.project import load_dataset, load_params
+from medimage.settings.restructure import RestructureSettings
+from medimage.settings.split import SplitSettings
 from tests.project import make_project, run_in
 
 MET = {True: "yes", False: "**no**", None: "-"}

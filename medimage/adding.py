@@ -27,7 +27,8 @@ from medimage.archives.tables import build_labels, is_table
 from medimage.archives.unpacking import Plan, plan_members
 from medimage.atomic import atomic_file
 from medimage.errors import PipelineError
-from medimage.params import PARAMS_FILE, DatasetSpec, dataset_file
+from medimage.settings.files import PARAMS_FILE, dataset_file
+from medimage.settings.project import DatasetSpec
 
 DVC_FILE = "dvc.yaml"
 KEY_ORDER = ("kaggle", "archive", "fetch", "layout", "extensions", "ignore", "split_map", "patient_id", "labels")

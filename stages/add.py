@@ -24,7 +24,8 @@ from medimage.archives.inspection import Listing, list_archive, list_folder
 from medimage.archives.reading import Limits
 from medimage.archives.sources import kaggle_folder
 from medimage.errors import PipelineError
-from medimage.params import DATASET_NAME, load_params
+from medimage.settings.files import DATASET_NAME
+from medimage.settings.project import load_params
 
 KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+(/versions/\d+)?$")
 

@@ -1,6 +1,6 @@
 """The entry point every stage shares: `python -m stages.<stage> <dataset>`.
 
-Parses the dataset name, validates params.yaml and the dataset's registry entry once, sets up logging, then
+Parses the dataset name, validates the params.yaml sections and dataset keys the stage reads, sets up logging, then
 runs the stage. A PipelineError becomes one line on stderr and exit status 1.
 
 Logging: the library and the stages log through `logging`; every line is prefixed with the stage and the
@@ -18,8 +18,8 @@ from typing import TextIO
 
 from medimage.atomic import sweep_leftovers
 from medimage.errors import PipelineError
-from medimage.params import load_dataset, load_params
 from medimage.paths import OUTPUT_ROOTS
+from medimage.settings.files import DatasetEntry, StageParams, read_dataset, read_params
 
 LOGGERS = ("medimage", "stages", "__main__")  # a stage run with -m logs as __main__
 
@@ -53,10 +53,12 @@ def run_stage(
     stage: str,
     main: Callable[..., None],
     description: str | None,
+    reads: tuple[type[StageParams], type[DatasetEntry]],
     argv: list[str] | None = None,
     arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
-    """Parse, validate, run `main(params, dataset)`; with `arguments` (more command-line arguments to declare),
+    """Parse, validate what the stage `reads` (its params.yaml sections, its datasets/<ds>.yaml keys), run
+    `main(params, dataset)`; with `arguments` (more command-line arguments to declare),
     `main(params, dataset, args)`, and information logged to stderr (stdout is the command's output)."""
     parser = argparse.ArgumentParser(
         prog=f"python -m stages.{stage}", description=description, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,8 +72,9 @@ def run_stage(
     if swept:
         logging.getLogger(__name__).info("removed %d temporary file(s) of interrupted runs: %s", len(swept), swept[0])
     try:
-        params = load_params()
-        dataset = load_dataset(args.dataset, params)
+        params_model, dataset_model = reads
+        params = read_params(params_model)
+        dataset = read_dataset(args.dataset, dataset_model, params.datasets)
         if arguments is None:
             main(params, dataset)
         else:

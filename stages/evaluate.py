@@ -18,13 +18,14 @@ from medimage.atomic import write_csv
 from medimage.errors import PipelineError
 from medimage.modelling import opencv_loader
 from medimage.modelling.families import load_classifier, predict
-from medimage.params import DatasetSpec, Params
 from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR
 from medimage.reporting.clinical import accuracy, assess, operating_point
 from medimage.reporting.galleries import caption, gallery, most_confident_mistakes, saliency_gallery
 from medimage.reporting.metrics_files import write_metrics
 from medimage.reporting.plot_data import confusion_rows, precision_recall_rows, roc_rows
 from medimage.reporting.sheets import thumbnail, write_png
+from medimage.settings.evaluate import EvaluateParams
+from medimage.settings.split import SplitEntry
 from medimage.splitting.view import dataset_view
 from stages.cli import run_stage
 
@@ -32,13 +33,13 @@ GALLERY_SIZE = 12
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, dataset: DatasetSpec) -> None:
+def main(params: EvaluateParams, dataset: SplitEntry) -> None:
     settings = params.train
     model_dir = MODELS_DIR / dataset.name
     if not (model_dir / LABELS).is_file():
         raise PipelineError(f"{model_dir / LABELS} not found: run train first (dvc repro train@{dataset.name})")
     names = json.loads((model_dir / LABELS).read_text())
-    processed = dataset_view(params, dataset)
+    processed = dataset_view(params.split, dataset)
     test = opencv_loader.image_set(processed, "test", names)
     train = opencv_loader.image_set(processed, "train", names)
     val = opencv_loader.image_set(processed, "val", names)
@@ -77,4 +78,4 @@ def main(params: Params, dataset: DatasetSpec) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("evaluate", main, __doc__)
+    run_stage("evaluate", main, __doc__, (EvaluateParams, SplitEntry))

@@ -11,18 +11,18 @@ from __future__ import annotations
 import logging
 
 from medimage.archives.sources import fetch_archive
-from medimage.params import DatasetSpec, Params
 from medimage.paths import raw_archive
+from medimage.settings.fetch import FetchEntry, FetchParams
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, dataset: DatasetSpec) -> None:
+def main(params: FetchParams, dataset: FetchEntry) -> None:
     destination = raw_archive(dataset.name)
     done = fetch_archive(dataset, params.fetch, destination)
     log.info("%s -> %s", done, destination)
 
 
 if __name__ == "__main__":
-    run_stage("fetch", main, __doc__)
+    run_stage("fetch", main, __doc__, (FetchParams, FetchEntry))

@@ -26,9 +26,10 @@ from medimage.errors import PipelineError
 from medimage.modelling.classifier import Classifier
 from medimage.modelling.families import load_classifier
 from medimage.modelling.opencv_loader import model_pixels
-from medimage.params import DatasetSpec, Params
 from medimage.paths import MODELS_DIR
 from medimage.reporting.sheets import write_png
+from medimage.settings.files import DatasetEntry
+from medimage.settings.train import TrainParams
 from stages.cli import run_stage
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -99,7 +100,7 @@ def predict_files(classifier: Classifier, paths: Iterator[Path], cam: Path | Non
     return predicted, failed
 
 
-def main(params: Params, dataset: DatasetSpec, args: argparse.Namespace) -> None:
+def main(params: TrainParams, dataset: DatasetEntry, args: argparse.Namespace) -> None:
     classifier = load_classifier(MODELS_DIR / dataset.name, params.train.deterministic)
     if args.cam is not None:
         if classifier.overlays is None:
@@ -116,4 +117,4 @@ def main(params: Params, dataset: DatasetSpec, args: argparse.Namespace) -> None
 
 
 if __name__ == "__main__":
-    run_stage("predict", main, __doc__, arguments=arguments)
+    run_stage("predict", main, __doc__, (TrainParams, DatasetEntry), arguments=arguments)

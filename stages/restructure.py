@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 
 from medimage.archives.unpacking import restructure
-from medimage.params import DatasetSpec, Params
 from medimage.paths import INTERIM_DIR, SKIPPED, raw_archive
 from medimage.reporting.metrics_files import write_metrics
+from medimage.settings.restructure import RestructureEntry, RestructureParams
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 HEADLINE = ("images", "skipped", "duplicates", "extension_mismatch", "unmatched")
 
 
-def main(params: Params, dataset: DatasetSpec) -> None:
+def main(params: RestructureParams, dataset: RestructureEntry) -> None:
     destination = INTERIM_DIR / dataset.name
     metrics = restructure(raw_archive(dataset.name), dataset, params.restructure, destination)
     write_metrics(dataset.name, "restructure", metrics, HEADLINE)
@@ -41,4 +41,4 @@ def main(params: Params, dataset: DatasetSpec) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("restructure", main, __doc__)
+    run_stage("restructure", main, __doc__, (RestructureParams, RestructureEntry))

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from medimage.params import DatasetSpec, Params, split_settings
 from medimage.paths import INTERIM_DIR, PLOTS_DIR, PROCESSED_DIR
 from medimage.reporting.metrics_files import write_metrics
+from medimage.settings.split import SplitEntry, SplitParams, split_settings
 from medimage.splitting import copy_cache
 from medimage.splitting.audit import audit_table
 from medimage.splitting.resplit import split_dataset
@@ -34,8 +34,8 @@ HEADLINE = (
 )
 
 
-def main(params: Params, dataset: DatasetSpec) -> None:
-    settings = split_settings(params, dataset)
+def main(params: SplitParams, dataset: SplitEntry) -> None:
+    settings = split_settings(params.split, dataset)
     sheet = PLOTS_DIR / dataset.name / "split_samples.png"
     interim, processed = INTERIM_DIR / dataset.name, PROCESSED_DIR / dataset.name
     metrics = split_dataset(dataset.name, settings, interim, processed, sheet, copy_cache.CACHE_DIR)
@@ -44,4 +44,4 @@ def main(params: Params, dataset: DatasetSpec) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("split", main, __doc__)
+    run_stage("split", main, __doc__, (SplitParams, SplitEntry))

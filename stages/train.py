@@ -28,21 +28,22 @@ from dvclive import Live
 from medimage.atomic import atomic_dir
 from medimage.modelling import cluster, opencv_loader, resume
 from medimage.modelling.determinism import pin_cpu_kernels
-from medimage.modelling.families import family_of
-from medimage.params import DatasetSpec, Params
+from medimage.modelling.training import trainer_of
 from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR, TRAIN_SUMMARY
+from medimage.settings.split import SplitEntry
+from medimage.settings.train import TrainParams
 from medimage.splitting.view import dataset_view
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
 
 
-def train_as_worker(params: Params, dataset: DatasetSpec) -> None:
+def train_as_worker(params: TrainParams, dataset: SplitEntry) -> None:
     """A non-chief multi_worker task: trains in step with the chief, keeps its own backup, writes no output."""
     from medimage.modelling import fitting
 
     settings = params.train
-    processed = dataset_view(params, dataset)
+    processed = dataset_view(params.split, dataset)
     backup = MODELS_DIR / f".resume-{dataset.name}-{cluster.task_name(settings.distribute)}"
     resume.prepare(backup, resume.fingerprint(settings, processed))
     _, summary = fitting.fit(processed, opencv_loader.class_names(processed), settings, [], backup)
@@ -52,13 +53,13 @@ def train_as_worker(params: Params, dataset: DatasetSpec) -> None:
     )
 
 
-def main(params: Params, dataset: DatasetSpec) -> None:
+def main(params: TrainParams, dataset: SplitEntry) -> None:
     settings = params.train
     pin_cpu_kernels(settings.deterministic, settings.mixed_precision)
     if not cluster.is_chief(settings.distribute):
         train_as_worker(params, dataset)
         return
-    processed = dataset_view(params, dataset)
+    processed = dataset_view(params.split, dataset)
     names = opencv_loader.class_names(processed)
     backup = MODELS_DIR / f".resume-{dataset.name}"
     resuming = resume.prepare(backup, resume.fingerprint(settings, processed))
@@ -69,7 +70,7 @@ def main(params: Params, dataset: DatasetSpec) -> None:
         Live(str(curves), resume=resuming, save_dvc_exp=False, dvcyaml=None, report=None) as live,
     ):
         live.step = resume.epochs_completed(backup)
-        summary = family_of(settings.model).fit_and_save(processed, names, settings, live, backup, staging)
+        summary = trainer_of(settings.model)(processed, names, settings, live, backup, staging)
         (staging / LABELS).write_text(json.dumps(names, indent=2) + "\n")
         run = {"model": settings.model, "loader": settings.loader, "image_size": settings.image_size, **summary}
         (staging / TRAIN_SUMMARY).write_text(json.dumps(run, indent=2) + "\n")
@@ -86,4 +87,4 @@ def main(params: Params, dataset: DatasetSpec) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("train", main, __doc__)
+    run_stage("train", main, __doc__, (TrainParams, SplitEntry))

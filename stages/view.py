@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 
-from medimage.params import DatasetSpec, Params
+from medimage.settings.split import SplitEntry, SplitParams
 from medimage.splitting.view import dataset_view
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
 
 
-def main(params: Params, dataset: DatasetSpec) -> None:
-    processed = dataset_view(params, dataset)  # no manifest: read_processed says to run split (or dvc pull)
+def main(params: SplitParams, dataset: SplitEntry) -> None:
+    processed = dataset_view(params.split, dataset)  # no manifest: read_processed says to run split (or dvc pull)
     log.info("%s matches its manifest", processed)
 
 
 if __name__ == "__main__":
-    run_stage("view", main, __doc__)
+    run_stage("view", main, __doc__, (SplitParams, SplitEntry))

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medimage.params import DatasetSpec, Params, dataset_file, load_dataset, load_params
+from medimage.settings.files import dataset_file
+from medimage.settings.project import DatasetSpec, Params, load_dataset, load_params
 from tests.project import REGISTERED_DATASETS, ROOT, make_project
 
 

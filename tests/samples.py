@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from medimage.params import DatasetSpec
+from medimage.settings.project import DatasetSpec
 
 TOY = DatasetSpec.model_validate(
     {

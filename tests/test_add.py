@@ -25,7 +25,9 @@ from medimage.archives.inspection import Ambiguous, list_archive
 from medimage.archives.reading import Limits
 from medimage.archives.unpacking import restructure
 from medimage.errors import PipelineError
-from medimage.params import DatasetSpec, RestructureSettings, SyntheticSettings
+from medimage.settings.fetch import SyntheticSettings
+from medimage.settings.project import DatasetSpec
+from medimage.settings.restructure import RestructureSettings
 from tests import tables
 from tests.project import REALDATA, REGISTERED_DATASETS, ROOT, make_project, run_in
 from tests.samples import TOY, jpeg_bytes, png_bytes, write_zip

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medimage.params import EvaluateSettings
 from medimage.reporting import clinical
 from medimage.reporting.plot_data import GRID, precision_recall_rows, roc_rows
+from medimage.settings.evaluate import EvaluateSettings
 
 
 def test_youden_picks_the_threshold_that_separates_a_constructed_score_set() -> None:

@@ -14,7 +14,8 @@ import pytest
 from medimage.archives import sources
 from medimage.archives.sources import fetch_archive
 from medimage.errors import PipelineError
-from medimage.params import DatasetSpec, FetchSettings
+from medimage.settings.fetch import FetchSettings
+from medimage.settings.project import DatasetSpec
 from tests.project import make_project, stage
 from tests.samples import jpeg_bytes, write_zip
 

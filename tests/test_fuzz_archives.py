@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from medimage import manifest
 from medimage.archives.unpacking import restructure
 from medimage.errors import PipelineError
-from medimage.params import RestructureSettings
+from medimage.settings.restructure import RestructureSettings
 from tests.project import file_digest
 from tests.samples import TOY, jpeg_bytes, png_bytes
 

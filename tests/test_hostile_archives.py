@@ -12,7 +12,7 @@ import yaml
 
 from medimage.archives.unpacking import restructure
 from medimage.errors import PipelineError
-from medimage.params import RestructureSettings
+from medimage.settings.restructure import RestructureSettings
 from tests.project import files_under, make_project, stage
 from tests.samples import TOY, jpeg_bytes, png_bytes, write_zip
 
@@ -207,8 +207,11 @@ def test_invalid_registry_entries_name_the_key_and_the_file(tmp_path: Path) -> N
     entry["kaggle"] = "tawsifurrahman/covid19-radiography-database"  # not pinned
     entry["patient_id"] = "no group"
     (project / "datasets" / "covid19.yaml").write_text(yaml.safe_dump(entry))
-    result = stage(project, "fetch", "covid19")
+    result = stage(project, "fetch", "covid19")  # fetch validates the keys it reads; restructure reads patient_id
     assert result.returncode == 1
     handle = "'tawsifurrahman/covid19-radiography-database'"
     assert f"invalid datasets/covid19.yaml: kaggle: {handle} must be owner/slug/versions/N" in result.stderr
-    assert "patient_id: needs one capture group" in result.stderr
+    assert "patient_id" not in result.stderr
+    result = stage(project, "restructure", "covid19")
+    assert result.returncode == 1
+    assert "invalid datasets/covid19.yaml: patient_id: needs one capture group" in result.stderr

@@ -5,7 +5,7 @@ import pytest
 from medimage.archives.layout import Layout, top_level_entries
 from medimage.archives.reading import safe_member_name
 from medimage.errors import PipelineError
-from medimage.params import DatasetSpec
+from medimage.settings.project import DatasetSpec
 
 
 def test_chest_xray_layout(registry: dict[str, DatasetSpec]) -> None:

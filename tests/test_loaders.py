@@ -133,7 +133,7 @@ def test_legacy_image_data_generator_reads_our_folders_unchanged(tmp_path: Path)
 
 def test_opencv_batches_decode_once_and_read_later_epochs_from_their_disk_cache(tmp_path: Path) -> None:
     from medimage.modelling.keras_loader import OpenCVBatches
-    from medimage.params import TrainSettings
+    from medimage.settings.train import TrainSettings
 
     folder = processed_folder(tmp_path / "processed", 6, [(40, 50), (70, 30)])
     names = opencv_loader.class_names(folder)

@@ -19,7 +19,9 @@ import pytest
 
 from medimage import manifest
 from medimage.archives.unpacking import restructure
-from medimage.params import DatasetSpec, RestructureSettings, SplitSettings
+from medimage.settings.project import DatasetSpec
+from medimage.settings.restructure import RestructureSettings
+from medimage.settings.split import SplitSettings
 from medimage.splitting import matching
 from medimage.splitting.assignment import UnionFind
 from medimage.splitting.resplit import split_dataset, write_split

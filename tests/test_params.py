@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from medimage.params import Params, SplitSettings
+from medimage.errors import PipelineError
+from medimage.settings.fetch import FetchParams
+from medimage.settings.files import DATASET_KEYS, PARAMS_FILE, PARAMS_KEYS, read_params
+from medimage.settings.project import DatasetSpec, Params
+from medimage.settings.split import SplitSettings
+from medimage.settings.train import TrainParams
 from tests.project import ROOT
 
 # Mappings whose keys are data (split names, dataset names), not schema fields: compared whole.
@@ -51,6 +58,27 @@ def test_every_model_params_accepts_has_a_family_and_no_other() -> None:
     from typing import get_args
 
     from medimage.modelling.families import FAMILIES
-    from medimage.params import TrainSettings
+    from medimage.settings.train import TrainSettings
 
     assert set(get_args(TrainSettings.model_fields["model"].annotation)) == set(FAMILIES)
+
+
+def test_the_known_top_level_keys_are_the_full_schemas() -> None:
+    assert set(PARAMS_KEYS) == set(Params.model_fields)
+    assert {"name", *DATASET_KEYS} == set(DatasetSpec.model_fields)
+
+
+def test_a_stage_validates_its_own_sections_and_every_top_level_key(tmp_path: Path) -> None:
+    """fetch does not stop on a bad train value (train does, naming it); a top-level typo stops every stage."""
+    params = yaml.safe_load((ROOT / PARAMS_FILE).read_text())
+    params["train"]["epochs"] = 0
+    (tmp_path / PARAMS_FILE).write_text(yaml.safe_dump(params))
+    assert read_params(FetchParams, tmp_path).fetch.source == params["fetch"]["source"]
+    with pytest.raises(PipelineError, match=r"invalid params\.yaml: train\.epochs: Input should be greater"):
+        read_params(TrainParams, tmp_path)
+    params["train"]["epochs"] = 1
+    params["trian"] = {}
+    (tmp_path / PARAMS_FILE).write_text(yaml.safe_dump(params))
+    for model in (FetchParams, TrainParams, Params):
+        with pytest.raises(PipelineError, match=r"invalid params\.yaml: trian: Extra inputs are not permitted"):
+            read_params(model, tmp_path)

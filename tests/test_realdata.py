@@ -13,7 +13,8 @@ import pytest
 
 from medimage import manifest
 from medimage.archives.unpacking import restructure
-from medimage.params import DatasetSpec, RestructureSettings
+from medimage.settings.project import DatasetSpec
+from medimage.settings.restructure import RestructureSettings
 from tests.project import REALDATA, make_project, run_in
 
 pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample images not found at {REALDATA}")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from medimage.errors import PipelineError
-from medimage.params import load_params
+from medimage.settings.project import load_params
 from tests.project import ROOT, environment, files_under, make_project
 
 
@@ -129,7 +129,8 @@ def test_kaggle_credentials_never_reach_any_file_or_log(tmp_path: Path) -> None:
     import zipfile
 
     from medimage.archives import synthetic
-    from medimage.params import SyntheticSettings, load_dataset, load_params
+    from medimage.settings.fetch import SyntheticSettings
+    from medimage.settings.project import load_dataset, load_params
 
     params = load_params(ROOT)
     archive = tmp_path / "download.zip"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medimage.params import Params
+from medimage.settings.project import Params
 
 SIDE, PATCH, IMAGES = 48, 10, 240
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medimage.errors import PipelineError
-from medimage.params import SplitSettings
+from medimage.settings.split import SplitSettings
 from medimage.splitting.assignment import Item, assign_splits, folds_per_split, leakage_components
 
 RATIOS = [

@@ -89,5 +89,71 @@ def test_deps_are_the_import_closure(stage: str) -> None:
 def test_the_closure_follows_imports_inside_functions() -> None:
     closure = import_closure("stages.train")
     assert "medimage/modelling/fitting.py" in closure  # imported only inside main(), for the Keras models
-    assert "medimage/params.py" in closure
+    assert "medimage/settings/train.py" in closure
     assert "stages/evaluate.py" not in closure
+
+
+SETTINGS_READ = {  # the settings modules each stage may depend on: its own concern's and those it reads
+    "fetch": {"fetch"},
+    "restructure": {"restructure"},
+    "split": {"split"},
+    "train": {"split", "train"},  # split.link: how a missing view is rebuilt
+    "evaluate": {"split", "train", "evaluate"},
+}
+
+
+@pytest.mark.parametrize("stage", sorted(SETTINGS_READ))
+def test_a_stage_depends_on_the_settings_it_reads_only(stage: str) -> None:
+    """Editing one concern's schema (a comment of SyntheticSpec, say) must not rerun the other stages."""
+    closure = import_closure(stage_modules()[stage][0])
+    settings = {Path(path).stem for path in closure if path.startswith("medimage/settings/")}
+    assert settings == SETTINGS_READ[stage] | {"files"}
+
+
+def test_evaluate_depends_on_no_training_code() -> None:
+    closure = import_closure("stages.evaluate")
+    training = {"fitting", "distributed", "architectures", "resume", "cluster", "training"}
+    assert not {Path(path).stem for path in closure if path.startswith("medimage/modelling/")} & training
+
+
+# --------------------------------------------------------------------------- docs/reruns.md
+
+RERUNS_DOC = ROOT / "docs" / "reruns.md"
+TABLE_START, TABLE_END = "<!-- reruns: start -->", "<!-- reruns: end -->"
+
+
+def coarse_dep(path: str) -> str:
+    """The dep a folder-level dvc.yaml would list for `path`: its subpackage folder, or the file at the top."""
+    parts = path.split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 else path
+
+
+def rerun_table() -> str:
+    """Per project module, the stages a change to it reruns: with the import closure as deps (dvc.yaml), and with
+    one dep per subpackage folder (the coarser alternative)."""
+    stages = {name: import_closure(module) for name, (module, _) in stage_modules().items()}
+    modules = sorted(set().union(*stages.values()))
+    lines = [
+        "| module | reruns (deps: the import closure) | reruns (deps: one per folder) |",
+        "|---|---|---|",
+    ]
+    totals = [0, 0]
+    for module in modules:
+        exact = [name for name, closure in stages.items() if module in closure]
+        coarse = [name for name, closure in stages.items() if coarse_dep(module) in map(coarse_dep, closure)]
+        totals = [totals[0] + len(exact), totals[1] + len(coarse)]
+        lines.append(f"| `{module}` | {', '.join(exact)} | {', '.join(coarse)} |")
+    lines.append(f"| **stages rerun, summed over the {len(modules)} modules** | {totals[0]} | {totals[1]} |")
+    return "\n".join(lines)
+
+
+def test_the_rerun_table_in_the_docs_is_current() -> None:
+    text = RERUNS_DOC.read_text(encoding="utf-8")
+    shown = text.split(TABLE_START)[1].split(TABLE_END)[0].strip()
+    assert shown == rerun_table(), f"{RERUNS_DOC.name} is stale: run python -m tests.test_stage_deps"
+
+
+if __name__ == "__main__":
+    text = RERUNS_DOC.read_text(encoding="utf-8")
+    before, rest = text.split(TABLE_START)
+    RERUNS_DOC.write_text(f"{before}{TABLE_START}\n{rerun_table()}\n{TABLE_END}{rest.split(TABLE_END)[1]}")

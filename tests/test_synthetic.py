@@ -14,7 +14,10 @@ from medimage import manifest
 from medimage.archives import synthetic
 from medimage.archives.layout import Layout
 from medimage.archives.unpacking import restructure
-from medimage.params import DatasetSpec, RestructureSettings, SyntheticSettings, load_params, split_settings
+from medimage.settings.fetch import SyntheticSettings
+from medimage.settings.project import DatasetSpec, load_params
+from medimage.settings.restructure import RestructureSettings
+from medimage.settings.split import split_settings
 from medimage.splitting import matching
 from medimage.splitting.resplit import split_dataset, write_split
 from tests.project import DEFAULT_DATASETS, ROOT, files_under
@@ -143,7 +146,7 @@ def test_a_pooled_split_of_the_blood_cells_stand_in_keeps_each_original_and_its_
     knobs = SyntheticSettings(images_per_class=40, image_size=64, seed=3)
     archive = _write_with(dataset, knobs, tmp_path / "blood.zip")
     restructure(archive, dataset, RestructureSettings(), tmp_path / "interim")
-    settings = split_settings(load_params(ROOT), dataset)
+    settings = split_settings(load_params(ROOT).split, dataset)
     metrics = split_dataset("blood_cells", settings, tmp_path / "interim", tmp_path / "processed", tmp_path / "s.png")
 
     rows = manifest.read_processed(tmp_path / "processed")
@@ -185,7 +188,7 @@ def test_a_resplit_of_the_same_images_searches_no_copies_again_and_new_images_al
     archive = _write_with(dataset, SyntheticSettings(images_per_class=20, image_size=64, seed=5), tmp_path / "b.zip")
     interim = tmp_path / "interim"
     restructure(archive, dataset, RestructureSettings(), interim)
-    settings = split_settings(load_params(ROOT), dataset)
+    settings = split_settings(load_params(ROOT).split, dataset)
     cache = tmp_path / "cache"
     computed: list[int] = []
     features_of = matching.features_of

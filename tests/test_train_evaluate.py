@@ -209,7 +209,7 @@ def test_backbones_get_their_own_preprocessing_and_grey_becomes_three_channels()
     import keras
 
     from medimage.modelling.architectures import BACKBONES, build_model
-    from medimage.params import TrainSettings
+    from medimage.settings.train import TrainSettings
 
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     layer = BACKBONES["mobilenet_v2"][1]()

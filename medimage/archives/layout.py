@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from medimage.archives.reading import member_name, member_suffix
-from medimage.params import DatasetSpec
+from medimage.settings.restructure import RestructureEntry
 
 NO_SPLIT = "all"
 _PLACEHOLDER = re.compile(r"\{(split|label|file)\}")
@@ -64,7 +64,7 @@ class Placement:
 class Layout:
     """The registry's layout rules for one dataset, compiled once."""
 
-    spec: DatasetSpec
+    spec: RestructureEntry
 
     @cached_property
     def _patterns(self) -> list[re.Pattern[str]]:

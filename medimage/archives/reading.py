@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medimage.errors import PipelineError
-from medimage.params import RestructureSettings
+from medimage.settings.restructure import RestructureSettings
 
 MB = 1024 * 1024
 # Small members cannot be bombs whatever their ratio (AppleDouble stubs and blank masks compress 100x).

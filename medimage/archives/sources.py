@@ -16,7 +16,8 @@ from medimage.archives import synthetic
 from medimage.archives.packing import pack_folder
 from medimage.atomic import atomic_file
 from medimage.errors import PipelineError
-from medimage.params import DatasetSpec, FetchSettings, dataset_file
+from medimage.settings.fetch import FetchEntry, FetchSettings
+from medimage.settings.files import dataset_file
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ CREDENTIALS_HINT = (
 )
 
 
-def find_local_archive(location: Path, dataset: DatasetSpec) -> Path:
+def find_local_archive(location: Path, dataset: FetchEntry) -> Path:
     """The zip file to use for a path the user gave: the file itself, or the Kaggle-named zip inside a folder.
 
     A folder holding neither `<slug>.zip` (Kaggle CLI) nor `archive*.zip` (browser) is taken as an already
@@ -46,7 +47,7 @@ def find_local_archive(location: Path, dataset: DatasetSpec) -> Path:
     return location
 
 
-def copy_local(dataset: DatasetSpec, location: str | None, destination: Path) -> str:
+def copy_local(dataset: FetchEntry, location: str | None, destination: Path) -> str:
     """Copy (never link: DVC would then share the user's own file with its cache) or pack a local download."""
     if not location:
         raise PipelineError(f"fetch.source is 'path' but fetch.paths.{dataset.name} is not set in params.yaml")
@@ -96,7 +97,7 @@ def kaggle_folder(handle: str, name: str) -> Path:
         ) from None
 
 
-def fetch_archive(dataset: DatasetSpec, settings: FetchSettings, destination: Path) -> str:
+def fetch_archive(dataset: FetchEntry, settings: FetchSettings, destination: Path) -> str:
     """Write the archive to `destination` atomically, from the dataset's source (its registry key `fetch`, else
     params.yaml's fetch.source); return what was done, for the log."""
     source = dataset.fetch or settings.source

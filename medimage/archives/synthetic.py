@@ -24,8 +24,8 @@ import numpy as np
 from tqdm import tqdm
 
 from medimage.archives.packing import member_info
-from medimage.params import Acquisition, DatasetSpec, SyntheticSettings, SyntheticSpec, SyntheticTable
 from medimage.paths import ORIGINALS  # the archive split of an augmented archive's originals, as restructure names it
+from medimage.settings.fetch import Acquisition, FetchEntry, SyntheticSettings, SyntheticSpec, SyntheticTable
 
 MIN_IMAGES = 2  # per archive split and label, so that every folder of the real layout exists
 NOISE_GRAIN = 256
@@ -264,7 +264,7 @@ def encode(image: np.ndarray, member: str) -> bytes:
 # --------------------------------------------------------------------------- archive
 
 
-def _spec(dataset: DatasetSpec) -> SyntheticSpec:
+def _spec(dataset: FetchEntry) -> SyntheticSpec:
     if dataset.synthetic is None:
         raise ValueError(f"{dataset.name} has no synthetic section")
     return dataset.synthetic
@@ -286,7 +286,7 @@ def base_size(spec: SyntheticSpec, knobs: SyntheticSettings) -> int:
 
 
 def original_drawing(
-    dataset: DatasetSpec, label: str, label_index: int, source: int, knobs: SyntheticSettings
+    dataset: FetchEntry, label: str, label_index: int, source: int, knobs: SyntheticSettings
 ) -> np.ndarray:
     """The drawing of one original of an augmented archive, shared by the original's file and its copies."""
     rng = _rng(knobs.seed, dataset.name, label, source)
@@ -294,7 +294,7 @@ def original_drawing(
     return draw_image(label_index, rng, min(base_size(spec, knobs), DRAW_SIZE), spec.cells)
 
 
-def render(dataset: DatasetSpec, planned: PlannedImage, knobs: SyntheticSettings) -> bytes:
+def render(dataset: FetchEntry, planned: PlannedImage, knobs: SyntheticSettings) -> bytes:
     """The bytes of one image: drawn afresh, an augmented copy of its original, or (archive split "originals")
     the original itself."""
     spec = _spec(dataset)
@@ -342,7 +342,7 @@ def table_bytes(spec: SyntheticSpec, table: SyntheticTable, planned: list[Planne
     return buffer.getvalue().encode()
 
 
-def archive_members(dataset: DatasetSpec, knobs: SyntheticSettings) -> Iterator[tuple[str, Callable[[], bytes]]]:
+def archive_members(dataset: FetchEntry, knobs: SyntheticSettings) -> Iterator[tuple[str, Callable[[], bytes]]]:
     """(member path, function giving its bytes) for every member of the synthetic archive, in archive order.
 
     An image's nested copies follow it, sharing one rendering; nothing is kept once it has been written.
@@ -372,7 +372,7 @@ def archive_members(dataset: DatasetSpec, knobs: SyntheticSettings) -> Iterator[
         yield spec.table.member, lambda table=spec.table: table_bytes(spec, table, planned)
 
 
-def write_archive(dataset: DatasetSpec, knobs: SyntheticSettings, destination: Path) -> int:
+def write_archive(dataset: FetchEntry, knobs: SyntheticSettings, destination: Path) -> int:
     """Write the synthetic archive to `destination`; return the number of members."""
     count = 0
     with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:

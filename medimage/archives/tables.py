@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from medimage.archives.reading import member_stem, member_suffix
 from medimage.errors import PipelineError
-from medimage.params import LabelTable
+from medimage.settings.restructure import LabelTable
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
 MULTI_LABEL_SEPARATOR = "|"  # NIH ChestX-ray14 "Atelectasis|Effusion"

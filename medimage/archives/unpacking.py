@@ -24,8 +24,9 @@ from medimage.archives.validation import InvalidImage, inspect_image
 from medimage.atomic import atomic_dir, write_csv
 from medimage.errors import PipelineError
 from medimage.manifest import InterimRow
-from medimage.params import DatasetSpec, RestructureSettings, dataset_file
 from medimage.paths import ORIGINALS, SKIPPED
+from medimage.settings.files import dataset_file
+from medimage.settings.restructure import RestructureEntry, RestructureSettings
 
 WORKERS = min(8, os.cpu_count() or 1)
 # Extensions that promise an image format; bytes of another format behind them are kept but counted.
@@ -87,7 +88,7 @@ def with_table_label(placement: Placement, labels: TableLabels, where: str) -> P
 
 
 def plan_members(
-    infos: dict[str, zipfile.ZipInfo], layout: Layout, dataset: DatasetSpec, labels: TableLabels | None = None
+    infos: dict[str, zipfile.ZipInfo], layout: Layout, dataset: RestructureEntry, labels: TableLabels | None = None
 ) -> Plan:
     plan = Plan()
     where = str(dataset_file(dataset.name))
@@ -186,7 +187,7 @@ def summarise(rows: list[InterimRow], skipped: list[Skipped], plan: Plan) -> dic
 
 
 def read_table_member(
-    archive: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], member: str, limits: Limits, dataset: DatasetSpec
+    archive: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], member: str, limits: Limits, dataset: RestructureEntry
 ) -> bytes:
     if member not in infos:
         raise PipelineError(
@@ -224,7 +225,9 @@ def take_member(
     )
 
 
-def restructure(archive_path: Path, dataset: DatasetSpec, settings: RestructureSettings, destination: Path) -> dict:
+def restructure(
+    archive_path: Path, dataset: RestructureEntry, settings: RestructureSettings, destination: Path
+) -> dict:
     """Stream the archive into `destination` (replaced atomically); return the restructure metrics.
 
     Members are taken by a few threads at once: inflating, decoding and hashing release the GIL, and the

@@ -12,7 +12,7 @@ import keras
 from keras import layers
 
 from medimage.errors import PipelineError
-from medimage.params import TrainSettings
+from medimage.settings.train import TrainSettings
 
 # Each backbone's preprocess_input, as a layer so that model.keras loads without custom code:
 # MobileNetV2 scales to [-1, 1] ("tf" mode); EfficientNetB0 takes [0, 255] and rescales inside itself.

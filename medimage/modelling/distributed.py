@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from medimage.errors import PipelineError
 from medimage.modelling import resume
-from medimage.params import TrainSettings
+from medimage.settings.train import TrainSettings
 
 log = logging.getLogger(__name__)
 

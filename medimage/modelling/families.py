@@ -1,35 +1,28 @@
-"""Model families: every value of train.model and the family that fits, saves, loads and scores it.
+"""Model families: every value of train.model and the family that loads and scores it (training.py fits it).
 
 Train, evaluate, predict and the galleries ask `family_of(model)` or the Classifier it loads, and never test a
-model by its name. A family is a module with the three functions of `Family` (linear.py, keras_family.py); a new
-Keras architecture is a builder in architectures.py, its name in params.py and one line in FAMILIES; a new
-family is one module and its lines here. Nothing here imports TensorFlow: the scikit-learn family runs without.
+model by its name. A family is a module with the two functions of `Family` (linear.py, keras_family.py) and a
+trainer in training.py; a new Keras architecture is a builder in architectures.py, its name in settings/train.py
+and one line in FAMILIES. Nothing here imports TensorFlow: the scikit-learn family runs without. Nothing here
+fits either, so that evaluate and predict depend on no training code.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from medimage.errors import PipelineError
 from medimage.modelling import keras_family, linear
 from medimage.modelling.classifier import Classifier
-from medimage.params import TrainSettings
 from medimage.paths import LABELS, TRAIN_SUMMARY
-
-if TYPE_CHECKING:  # the type only: evaluate and predict need no DVCLive
-    from dvclive import Live
+from medimage.settings.train import TrainSettings
 
 
 class Family(Protocol):
-    def fit_and_save(
-        self, processed: Path, names: list[str], settings: TrainSettings, live: Live, backup: Path, staging: Path
-    ) -> dict:
-        """Fit on the train split, save the model into `staging`, log curves to `live`; what ran (train.json)."""
-
     def split_probabilities(
         self, model_dir: Path, processed: Path, split: str, names: list[str], settings: TrainSettings
     ) -> np.ndarray:

@@ -22,21 +22,11 @@ from sklearn.utils.class_weight import compute_class_weight
 from medimage.atomic import write_json
 from medimage.errors import PipelineError
 from medimage.modelling import architectures, cluster, distributed, opencv_loader, resume
+from medimage.modelling.keras_family import configure
 from medimage.modelling.keras_loader import corrupt_images_named, data_for
-from medimage.params import TrainSettings
+from medimage.settings.train import TrainSettings
 
 log = logging.getLogger(__name__)
-
-
-def configure(settings: TrainSettings) -> None:
-    """Seeds everywhere; with `deterministic`, op determinism and one thread per op (bit-identical reruns);
-    the float policy (mixed_float16 with `mixed_precision`: Keras then scales the loss in compile)."""
-    keras.mixed_precision.set_global_policy("mixed_float16" if settings.mixed_precision else "float32")
-    if settings.deterministic:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(settings.seed)
 
 
 def strategy_for(settings: TrainSettings) -> tf.distribute.Strategy | None:

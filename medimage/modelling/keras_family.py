@@ -1,35 +1,31 @@
-"""The Keras family (train.model small_cnn, mobilenet_v2, efficientnet_b0): fitted by fitting.py, saved as
-model.keras, scored through the configured loader, explained by Grad-CAM. TensorFlow is imported when called."""
+"""The Keras family (train.model small_cnn, mobilenet_v2, efficientnet_b0) once fitted (fitting.py): model.keras,
+scored through the configured loader, explained by Grad-CAM. TensorFlow is imported when called."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medimage.modelling import opencv_loader
 from medimage.modelling.classifier import Classifier
 from medimage.modelling.determinism import pin_cpu_kernels
-from medimage.params import TrainSettings
 from medimage.paths import KERAS_MODEL
-
-if TYPE_CHECKING:  # the type only: evaluate and predict need no DVCLive
-    from dvclive import Live
+from medimage.settings.train import TrainSettings
 
 
-def fit_and_save(
-    processed: Path, names: list[str], settings: TrainSettings, live: Live, backup: Path, staging: Path
-) -> dict:
-    """Train (curves to `live`, epochs backed up in `backup`), write model.keras into `staging`; the summary."""
-    from dvclive.keras import DVCLiveCallback
+def configure(settings: TrainSettings) -> None:
+    """Seeds everywhere; with `deterministic`, op determinism and one thread per op (bit-identical reruns);
+    the float policy (mixed_float16 with `mixed_precision`: Keras then scales the loss in compile)."""
+    import keras
+    import tensorflow as tf
 
-    from medimage.modelling import fitting
-    from medimage.modelling.model_files import save_keras_model
-
-    model, summary = fitting.fit(processed, names, settings, [DVCLiveCallback(live=live)], backup)
-    save_keras_model(model, staging / KERAS_MODEL)
-    return summary
+    keras.mixed_precision.set_global_policy("mixed_float16" if settings.mixed_precision else "float32")
+    if settings.deterministic:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(settings.seed)
 
 
 def split_probabilities(
@@ -40,7 +36,6 @@ def split_probabilities(
     import keras
     import tensorflow as tf
 
-    from medimage.modelling.fitting import configure
     from medimage.modelling.keras_loader import OpenCVBatches, corrupt_images_named, split_folder
 
     configure(settings)

@@ -20,7 +20,7 @@ import tensorflow as tf
 from medimage.decoding import restore_hint
 from medimage.errors import PipelineError
 from medimage.modelling import opencv_loader
-from medimage.params import TrainSettings
+from medimage.settings.train import TrainSettings
 
 SHUFFLE_BUFFER = 1024
 

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from medimage.modelling import opencv_loader
 from medimage.modelling.classifier import Classifier
-from medimage.params import TrainSettings
+from medimage.settings.train import TrainSettings
 
 if TYPE_CHECKING:  # the type only: evaluate and predict need no DVCLive
     from dvclive import Live

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from medimage.atomic import atomic_file
 from medimage.manifest import manifest_path
-from medimage.params import TrainSettings
+from medimage.settings.train import TrainSettings
 
 PHASES = ("train", "fine_tune")
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from medimage.modelling.opencv_loader import ImageSet
-from medimage.params import EvaluateSettings
 from medimage.reporting.scores import macro_f1, macro_roc_auc, per_class_scores
+from medimage.settings.evaluate import EvaluateSettings
 
 POSITIVE = 1  # index of the positive class for two-class datasets
 

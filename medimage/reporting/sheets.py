@@ -11,7 +11,7 @@ import numpy as np
 from medimage.atomic import atomic_file
 from medimage.decoding import decode_reduced
 from medimage.manifest import ProcessedRow
-from medimage.params import SPLIT_NAMES
+from medimage.settings.split import SPLIT_NAMES
 
 THUMB = 96
 TITLE = 28

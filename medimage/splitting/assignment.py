@@ -22,7 +22,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from medimage.errors import PipelineError
-from medimage.params import SPLIT_NAMES, SplitSettings, dataset_file
+from medimage.settings.files import dataset_file
+from medimage.settings.split import SPLIT_NAMES, SplitSettings
 
 FOLDS = 20
 # StratifiedGroupKFold (needed only when a group holds several labels) costs O(groups x folds) in Python (57 s

@@ -27,8 +27,8 @@ from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from medimage.manifest import InterimRow
-from medimage.params import SplitSettings
 from medimage.reporting.scores import macro_roc_auc
+from medimage.settings.split import SplitSettings
 from medimage.splitting.assignment import UnionFind
 from medimage.splitting.features import read_grey, thumbnail_features
 

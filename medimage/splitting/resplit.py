@@ -14,8 +14,8 @@ import numpy as np
 
 from medimage import manifest
 from medimage.manifest import InterimRow, ProcessedRow
-from medimage.params import SplitSettings
 from medimage.reporting.sheets import contact_sheet, write_png
+from medimage.settings.split import SplitSettings
 from medimage.splitting import copy_cache, matching, view
 from medimage.splitting.assignment import Item, OversizedGroup, assign_splits
 from medimage.splitting.audit import audit_splits, copy_groups, grey_images

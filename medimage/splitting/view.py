@@ -22,8 +22,8 @@ from pathlib import Path
 from medimage import manifest
 from medimage.atomic import temporary_name
 from medimage.manifest import ProcessedRow
-from medimage.params import SPLIT_NAMES, DatasetSpec, Params, split_settings
 from medimage.paths import INTERIM_DIR, PROCESSED_DIR
+from medimage.settings.split import SPLIT_NAMES, SplitEntry, SplitSettings, split_settings
 from medimage.splitting.materialising import LinkReport, materialise
 
 log = logging.getLogger(__name__)
@@ -108,8 +108,9 @@ def ensure_view(processed: Path, interim: Path, link: bool) -> None:
         )
 
 
-def dataset_view(params: Params, dataset: DatasetSpec) -> Path:
-    """The dataset's processed folder, its view checked and, where needed, rebuilt as split.link says."""
+def dataset_view(project: SplitSettings, dataset: SplitEntry) -> Path:
+    """The dataset's processed folder, its view checked and, where needed, rebuilt as split.link says (`project`:
+    params.yaml's split section, under the dataset's overrides)."""
     processed = PROCESSED_DIR / dataset.name
-    ensure_view(processed, INTERIM_DIR / dataset.name, split_settings(params, dataset).link == "hardlink")
+    ensure_view(processed, INTERIM_DIR / dataset.name, split_settings(project, dataset).link == "hardlink")
     return processed

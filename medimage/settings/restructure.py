@@ -1,0 +1,101 @@
+"""What restructure reads: params.yaml `restructure` (limits on archives), and each dataset's layout and labels."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from medimage.settings.files import DatasetEntry, StageParams, Strict
+
+
+class RestructureSettings(Strict):
+    on_corrupt: Literal["skip", "fail"] = "skip"
+    max_member_mb: float = Field(256, gt=0)
+    max_total_gb: float = Field(16, gt=0)
+    max_ratio: float = Field(100, gt=1)
+    max_members: int = Field(1_000_000, ge=1)
+
+
+class LabelTable(Strict):
+    """Labels from a table inside the archive instead of from folder names (HAM10000, APTOS, ISIC 2019, ...)."""
+
+    table: str  # member path of the CSV, TSV or XLSX (first sheet; the first row names the columns)
+    id_column: str  # names each image: its file name, with or without the extension, in any folder of the layout
+    label_column: str | None = None  # one label per row (numbers are fine: name them in `names`)
+    one_hot: list[str] = []  # or one column per label holding 1/0 (or scores): the label is the column at the maximum
+    group_column: str | None = None  # patient or lesion id: kept in one split like patient_id; empty cell: own group
+    split_column: str | None = None  # the archive's own split per row (through split_map)
+    split_lists: dict[str, str] = {}  # or archive split -> member listing its image names, one per line
+    names: dict[str, str] = {}  # label value -> readable name (APTOS 0: no_dr), for folders, reports and plots
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _values_as_text(cls, names: object) -> object:
+        # YAML reads `0: no_dr` with an integer key; table cells are text
+        return {str(raw): str(name) for raw, name in names.items()} if isinstance(names, dict) else names
+
+    @model_validator(mode="after")
+    def _one_way_to_label_and_split(self) -> LabelTable:
+        if (self.label_column is None) == (not self.one_hot):
+            raise ValueError("give either label_column or one_hot (a list of columns), not both or neither")
+        if self.split_column and self.split_lists:
+            raise ValueError("give split_column or split_lists, not both")
+        return self
+
+
+class RestructureEntry(DatasetEntry):
+    # member path patterns ending in {file}: {split}, {label} match one folder, * part of one, ** any folders
+    layout: list[str] = Field(min_length=1)
+    # Required even when empty: dvc.yaml tracks each of these keys, and DVC needs them present.
+    extensions: list[str]  # file extensions taken as images (case-insensitive)
+    ignore: list[str]  # members to leave out (nested copies, AppleDouble files, masks, ...)
+    split_map: dict[str, str]  # archive split name -> our name; unmapped names are lower-cased
+    patient_id: str | None  # regex on the file name; group 1 is the patient id
+    labels: LabelTable | None  # null: labels are folder names ({label} in the layout)
+    # member pattern ending in {file} of the originals the class images were made from (augmented archives), or
+    # null: restructure keeps them apart, split groups every image with the original it matches
+    sources: str | None
+
+    @field_validator("layout")
+    @classmethod
+    def _layout_ends_in_file(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not pattern.endswith("{file}"):
+                raise ValueError(f"layout {pattern!r} must end with {{file}}")
+        return patterns
+
+    @model_validator(mode="after")
+    def _labels_from_folders_or_a_table(self) -> RestructureEntry:
+        for pattern in self.layout:
+            if self.labels is None and "{label}" not in pattern:
+                raise ValueError(f"layout {pattern!r} needs {{label}} (or labels from a table: key labels)")
+            if self.labels is not None and "{label}" in pattern:
+                raise ValueError(
+                    f"layout {pattern!r} has {{label}}, but labels come from the table {self.labels.table}"
+                )
+        return self
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_name_only_the_file(cls, pattern: str | None) -> str | None:
+        if pattern is not None and (not pattern.endswith("{file}") or "{label}" in pattern or "{split}" in pattern):
+            raise ValueError(f"{pattern!r} must end with {{file}} and hold no {{label}} or {{split}}")
+        return pattern
+
+    @field_validator("patient_id")
+    @classmethod
+    def _regex_with_group(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
+            if compiled.groups < 1:
+                raise ValueError("needs one capture group, e.g. 'person(\\d+)_'")
+        return pattern
+
+
+class RestructureParams(StageParams):
+    restructure: RestructureSettings = RestructureSettings()
