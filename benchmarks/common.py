@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.project import ROOT
+from harness.project import ROOT
 
 DEFAULT_REPEAT = 3
 CACHE = Path(".benchmarks-cache").resolve()  # generated inputs, built once and reused by later runs

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import arguments, seconds
-from tests.project import git, run_in
-from tests.sshd import running_sshd
+from harness.project import git, run_in
+from harness.sshd import running_sshd
 
 
 def round_trip(project: Path, scratch: Path, url: str, keyfile: Path | None) -> tuple[float, float, int, int]:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import CACHE, arguments, refresh_code, seconds
-from tests.project import make_project, registry_entry, run_in, update_yaml
+from harness.project import make_project, registry_entry, run_in, update_yaml
 
 DATASET = "blood_cells"
 CONFIGURATIONS = {

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from benchmarks import add_speed, loader_speed, resplit_speed, restructure_speed
 from benchmarks.common import CACHE, arguments, in_scratch, median_seconds, refresh_code
+from harness.project import make_project, run_in
 from medimage.archives.unpacking import restructure
 from medimage.settings.project import load_dataset, load_params
 from medimage.settings.restructure import RestructureSettings
 from medimage.settings.split import SplitSettings
-from tests.project import make_project, run_in
 
 MET = {True: "yes", False: "**no**", None: "-"}
 SECTIONS = ("restructure", "add", "resplit", "grouping", "loaders", "noop", "stall")

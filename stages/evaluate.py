@@ -11,14 +11,12 @@ calibration.csv (reliability diagram), misclassified.png, and gradcam.png (Grad-
 
 from __future__ import annotations
 
-import json
 import logging
 
 from medimage.atomic import write_csv
-from medimage.errors import PipelineError
 from medimage.modelling import opencv_loader
-from medimage.modelling.families import load_classifier, predict
-from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR
+from medimage.modelling.families import load_classifier
+from medimage.paths import MODELS_DIR, PLOTS_DIR
 from medimage.reporting.clinical import accuracy, assess, operating_point
 from medimage.reporting.galleries import caption, gallery, most_confident_mistakes, saliency_gallery
 from medimage.reporting.metrics_files import write_metrics
@@ -34,19 +32,14 @@ log = logging.getLogger(__name__)
 
 
 def main(params: EvaluateParams, dataset: SplitEntry) -> None:
-    settings = params.train
-    model_dir = MODELS_DIR / dataset.name
-    if not (model_dir / LABELS).is_file():
-        raise PipelineError(f"{model_dir / LABELS} not found: run train first (dvc repro train@{dataset.name})")
-    names = json.loads((model_dir / LABELS).read_text())
-    processed = dataset_view(params.split, dataset)
-    test = opencv_loader.image_set(processed, "test", names)
-    train = opencv_loader.image_set(processed, "train", names)
-    val = opencv_loader.image_set(processed, "val", names)
-    test_probabilities = predict(model_dir, processed, "test", names, settings)
-    val_probabilities = predict(model_dir, processed, "val", names, settings) if len(val) else None
+    classifier = load_classifier(MODELS_DIR / dataset.name, params.train)  # once: scores every split and Grad-CAM
+    names = classifier.class_names
+    processed, rows = dataset_view(params.split, dataset)  # the manifest, read once
+    test, val, train = (opencv_loader.image_set(processed, split, names, rows) for split in ("test", "val", "train"))
+    test_probabilities = classifier.split_probabilities(test, processed / "test")
+    val_probabilities = classifier.split_probabilities(val, processed / "val") if len(val) else None
     point = operating_point(val, val_probabilities, len(names), params.evaluate)
-    train_accuracy = accuracy(train.labels, point.decide(predict(model_dir, processed, "train", names, settings)))
+    train_accuracy = accuracy(train.labels, point.decide(classifier.split_probabilities(train, processed / "train")))
     headline, report, calibration = assess(test, test_probabilities, point, train_accuracy, params.evaluate)
     write_metrics(dataset.name, "eval", headline | report, list(headline))
 
@@ -61,7 +54,6 @@ def main(params: EvaluateParams, dataset: SplitEntry) -> None:
     tiles = [thumbnail(test.paths[i], *test.sizes[i]) for i in mistakes]
     captions = [caption(names, labels[i], predicted[i], test_probabilities[i]) for i in mistakes]
     write_png(plots / "misclassified.png", gallery(tiles, captions, empty="no misclassified test images"))
-    classifier = load_classifier(model_dir, settings.deterministic)
     write_png(plots / "gradcam.png", saliency_gallery(classifier, test, test_probabilities, predicted))
     low, high = headline["roc_auc_ci_low"], headline["roc_auc_ci_high"]
     log.info(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medimage.archives.validation import IMAGE_SUFFIXES
 from medimage.decoding import decode_reduced
 from medimage.errors import PipelineError
 from medimage.modelling.classifier import Classifier
@@ -32,7 +33,6 @@ from medimage.settings.files import DatasetEntry
 from medimage.settings.train import TrainParams
 from stages.cli import run_stage
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 log = logging.getLogger(__name__)
 
 
@@ -101,7 +101,7 @@ def predict_files(classifier: Classifier, paths: Iterator[Path], cam: Path | Non
 
 
 def main(params: TrainParams, dataset: DatasetEntry, args: argparse.Namespace) -> None:
-    classifier = load_classifier(MODELS_DIR / dataset.name, params.train.deterministic)
+    classifier = load_classifier(MODELS_DIR / dataset.name, params.train)
     if args.cam is not None:
         if classifier.overlays is None:
             log.warning(

@@ -43,7 +43,7 @@ def train_as_worker(params: TrainParams, dataset: SplitEntry) -> None:
     from medimage.modelling import fitting
 
     settings = params.train
-    processed = dataset_view(params.split, dataset)
+    processed, _ = dataset_view(params.split, dataset)
     backup = MODELS_DIR / f".resume-{dataset.name}-{cluster.task_name(settings.distribute)}"
     resume.prepare(backup, resume.fingerprint(settings, processed))
     _, summary = fitting.fit(processed, opencv_loader.class_names(processed), settings, [], backup)
@@ -59,7 +59,7 @@ def main(params: TrainParams, dataset: SplitEntry) -> None:
     if not cluster.is_chief(settings.distribute):
         train_as_worker(params, dataset)
         return
-    processed = dataset_view(params.split, dataset)
+    processed, _ = dataset_view(params.split, dataset)
     names = opencv_loader.class_names(processed)
     backup = MODELS_DIR / f".resume-{dataset.name}"
     resuming = resume.prepare(backup, resume.fingerprint(settings, processed))

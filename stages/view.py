@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def main(params: SplitParams, dataset: SplitEntry) -> None:
-    processed = dataset_view(params.split, dataset)  # no manifest: read_processed says to run split (or dvc pull)
+    processed, _ = dataset_view(params.split, dataset)  # no manifest: read_processed says to run split (or dvc pull)
     log.info("%s matches its manifest", processed)
 
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests; plain helpers live in tests/project.py (the harness) and tests/samples.py."""
+"""Fixtures shared by the tests; plain helpers live in harness/project.py (the harness) and tests/samples.py."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.project import REGISTERED_DATASETS, ROOT, make_project
 from medimage.settings.files import dataset_file
 from medimage.settings.project import DatasetSpec, Params, load_dataset, load_params
-from tests.project import REGISTERED_DATASETS, ROOT, make_project
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from tests.project import REALDATA
+from harness.project import REALDATA
 
 BCCD = REALDATA / "BCCD_Dataset" / "BCCD" / "JPEGImages"
 BCCD_LABELS = REALDATA / "blood-cells" / "dataset-master" / "labels.csv"

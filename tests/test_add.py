@@ -18,6 +18,7 @@ import openpyxl
 import pytest
 import yaml
 
+from harness.project import REALDATA, REGISTERED_DATASETS, ROOT, make_project, run_in
 from medimage import manifest
 from medimage.adding import propose, render
 from medimage.archives import synthetic
@@ -29,7 +30,6 @@ from medimage.settings.fetch import SyntheticSettings
 from medimage.settings.project import DatasetSpec
 from medimage.settings.restructure import RestructureSettings
 from tests import tables
-from tests.project import REALDATA, REGISTERED_DATASETS, ROOT, make_project, run_in
 from tests.samples import TOY, jpeg_bytes, png_bytes, write_zip
 
 SETTINGS = RestructureSettings()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import ROOT, digests, git, make_project, run_in
+from harness.project import ROOT, digests, git, make_project, run_in
 
 TINY = {
     "datasets": ["chest_xray"],

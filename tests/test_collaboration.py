@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.project import digests, git, make_project, run_in
-from tests.sshd import SSHD, running_sshd
+from harness.project import digests, git, make_project, run_in
+from harness.sshd import SSHD, running_sshd
 
 DATASET = "brain_tumor"
 TINY = {

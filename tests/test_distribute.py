@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.project import environment, make_project, run_in, update_yaml
 from medimage.errors import PipelineError
 from medimage.modelling.cluster import is_chief, task_name
-from tests.project import environment, make_project, run_in, update_yaml
 
 DATASET = "blood_cells"  # learnable in a few epochs at 32 px, so that the two models can be compared
 PROJECT = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import DEFAULT_DATASETS, files_under, make_project, run_in, stage, update_yaml
+from harness.project import DEFAULT_DATASETS, files_under, make_project, run_in, stage, update_yaml
 
 
 def ran(output: str) -> set[str]:

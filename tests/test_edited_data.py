@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.project import file_digest, make_project, run_in, stage, update_yaml
 from medimage import manifest
-from tests.project import file_digest, make_project, run_in, stage, update_yaml
 
 DATASET = "brain_tumor"
 SMALL = {

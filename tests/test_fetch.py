@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.project import make_project, stage
 from medimage.archives import sources
 from medimage.archives.sources import fetch_archive
 from medimage.errors import PipelineError
 from medimage.settings.fetch import FetchSettings
 from medimage.settings.project import DatasetSpec
-from tests.project import make_project, stage
 from tests.samples import jpeg_bytes, write_zip
 
 MEMBERS = {

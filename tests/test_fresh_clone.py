@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.project import ROOT, run_in
+from harness.project import ROOT, run_in
 
 
 def output_hashes(lock_text: str) -> dict[str, str]:

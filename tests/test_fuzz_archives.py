@@ -21,11 +21,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from harness.project import file_digest
 from medimage import manifest
 from medimage.archives.unpacking import restructure
 from medimage.errors import PipelineError
 from medimage.settings.restructure import RestructureSettings
-from tests.project import file_digest
 from tests.samples import TOY, jpeg_bytes, png_bytes
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))

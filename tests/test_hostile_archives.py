@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.project import files_under, make_project, stage
 from medimage.archives.unpacking import restructure
 from medimage.errors import PipelineError
 from medimage.settings.restructure import RestructureSettings
-from tests.project import files_under, make_project, stage
 from tests.samples import TOY, jpeg_bytes, png_bytes, write_zip
 
 GOOD = {"root/train/cat/a.jpg": jpeg_bytes(), "root/train/dog/b.jpg": jpeg_bytes(value=30)}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import digests, environment, git, make_project, registry_entry, run_in
+from harness.project import digests, environment, git, make_project, registry_entry, run_in
 
 DATASET = "blood_cells"
 # Big enough that writing lasts long enough to be hit (2,000 images), small enough for CI.

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from harness.project import REALDATA, file_digest
 from medimage import manifest
 from medimage.archives.unpacking import restructure
 from medimage.settings.project import DatasetSpec
@@ -25,7 +26,6 @@ from medimage.settings.split import SplitSettings
 from medimage.splitting import matching
 from medimage.splitting.assignment import UnionFind
 from medimage.splitting.resplit import split_dataset, write_split
-from tests.project import REALDATA, file_digest
 from tests.samples import write_zip
 
 real = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample images not found at {REALDATA}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.project import git, make_project, run_in, update_yaml
+from harness.project import git, make_project, run_in, update_yaml
 
 DATASET = "brain_tumor"
 FAST = {

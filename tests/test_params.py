@@ -8,13 +8,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from harness.project import ROOT
 from medimage.errors import PipelineError
 from medimage.settings.fetch import FetchParams
 from medimage.settings.files import DATASET_KEYS, PARAMS_FILE, PARAMS_KEYS, read_params
 from medimage.settings.project import DatasetSpec, Params
 from medimage.settings.split import SplitSettings
-from medimage.settings.train import TrainParams
-from tests.project import ROOT
+from medimage.settings.train import TrainParams, TrainSettings
 
 # Mappings whose keys are data (split names, dataset names), not schema fields: compared whole.
 WHOLE_VALUES = {"split.ratios", "fetch.paths"}
@@ -82,3 +82,16 @@ def test_a_stage_validates_its_own_sections_and_every_top_level_key(tmp_path: Pa
     for model in (FetchParams, TrainParams, Params):
         with pytest.raises(PipelineError, match=r"invalid params\.yaml: trian: Extra inputs are not permitted"):
             read_params(model, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"fine_tune_epochs": 2}, "multi_worker trains one phase"),
+        ({"loader": "opencv"}, "multi_worker needs loader: keras"),
+    ],
+)
+def test_multi_worker_limits_are_params_errors_before_training_starts(changes: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        TrainSettings(distribute="multi_worker", **changes)
+    TrainSettings(distribute="mirrored", **changes)  # our own loop only: Keras' fit does both

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.project import DEFAULT_DATASETS, ROOT
+from harness.project import DEFAULT_DATASETS, ROOT
 
 
 def score_table() -> str:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.project import REALDATA, make_project, run_in
 from medimage import manifest
 from medimage.archives.unpacking import restructure
 from medimage.settings.project import DatasetSpec
 from medimage.settings.restructure import RestructureSettings
-from tests.project import REALDATA, make_project, run_in
 
 pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample images not found at {REALDATA}")
 

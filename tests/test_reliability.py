@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.project import ROOT, environment, files_under, make_project
 from medimage.errors import PipelineError
 from medimage.settings.project import load_params
-from tests.project import ROOT, environment, files_under, make_project
 
 
 def leaves(tree: dict, prefix: str = "") -> list[tuple[str, object]]:

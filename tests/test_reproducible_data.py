@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.project import make_project, run_in
+from harness.project import make_project, run_in
 
 SMALL = {"fetch": {"synthetic": {"images_per_class": 12, "image_size": 48}}}
 DATA_STAGES = ("fetch", "restructure", "split")

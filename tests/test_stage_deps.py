@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.project import ROOT
+from harness.project import ROOT
 
 PACKAGES = ("stages", "medimage")
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from harness.project import DEFAULT_DATASETS, ROOT, files_under
 from medimage import manifest
 from medimage.archives import synthetic
 from medimage.archives.layout import Layout
@@ -20,7 +21,6 @@ from medimage.settings.restructure import RestructureSettings
 from medimage.settings.split import split_settings
 from medimage.splitting import matching
 from medimage.splitting.resplit import split_dataset, write_split
-from tests.project import DEFAULT_DATASETS, ROOT, files_under
 
 KNOBS = SyntheticSettings(images_per_class=12, image_size=40, seed=3)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.project import digests, git, make_project, run_in, update_yaml
+from harness.project import digests, git, make_project, run_in, update_yaml
 
 EVAL_KEYS = {
     "threshold",

@@ -33,10 +33,9 @@ from medimage.archives.tables import (
     parse_table,
     value_counts,
 )
-from medimage.archives.unpacking import EXTENSION_FORMATS
+from medimage.archives.validation import IMAGE_SUFFIXES
 from medimage.errors import PipelineError
 
-IMAGE_SUFFIXES = frozenset(EXTENSION_FORMATS)
 TABLE_MAX_BYTES = 64 * 1024 * 1024  # larger "tables" are pixel dumps or logs, not label tables
 SAMPLE_ROWS = 500  # rows read to judge a table; only the chosen label table is read whole
 ID_MATCH_SHARE = 0.9  # of a column's sampled cells that must name an image for it to be an id column

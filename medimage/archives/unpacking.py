@@ -20,7 +20,7 @@ from medimage import manifest
 from medimage.archives.layout import Layout, Placement, top_level_entries
 from medimage.archives.reading import CorruptMember, Limits, checked_members, open_zip, read_member
 from medimage.archives.tables import TableLabels, build_labels, image_key
-from medimage.archives.validation import InvalidImage, inspect_image
+from medimage.archives.validation import EXTENSION_FORMATS, InvalidImage, inspect_image
 from medimage.atomic import atomic_dir, write_csv
 from medimage.errors import PipelineError
 from medimage.manifest import InterimRow
@@ -29,16 +29,6 @@ from medimage.settings.files import dataset_file
 from medimage.settings.restructure import RestructureEntry, RestructureSettings
 
 WORKERS = min(8, os.cpu_count() or 1)
-# Extensions that promise an image format; bytes of another format behind them are kept but counted.
-EXTENSION_FORMATS = {
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".png": "PNG",
-    ".bmp": "BMP",
-    ".gif": "GIF",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-}
 
 
 @dataclass(frozen=True)
@@ -228,11 +218,7 @@ def take_member(
 def restructure(
     archive_path: Path, dataset: RestructureEntry, settings: RestructureSettings, destination: Path
 ) -> dict:
-    """Stream the archive into `destination` (replaced atomically); return the restructure metrics.
-
-    Members are taken by a few threads at once: inflating, decoding and hashing release the GIL, and the
-    JPEG decode that proves an image is whole is most of the work. Only the members in flight are in memory.
-    """
+    """Stream the archive into `destination` (replaced atomically); return the restructure metrics."""
     layout = Layout(dataset)
     limits = Limits.from_settings(settings)
     with open_zip(archive_path) as archive:
@@ -247,41 +233,64 @@ def restructure(
                 str(dataset_file(dataset.name)),
             )
         plan = plan_members(infos, layout, dataset, labels)
-        rows: list[InterimRow] = []
-        skipped: list[Skipped] = []
-        everything = plan.placed + plan.originals
         with atomic_dir(destination) as staging:
-            for folder in sorted({(staging / placement.path).parent for _, placement in everything}):
-                folder.mkdir(parents=True, exist_ok=True)
-            pool = ThreadPoolExecutor(max_workers=WORKERS)
-            try:
-                results = pool.map(
-                    lambda item: take_member(archive, item[0], infos[item[0]], item[1], limits, staging), everything
-                )
-                for result in tqdm(
-                    results, total=len(everything), desc=f"restructure {dataset.name}", unit="img", disable=None
-                ):
-                    if isinstance(result, InterimRow):
-                        rows.append(result)
-                    elif settings.on_corrupt == "fail":
-                        raise PipelineError(
-                            f"{dataset.name}: {result.member!r} is {result.reason} ({result.detail}); "
-                            "set restructure.on_corrupt: skip to skip such files"
-                        )
-                    else:
-                        skipped.append(result)
-            finally:
-                pool.shutdown(cancel_futures=True)
-            originals = sorted((row for row in rows if row.source_split == ORIGINALS), key=lambda row: row.path)
-            rows = sorted((row for row in rows if row.source_split != ORIGINALS), key=lambda row: row.path)
-            if not rows:
-                raise PipelineError(
-                    f"{dataset.name}: all {len(skipped)} images matching the layout are corrupt or not images"
-                )
-            manifest.write_manifest(staging, rows, InterimRow)
-            # written even when empty: split's DVC dependency on the originals is this one file
-            (staging / ORIGINALS).mkdir(exist_ok=True)
-            manifest.write_manifest(staging / ORIGINALS, originals, InterimRow)
-            skipped_rows = [asdict(item) for item in sorted(skipped, key=lambda item: item.member)]
-            write_csv(staging / SKIPPED, ["member", "reason", "detail"], skipped_rows)
+            taken, skipped = take_members(archive, infos, plan, limits, staging, dataset.name, settings.on_corrupt)
+            rows, originals = write_interim(staging, taken, skipped, dataset.name)
     return summarise(rows, skipped, plan) | {"originals": len(originals)}
+
+
+def take_members(
+    archive: zipfile.ZipFile,
+    infos: dict[str, zipfile.ZipInfo],
+    plan: Plan,
+    limits: Limits,
+    staging: Path,
+    name: str,
+    on_corrupt: str,
+) -> tuple[list[InterimRow], list[Skipped]]:
+    """Every planned member written under `staging`: its row, or why it was skipped (restructure.on_corrupt: fail
+    stops at the first).
+
+    Members are taken by a few threads at once: inflating, decoding and hashing release the GIL, and the
+    JPEG decode that proves an image is whole is most of the work. Only the members in flight are in memory.
+    """
+    everything = plan.placed + plan.originals
+    for folder in sorted({(staging / placement.path).parent for _, placement in everything}):
+        folder.mkdir(parents=True, exist_ok=True)
+    rows: list[InterimRow] = []
+    skipped: list[Skipped] = []
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    try:
+        results = pool.map(
+            lambda item: take_member(archive, item[0], infos[item[0]], item[1], limits, staging), everything
+        )
+        for result in tqdm(results, total=len(everything), desc=f"restructure {name}", unit="img", disable=None):
+            if isinstance(result, InterimRow):
+                rows.append(result)
+            elif on_corrupt == "fail":
+                raise PipelineError(
+                    f"{name}: {result.member!r} is {result.reason} ({result.detail}); "
+                    "set restructure.on_corrupt: skip to skip such files"
+                )
+            else:
+                skipped.append(result)
+    finally:
+        pool.shutdown(cancel_futures=True)
+    return rows, skipped
+
+
+def write_interim(
+    staging: Path, taken: list[InterimRow], skipped: list[Skipped], name: str
+) -> tuple[list[InterimRow], list[InterimRow]]:
+    """The manifests (class images; originals, even when empty) and skipped.csv; the rows of each manifest."""
+    originals = sorted((row for row in taken if row.source_split == ORIGINALS), key=lambda row: row.path)
+    rows = sorted((row for row in taken if row.source_split != ORIGINALS), key=lambda row: row.path)
+    if not rows:
+        raise PipelineError(f"{name}: all {len(skipped)} images matching the layout are corrupt or not images")
+    manifest.write_manifest(staging, rows, InterimRow)
+    # written even when empty: split's DVC dependency on the originals is this one file
+    (staging / ORIGINALS).mkdir(exist_ok=True)
+    manifest.write_manifest(staging / ORIGINALS, originals, InterimRow)
+    skipped_rows = [asdict(item) for item in sorted(skipped, key=lambda item: item.member)]
+    write_csv(staging / SKIPPED, ["member", "reason", "detail"], skipped_rows)
+    return rows, originals

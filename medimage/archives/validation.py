@@ -15,6 +15,20 @@ from PIL import Image, UnidentifiedImageError
 
 Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # larger than any medical image here; stops decompression bombs
 
+# Extensions that promise an image format: the files `add` and `predict` take for images; in an archive, bytes of
+# another format behind one are kept but counted.
+EXTENSION_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
+IMAGE_SUFFIXES = frozenset(EXTENSION_FORMATS)
+
 # Channels by Pillow mode; palette and 1-bit images are decoded to what they display.
 _CHANNELS = {
     "1": 1,

@@ -15,13 +15,13 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from medimage.errors import PipelineError
 from medimage.modelling import resume
 from medimage.settings.train import TrainSettings
 
@@ -50,8 +50,28 @@ def fit(
     backup: Path,
 ) -> int:
     """Train settings.epochs epochs (resuming after the last backed-up one); return the epochs run in all."""
-    if settings.fine_tune_epochs > 0:
-        raise PipelineError("train.distribute: multi_worker trains one phase; set train.fine_tune_epochs: 0")
+    step = training_step(strategy, model, settings, class_weight)
+    checkpoints = backup / "train"
+    start = resume_from(model, backup, settings.epochs)
+    events = keras.callbacks.CallbackList(callbacks, model=model)
+    events.on_train_begin()
+    for epoch in range(start, settings.epochs):
+        log.info("Epoch %d/%d", epoch + 1, settings.epochs)
+        events.on_epoch_begin(epoch)
+        logs = run_epoch(step, strategy, train, train_count, settings.batch_size * strategy.num_replicas_in_sync)
+        save_epoch(model, checkpoints, epoch + 1)
+        events.on_epoch_end(epoch, logs)
+    events.on_train_end()
+    return settings.epochs
+
+
+Step = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+
+
+def training_step(
+    strategy: tf.distribute.Strategy, model: keras.Model, settings: TrainSettings, class_weight: dict[int, float] | None
+) -> Step:
+    """One synchronous step on every replica: the class-weighted loss over the global batch and its correct count."""
     global_batch = settings.batch_size * strategy.num_replicas_in_sync
     with strategy.scope():
         optimizer = keras.optimizers.Adam(settings.learning_rate)
@@ -82,34 +102,36 @@ def fit(
         loss, correct = strategy.run(on_replica, args=(pixels, labels))
         return strategy.reduce("SUM", loss, axis=None), strategy.reduce("SUM", correct, axis=None)
 
-    checkpoints = backup / "train"
-    start = resume.phase_epochs(backup, "train") or 0
-    if start:
-        model.load_weights(checkpoints / "latest.weights.h5")
-        log.info("train: resuming after epoch %d of %d (backup in %s)", start, settings.epochs, checkpoints)
-    events = keras.callbacks.CallbackList(callbacks, model=model)
-    events.on_train_begin()
-    steps = math.ceil(train_count / global_batch)
-    for epoch in range(start, settings.epochs):
-        log.info("Epoch %d/%d", epoch + 1, settings.epochs)
-        events.on_epoch_begin(epoch)
-        losses, correct, started = [], 0.0, time.perf_counter()
-        for pixels, labels in strategy.experimental_distribute_dataset(train):
-            loss, right = step(pixels, labels)
-            losses.append(float(loss))
-            correct += float(right)
-        logs = {"accuracy": correct / train_count, "loss": float(np.mean(losses))}
-        seconds = time.perf_counter() - started
-        log.info(
-            "%d/%d - %.1fs - %.0fms/step - loss: %.4f - accuracy: %.4f",
-            len(losses),
-            steps,
-            seconds,
-            1000 * seconds / max(len(losses), 1),
-            logs["loss"],
-            logs["accuracy"],
-        )
-        save_epoch(model, checkpoints, epoch + 1)
-        events.on_epoch_end(epoch, logs)
-    events.on_train_end()
-    return settings.epochs
+    return step
+
+
+def resume_from(model: keras.Model, backup: Path, epochs: int) -> int:
+    """The epochs already done in an interrupted run (0 for none), their weights loaded into `model`."""
+    done = resume.phase_epochs(backup, "train") or 0
+    if done:
+        model.load_weights(backup / "train" / "latest.weights.h5")
+        log.info("train: resuming after epoch %d of %d (backup in %s)", done, epochs, backup / "train")
+    return done
+
+
+def run_epoch(
+    step: Step, strategy: tf.distribute.Strategy, train: tf.data.Dataset, train_count: int, global_batch: int
+) -> dict[str, float]:
+    """One pass over the sharded train set; its loss and accuracy, logged as Keras would."""
+    losses, correct, started = [], 0.0, time.perf_counter()
+    for pixels, labels in strategy.experimental_distribute_dataset(train):
+        loss, right = step(pixels, labels)
+        losses.append(float(loss))
+        correct += float(right)
+    logs = {"accuracy": correct / train_count, "loss": float(np.mean(losses))}
+    seconds = time.perf_counter() - started
+    log.info(
+        "%d/%d - %.1fs - %.0fms/step - loss: %.4f - accuracy: %.4f",
+        len(losses),
+        math.ceil(train_count / global_batch),
+        seconds,
+        1000 * seconds / max(len(losses), 1),
+        logs["loss"],
+        logs["accuracy"],
+    )
+    return logs

@@ -20,7 +20,6 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from medimage.atomic import write_json
-from medimage.errors import PipelineError
 from medimage.modelling import architectures, cluster, distributed, opencv_loader, resume
 from medimage.modelling.keras_family import configure
 from medimage.modelling.keras_loader import corrupt_images_named, data_for
@@ -36,10 +35,6 @@ def strategy_for(settings: TrainSettings) -> tf.distribute.Strategy | None:
     if settings.distribute == "mirrored":
         return tf.distribute.MirroredStrategy()
     cluster.tf_config()  # a clear error before TensorFlow waits for workers that will never come
-    if settings.loader != "keras":
-        raise PipelineError(
-            "train.distribute: multi_worker needs train.loader: keras (tf.data shards the input per worker)"
-        )
     ring = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING
     )
@@ -59,51 +54,27 @@ def fit(
     replicas = strategy.num_replicas_in_sync if strategy else 1
     per_step = settings.model_copy(update={"batch_size": settings.batch_size * replicas})  # batch_size is per replica
     train_labels = opencv_loader.image_set(processed, "train", names).labels
-    has_val = (processed / "val").is_dir()
-    weights = None
-    if settings.class_weight == "balanced":
-        values = compute_class_weight("balanced", classes=np.arange(len(names)), y=train_labels)
-        weights = {index: float(value) for index, value in enumerate(values)}
+    weights = class_weights(train_labels, len(names), settings)
     if strategy:
-        log.info(
-            "%s: %d replica(s) in sync, global batch %d, %d steps per epoch",
-            settings.distribute,
-            replicas,
-            per_step.batch_size,
-            math.ceil(len(train_labels) / per_step.batch_size),
-        )
+        steps = math.ceil(len(train_labels) / per_step.batch_size)
+        log.info("%s: %d replica(s) in sync, global batch %d", settings.distribute, replicas, per_step.batch_size)
+        log.info("%d steps per epoch", steps)
     with strategy.scope() if strategy else nullcontext(), tempfile.TemporaryDirectory(prefix="train-cache-") as scratch:
         model, backbone = architectures.build_model(settings, len(names))
         train = data_for(processed, "train", names, per_step, True, Path(scratch))
-        unfrozen = 0
         if settings.distribute == "multi_worker":  # Keras' fit cannot run under MultiWorkerMirroredStrategy: our loop
-            has_val = False  # no early stopping: every worker runs the same epochs
             with corrupt_images_named([processed / "train"]):
-                epochs_run = distributed.fit(
+                epochs = distributed.fit(
                     strategy, model, train, len(train_labels), settings, weights, callbacks, backup
                 )
+            has_val, unfrozen = False, 0  # no early stopping: every worker runs the same epochs
         else:
-            if has_val:
-                callbacks = [
-                    *callbacks,
-                    keras.callbacks.EarlyStopping(
-                        "val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
-                    ),
-                ]
+            has_val = (processed / "val").is_dir()
             val = data_for(processed, "val", names, per_step, False, Path(scratch)) if has_val else None
-            phase = Phase(model, train, val, weights, callbacks, backup, settings.jit_compile)
             with corrupt_images_named([processed / "train", *([processed / "val"] if has_val else [])]):
-                epochs_run = phase.run("train", settings.learning_rate, 0, settings.epochs)
-                if backbone is not None and settings.fine_tune_layers > 0 and settings.fine_tune_epochs > 0:
-                    unfrozen = architectures.unfreeze_top(backbone, settings.fine_tune_layers)
-                    epochs_run += phase.run(
-                        "fine_tune",
-                        settings.fine_tune_learning_rate,
-                        epochs_run,
-                        epochs_run + settings.fine_tune_epochs,
-                    )
+                epochs, unfrozen = fit_phases(model, backbone, train, val, weights, callbacks, backup, settings)
     summary = {
-        "epochs": epochs_run,
+        "epochs": epochs,
         "unfrozen_layers": unfrozen,
         "class_weight": weights,
         "early_stopping": has_val,
@@ -113,6 +84,40 @@ def fit(
     if strategy:
         summary |= {"distribute": settings.distribute, "replicas": replicas, "global_batch": per_step.batch_size}
     return model, summary
+
+
+def class_weights(train_labels: np.ndarray, classes: int, settings: TrainSettings) -> dict[int, float] | None:
+    """train.class_weight: balanced weighs each class by the inverse of its share of the train split."""
+    if settings.class_weight != "balanced":
+        return None
+    values = compute_class_weight("balanced", classes=np.arange(classes), y=train_labels)
+    return {index: float(value) for index, value in enumerate(values)}
+
+
+def fit_phases(
+    model: keras.Model,
+    backbone: keras.Model | None,
+    train: object,
+    val: object | None,
+    weights: dict[int, float] | None,
+    callbacks: list[keras.callbacks.Callback],
+    backup: Path,
+    settings: TrainSettings,
+) -> tuple[int, int]:
+    """Keras' fit: the head (or the whole small model), then the backbone's top layers where asked; stopped early on
+    val_loss where there is a val split. The epochs run in all and the layers unfrozen."""
+    if val is not None:
+        stop = keras.callbacks.EarlyStopping(
+            "val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
+        )
+        callbacks = [*callbacks, stop]
+    phase = Phase(model, train, val, weights, callbacks, backup, settings.jit_compile)
+    epochs = phase.run("train", settings.learning_rate, 0, settings.epochs)
+    if backbone is None or settings.fine_tune_layers == 0 or settings.fine_tune_epochs == 0:
+        return epochs, 0
+    unfrozen = architectures.unfreeze_top(backbone, settings.fine_tune_layers)
+    epochs += phase.run("fine_tune", settings.fine_tune_learning_rate, epochs, epochs + settings.fine_tune_epochs)
+    return epochs, unfrozen
 
 
 class Phase:

@@ -28,11 +28,8 @@ def configure(settings: TrainSettings) -> None:
     keras.utils.set_random_seed(settings.seed)
 
 
-def split_probabilities(
-    model_dir: Path, processed: Path, split: str, names: list[str], settings: TrainSettings
-) -> np.ndarray:
-    """The saved model's probabilities for one split, read by the configured loader."""
-    pin_cpu_kernels(settings.deterministic, settings.mixed_precision)
+def load(model_dir: Path, names: list[str], summary: dict, settings: TrainSettings) -> Classifier:
+    pin_cpu_kernels(settings.deterministic, summary.get("dtype_policy") == "mixed_float16")
     import keras
     import tensorflow as tf
 
@@ -40,21 +37,15 @@ def split_probabilities(
 
     configure(settings)
     model = keras.saving.load_model(model_dir / KERAS_MODEL)
-    images = opencv_loader.image_set(processed, split, names)
-    if settings.loader == "opencv":
-        return model.predict(OpenCVBatches(images, settings, shuffle=False), verbose=0)
-    dataset = split_folder(processed / split, names, settings, batch_size=settings.batch_size)
-    row_of = {Path(path).resolve(): row for row, path in enumerate(dataset.file_paths)}
-    with corrupt_images_named([processed / split]):
-        probabilities = model.predict(dataset.prefetch(tf.data.AUTOTUNE), verbose=0)
-    return probabilities[[row_of[path.resolve()] for path in images.paths]]
 
-
-def load(model_dir: Path, names: list[str], summary: dict, deterministic: bool) -> Classifier:
-    pin_cpu_kernels(deterministic, summary.get("dtype_policy") == "mixed_float16")
-    import keras
-
-    model = keras.saving.load_model(model_dir / KERAS_MODEL)
+    def split_probabilities(images: opencv_loader.ImageSet, folder: Path) -> np.ndarray:
+        if settings.loader == "opencv":
+            return model.predict(OpenCVBatches(images, settings, shuffle=False), verbose=0)
+        dataset = split_folder(folder, names, settings, batch_size=settings.batch_size)
+        row_of = {Path(path).resolve(): row for row, path in enumerate(dataset.file_paths)}
+        with corrupt_images_named([folder]):
+            probabilities = model.predict(dataset.prefetch(tf.data.AUTOTUNE), verbose=0)
+        return probabilities[[row_of[path.resolve()] for path in images.paths]]
 
     def grad_cam_overlays(pixels: np.ndarray, classes: np.ndarray) -> list[np.ndarray]:
         from medimage.modelling.saliency import overlays
@@ -66,5 +57,6 @@ def load(model_dir: Path, names: list[str], summary: dict, deterministic: bool) 
         names,
         model.input_shape[1],
         lambda pixels: model.predict(pixels, verbose=0),
+        split_probabilities,
         grad_cam_overlays,
     )

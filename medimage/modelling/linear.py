@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from medimage.decoding import thumbnail
 from medimage.modelling import opencv_loader
 from medimage.modelling.classifier import Classifier
 from medimage.settings.train import TrainSettings
@@ -27,14 +28,15 @@ if TYPE_CHECKING:  # the type only: evaluate and predict need no DVCLive
 HOG_WINDOW = 64  # HOG on the image resized to 64x64 grey
 HOG = cv2.HOGDescriptor((HOG_WINDOW, HOG_WINDOW), (16, 16), (8, 8), (8, 8), 9)
 MODEL_FILE = "model.joblib"
+# strong L2 regularisation: a few thousand HOG features against a few hundred images per class
+REGRESSION = {"C": 0.05, "max_iter": 3000}
 
 
 def image_features(pixels: np.ndarray) -> np.ndarray:
     """HOG of the 64x64 grey image plus a 16x16 thumbnail, for one RGB float image in [0, 255]."""
     grey = cv2.cvtColor(pixels.astype(np.uint8), cv2.COLOR_RGB2GRAY)
     grey = cv2.resize(grey, (HOG_WINDOW, HOG_WINDOW), interpolation=cv2.INTER_AREA)
-    thumbnail = cv2.resize(grey, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0
-    return np.concatenate([HOG.compute(grey).ravel(), thumbnail])
+    return np.concatenate([HOG.compute(grey).ravel(), thumbnail(grey)])
 
 
 def features(images: opencv_loader.ImageSet, settings: TrainSettings) -> np.ndarray:
@@ -52,7 +54,7 @@ def features(images: opencv_loader.ImageSet, settings: TrainSettings) -> np.ndar
 def train(images: opencv_loader.ImageSet, settings: TrainSettings) -> Pipeline:
     model = make_pipeline(
         StandardScaler(),
-        LogisticRegression(C=0.05, max_iter=3000, class_weight=settings.class_weight, random_state=settings.seed),
+        LogisticRegression(**REGRESSION, class_weight=settings.class_weight, random_state=settings.seed),
     )
     model.fit(features(images, settings), images.labels)
     return model
@@ -62,7 +64,7 @@ def save(model: Pipeline, folder: Path) -> None:
     joblib.dump(model, folder / MODEL_FILE)
 
 
-# --------------------------------------------------------------------------- the family's three functions
+# --------------------------------------------------------------------------- the trainer and the family's load
 
 
 def fit_and_save(
@@ -76,17 +78,13 @@ def fit_and_save(
     return {"epochs": 1}
 
 
-def split_probabilities(
-    model_dir: Path, processed: Path, split: str, names: list[str], settings: TrainSettings
-) -> np.ndarray:
-    images = opencv_loader.image_set(processed, split, names)
-    return joblib.load(model_dir / MODEL_FILE).predict_proba(features(images, settings))
-
-
-def load(model_dir: Path, names: list[str], summary: dict, deterministic: bool) -> Classifier:
+def load(model_dir: Path, names: list[str], summary: dict, settings: TrainSettings) -> Classifier:
     pipeline = joblib.load(model_dir / MODEL_FILE)
 
     def probabilities(pixels: np.ndarray) -> np.ndarray:
         return pipeline.predict_proba(np.array([image_features(one) for one in pixels]))
 
-    return Classifier(summary["model"], names, summary["image_size"], probabilities, None)  # no saliency map
+    def split_probabilities(images: opencv_loader.ImageSet, folder: Path) -> np.ndarray:
+        return pipeline.predict_proba(features(images, settings))
+
+    return Classifier(summary["model"], names, summary["image_size"], probabilities, split_probabilities, None)

@@ -9,7 +9,7 @@ time (plus the one being decoded).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +40,11 @@ def class_names(processed: Path) -> list[str]:
     return manifest.class_names(manifest.read_processed(processed))
 
 
-def image_set(processed: Path, split: str, names: list[str]) -> ImageSet:
-    rows = [row for row in manifest.read_processed(processed) if row.split == split]
+def image_set(
+    processed: Path, split: str, names: list[str], rows: Sequence[manifest.ProcessedRow] | None = None
+) -> ImageSet:
+    """One split of the processed manifest (`rows`, where the caller has read it already)."""
+    rows = [row for row in (manifest.read_processed(processed) if rows is None else rows) if row.split == split]
     index = {name: position for position, name in enumerate(names)}
     return ImageSet(
         paths=[processed / row.path for row in rows],

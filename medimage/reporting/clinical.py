@@ -69,14 +69,8 @@ def one_vs_rest(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list
     """Per class: sensitivity and specificity of "this class" against all others, at the argmax decision."""
     found = []
     for index in range(classes):
-        truth, guess = labels == index, predicted == index
-        positives, negatives = int(truth.sum()), int((~truth).sum())
-        found.append(
-            {
-                "sensitivity": round(float(np.sum(truth & guess)) / positives, 4) if positives else None,
-                "specificity": round(float(np.sum(~truth & ~guess)) / negatives, 4) if negatives else None,
-            }
-        )
+        binary = rates(np.where(labels == index, POSITIVE, 1 - POSITIVE), predicted == index)
+        found.append({"sensitivity": binary["sensitivity"], "specificity": binary["specificity"]})
     return found
 
 

@@ -59,7 +59,7 @@ class SplitSettings(Strict):
 
     @field_validator("rename", "merge")
     @classmethod
-    def _targets_are_split_names(cls, mapping: dict[str, str]) -> dict[str, str]:
+    def _split_names_lower_case(cls, mapping: dict[str, str]) -> dict[str, str]:
         return {source.lower(): target.lower() for source, target in mapping.items()}
 
 

@@ -49,6 +49,15 @@ class TrainSettings(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _multi_worker_runs_our_loop(self) -> TrainSettings:
+        # checked here, before train writes anything, not when TensorFlow has started waiting for workers
+        if self.distribute == "multi_worker" and self.fine_tune_epochs > 0:
+            raise ValueError("distribute: multi_worker trains one phase; set fine_tune_epochs: 0")
+        if self.distribute == "multi_worker" and self.loader != "keras":
+            raise ValueError("distribute: multi_worker needs loader: keras (tf.data shards the input per worker)")
+        return self
+
 
 class TrainParams(StageParams):
     split: SplitSettings = SplitSettings()  # link: how a missing view is rebuilt

@@ -32,7 +32,11 @@ from medimage.settings.split import SplitSettings
 from medimage.splitting.assignment import UnionFind
 from medimage.splitting.features import read_grey, thumbnail_features
 
-MIN_PER_SIDE = 5
+AUDIT_FOLDS = 5  # cross-validation folds of the shift and shortcut models
+MIN_PER_SIDE = AUDIT_FOLDS  # images each side needs (stratified folds need one per fold and side)
+# the audit's models: small and strongly regularised, for a few hundred images; not tuned, only a probe
+SHIFT_MODEL = {"C": 0.1, "max_iter": 2000}  # logistic regression on thumbnails and histograms
+SHORTCUT_FOREST = {"n_estimators": 100, "min_samples_leaf": 3}  # random forest on width, height, channels, bytes
 AUDIT_DECODE_SIZE = 64  # decode at least this many pixels across for the shift features
 
 
@@ -66,8 +70,8 @@ def shift_auc(features: np.ndarray, is_test: np.ndarray, seed: int) -> float | N
     """Cross-validated ROC AUC of telling test from train by image content; None with too few images."""
     if min(is_test.sum(), (~is_test).sum()) < MIN_PER_SIDE:
         return None
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-    folds = StratifiedKFold(n_splits=MIN_PER_SIDE, shuffle=True, random_state=seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(**SHIFT_MODEL))
+    folds = StratifiedKFold(n_splits=AUDIT_FOLDS, shuffle=True, random_state=seed)
     scores = cross_val_predict(model, features, is_test, cv=folds, method="predict_proba")[:, 1]
     return round(float(roc_auc_score(is_test, scores)), 4)
 
@@ -81,7 +85,7 @@ def shortcut_auc(
     metadata: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
 ) -> float | None:
     """Macro one-vs-rest ROC AUC of predicting the label from metadata alone; None where undefined."""
-    forest = RandomForestClassifier(n_estimators=100, min_samples_leaf=3, random_state=seed, n_jobs=1)
+    forest = RandomForestClassifier(**SHORTCUT_FOREST, random_state=seed, n_jobs=1)
     if train.sum() >= MIN_PER_SIDE and test.sum() >= MIN_PER_SIDE and len(np.unique(labels[train])) > 1:
         forest.fit(metadata[train], labels[train])
         auc = _auc(labels[test], forest.predict_proba(metadata[test]), forest.classes_)
@@ -89,7 +93,7 @@ def shortcut_auc(
         smallest = min(Counter(labels.tolist()).values())
         if smallest < 2 or len(set(labels.tolist())) < 2:
             return None
-        folds = StratifiedKFold(n_splits=min(MIN_PER_SIDE, smallest), shuffle=True, random_state=seed)
+        folds = StratifiedKFold(n_splits=min(AUDIT_FOLDS, smallest), shuffle=True, random_state=seed)
         probabilities = cross_val_predict(forest, metadata, labels, cv=folds, method="predict_proba")
         auc = _auc(labels, probabilities, np.unique(labels))
     return None if auc is None else round(auc, 4)

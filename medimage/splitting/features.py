@@ -10,9 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from medimage.decoding import decode_or_fail
+from medimage.decoding import decode_or_fail, thumbnail
 
-THUMBNAIL = 16
 HISTOGRAM_BINS = 16
 
 
@@ -23,11 +22,8 @@ def read_grey(path: Path, width: int, height: int, target: int) -> np.ndarray:
 
 def thumbnail_features(grey: np.ndarray) -> np.ndarray:
     """A 16x16 thumbnail and a 16-bin intensity histogram, all in [0, 1]: what a shift detector needs."""
-    thumbnail = (
-        cv2.resize(grey, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0
-    )
     histogram = cv2.calcHist([grey], [0], None, [HISTOGRAM_BINS], [0, 256]).ravel()
-    return np.concatenate([thumbnail, histogram / max(float(histogram.sum()), 1.0)])
+    return np.concatenate([thumbnail(grey), histogram / max(float(histogram.sum()), 1.0)])
 
 
 def dhash(grey: np.ndarray) -> int:

@@ -27,7 +27,7 @@ OVERSIZED_EXAMPLES = 10  # largest first, in split_report.json
 
 
 def copies_of(
-    rows: list[InterimRow], source: Path, settings: SplitSettings, cache: Path | None = None
+    rows: list[InterimRow], interim: Path, settings: SplitSettings, cache: Path | None = None
 ) -> matching.Copies:
     """Row pairs (i, j, strength) where one image is a copy of the other, or both copies of one original shipped
     with the archive (data/interim/<ds>/originals), by the method the settings name. Keypoints and pairs are kept
@@ -35,7 +35,7 @@ def copies_of(
     if settings.near_duplicates == "off":
         return matching.Copies([], None)
     if settings.near_duplicates == "dhash":
-        images = grey_images(rows, np.arange(len(rows)), source, "dHash")
+        images = grey_images(rows, np.arange(len(rows)), interim, "dHash")
         hashes = np.array([dhash(images[i]) for i in range(len(rows))], dtype=np.uint64)
         return matching.Copies(
             [(i, j, 0) for i, j in near_duplicate_pairs(hashes, settings.near_duplicate_distance)], None
@@ -45,13 +45,13 @@ def copies_of(
         def compute(indices: list[int]) -> list[matching.Features]:
             def grey(position: int) -> np.ndarray:
                 row = of[indices[position]]
-                return read_grey(source / row.path, row.width, row.height, size)
+                return read_grey(interim / row.path, row.width, row.height, size)
 
             return matching.features_of(len(indices), grey, size, count, what)
 
         return copy_cache.cached_features(cache, [row.sha256 for row in of], size, count, compute)
 
-    originals = manifest.read_originals(source)
+    originals = manifest.read_originals(interim)
     digests = [row.sha256 for row in rows] + ["originals"] + [row.sha256 for row in originals]
 
     def search() -> matching.Copies:
@@ -72,12 +72,12 @@ class SplitResult:
 
 
 def write_split(
-    settings: SplitSettings, dataset: str, source: Path, destination: Path, cache: Path | None = None
+    settings: SplitSettings, dataset: str, interim: Path, destination: Path, cache: Path | None = None
 ) -> SplitResult:
     """The split itself: give every interim row a split, lay out the view in `destination`, then write its manifest."""
-    rows = manifest.read_interim(source)
+    rows = manifest.read_interim(interim)
     items = [Item(row.path, row.label, row.source_split, row.sha256, row.group) for row in rows]
-    copies = copies_of(rows, source, settings, cache)
+    copies = copies_of(rows, interim, settings, cache)
     # invalid settings stop here, before any output
     assignment = assign_splits(items, settings, dataset, copies.pairs)
     splits = assignment.splits
@@ -91,22 +91,22 @@ def write_split(
     ]
     processed.sort(key=lambda row: row.path)
     destination.mkdir(parents=True, exist_ok=True)
-    report = view.build(destination, source, processed, link=settings.link == "hardlink")
+    report = view.build(destination, interim, processed, link=settings.link == "hardlink")
     manifest.write_manifest(destination, processed, ProcessedRow)  # last: a manifest means a finished split
     return SplitResult(rows, processed, copies, assignment.oversized, report)
 
 
 def split_dataset(
-    dataset: str, settings: SplitSettings, source: Path, destination: Path, sheet: Path, cache: Path | None = None
+    dataset: str, settings: SplitSettings, interim: Path, destination: Path, sheet: Path, cache: Path | None = None
 ) -> dict:
     """Split, draw the contact sheet, and return the audit metrics (archive splits against new ones)."""
-    result = write_split(settings, dataset, source, destination, cache)
+    result = write_split(settings, dataset, interim, destination, cache)
     write_png(sheet, contact_sheet(result.processed, destination))
 
     splits_by_path = {row.interim_path: row.split for row in result.processed}
     rows = result.rows
     groups = copy_groups(len(rows), result.copies.pairs) if settings.near_duplicates != "off" else None
-    metrics = audit_splits(rows, [splits_by_path[row.path] for row in rows], source, settings, groups)
+    metrics = audit_splits(rows, [splits_by_path[row.path] for row in rows], interim, settings, groups)
     metrics["near_duplicate_pairs"] = len(result.copies.pairs)
     metrics["matched_originals"] = result.copies.matched
     metrics["oversized_groups"] = len(result.oversized)

@@ -92,9 +92,9 @@ def build(processed: Path, interim: Path, rows: Sequence[ProcessedRow], link: bo
     return report
 
 
-def ensure_view(processed: Path, interim: Path, link: bool) -> None:
+def ensure_view(processed: Path, interim: Path, link: bool) -> list[ProcessedRow]:
     """Check the view against the processed manifest; rebuild it (hardlinks, or copies where `link` is False) when
-    it does not match (one log line)."""
+    it does not match (one log line). The manifest's rows, read once for the caller too."""
     rows = manifest.read_processed(processed)
     found = differences(processed, interim, rows)
     if found:
@@ -106,11 +106,12 @@ def ensure_view(processed: Path, interim: Path, link: bool) -> None:
             report.linked,
             report.copied,
         )
+    return rows
 
 
-def dataset_view(project: SplitSettings, dataset: SplitEntry) -> Path:
+def dataset_view(project: SplitSettings, dataset: SplitEntry) -> tuple[Path, list[ProcessedRow]]:
     """The dataset's processed folder, its view checked and, where needed, rebuilt as split.link says (`project`:
-    params.yaml's split section, under the dataset's overrides)."""
+    params.yaml's split section, under the dataset's overrides); and its manifest's rows."""
     processed = PROCESSED_DIR / dataset.name
-    ensure_view(processed, INTERIM_DIR / dataset.name, split_settings(project, dataset).link == "hardlink")
-    return processed
+    rows = ensure_view(processed, INTERIM_DIR / dataset.name, split_settings(project, dataset).link == "hardlink")
+    return processed, rows
