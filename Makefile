@@ -11,6 +11,7 @@ BIN := $(VENV)/bin
 GPU ?= $(if $(wildcard $(VENV)/.gpu),1,0)
 STAMP := $(VENV)/.installed-gpu$(GPU)-$(shell cat requirements*.txt constraints.txt | cksum | cut -d' ' -f1)
 SSHD := $(firstword $(wildcard /usr/sbin/sshd /usr/local/sbin/sshd) $(shell command -v sshd))
+CHROMIUM := $(firstword $(shell command -v chromium chromium-browser))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -25,6 +26,13 @@ ifeq ($(SSHD),)
 	  ($(SUDO) apt-get update -q >/dev/null && $(APT_INSTALL) openssh-server >/dev/null); \
 	else echo "no apt-get here: install OpenSSH's sshd yourself, or the SSH-remote test is skipped" \
 	  "(it fails under CI)"; fi
+endif
+ifeq ($(CHROMIUM),)
+	@echo "installing Debian's chromium: the report tests open reports/<ds>.html in a real browser, offline"
+	@if command -v apt-get >/dev/null; then \
+	  $(APT_INSTALL) chromium >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q >/dev/null && $(APT_INSTALL) chromium >/dev/null); \
+	else echo "no apt-get here: install Chromium yourself, or the browser tests are skipped (they fail under CI)"; fi
 endif
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-remote.txt requirements-gpu.txt constraints.txt
@@ -50,6 +58,7 @@ run: setup
 	@echo "Models:    models/<dataset>/ (model.keras, labels.json)"
 	@echo "Metrics:   metrics/<dataset>/{restructure,split,eval}.json  - $(BIN)/dvc metrics show"
 	@echo "Plots:     plots/<dataset>/  - $(BIN)/dvc plots show (writes dvc_plots/index.html)"
+	@echo "Report:    reports/<dataset>.html  - one page per dataset, opens offline"
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one markdown table, each figure a ratio against a baseline measured in the same run.
 
-    python -m benchmarks.suite [--repeat 3] [--only restructure,add,resplit,grouping,loaders,noop,stall]
+    python -m benchmarks.suite [--repeat 3] [--only restructure,add,resplit,grouping,loaders,noop,report,stall]
         [--images-per-class 5000]
 
 Data is generated once into .benchmarks-cache/ (git-ignored): a real-scale synthetic chest X-ray archive
@@ -26,14 +26,14 @@ from pathlib import Path
 
 from benchmarks import add_speed, loader_speed, resplit_speed, restructure_speed
 from benchmarks.common import CACHE, arguments, in_scratch, median_seconds, refresh_code
-from harness.project import make_project, run_in
+from harness.project import DEFAULT_DATASETS, make_project, run_in
 from medimage.archives.unpacking import restructure
 from medimage.settings.project import load_dataset, load_params
 from medimage.settings.restructure import RestructureSettings
 from medimage.settings.split import SplitSettings
 
 MET = {True: "yes", False: "**no**", None: "-"}
-SECTIONS = ("restructure", "add", "resplit", "grouping", "loaders", "noop", "stall")
+SECTIONS = ("restructure", "add", "resplit", "grouping", "loaders", "noop", "report", "stall")
 
 
 @dataclass(frozen=True)
@@ -413,6 +413,27 @@ def noop_rows(repeat: int, images_per_class: int) -> list[Row]:
     return rows
 
 
+def report_rows(repeat: int) -> list[Row]:
+    """The report stage of each default dataset, run alone on its finished pipeline: the page must stay cheap."""
+    folder = default_project()
+    run_in(folder, "dvc", "repro")
+    rows = []
+    for dataset in DEFAULT_DATASETS:
+        seconds = median_seconds(lambda d=dataset: run_in(folder, sys.executable, "-m", "stages.report", d), repeat)
+        size = (folder / "reports" / f"{dataset}.html").stat().st_size / 1e6
+        rows.append(
+            Row(
+                f"report page, {dataset} ({size:.1f} MB), `python -m stages.report` (s)",
+                f"ours {seconds:.2f}",
+                "limit 10.00",
+                seconds / 10,
+                "<= 1.0x",
+                seconds <= 10,
+            )
+        )
+    return rows
+
+
 # --------------------------------------------------------------------------- 5. training input stall
 
 STALL_SCRIPT = """
@@ -489,6 +510,7 @@ def main() -> None:
         "grouping": grouping_rows,
         "loaders": loader_rows,
         "noop": functools.partial(noop_rows, images_per_class=args.images_per_class),
+        "report": report_rows,
         "stall": stall_rows,
     }
     started = time.perf_counter()

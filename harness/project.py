@@ -29,6 +29,7 @@ PROJECT_FILES = [
     "medimage",
     ".dvc/config",
     ".dvc/plots",
+    ".dvc/offline_plots.html",
     ".dvcignore",
     ".gitignore",
 ]

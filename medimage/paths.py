@@ -10,7 +10,8 @@ PROCESSED_DIR = Path("data/processed")
 MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")
-OUTPUT_ROOTS = (RAW_DIR, INTERIM_DIR, PROCESSED_DIR, MODELS_DIR, METRICS_DIR, PLOTS_DIR)
+REPORTS_DIR = Path("reports")
+OUTPUT_ROOTS = (RAW_DIR, INTERIM_DIR, PROCESSED_DIR, MODELS_DIR, METRICS_DIR, PLOTS_DIR, REPORTS_DIR)
 MANIFEST = "manifest.csv"
 SKIPPED = "skipped.csv"
 # data/interim/<ds>/originals/: the originals an augmented archive ships (registry key sources), own manifest.csv

@@ -2,7 +2,9 @@
 
 metrics/<ds>/eval.json holds the headline numbers, with the same keys for every dataset (declared metrics).
 metrics/<ds>/eval_report.json holds the detail: confidence intervals and how they were made, the operating
-point and its rates (at the chosen threshold and at 0.5), per-class scores, calibration bins. Plots under
+point and its rates (at the chosen threshold and at 0.5), per-class scores, calibration bins, and the scores per
+subgroup (original split; grey or colour) where the test images fall in two or more. metrics/<ds>/
+test_predictions.csv holds each test image's truth, decision and probabilities (for comparing two runs). Plots under
 plots/<ds>/: confusion.csv (counts and normalized), roc.csv and precision_recall.csv (one-vs-rest, per class),
 calibration.csv (reliability diagram), misclassified.png, and gradcam.png (Grad-CAM overlays, Keras models).
 
@@ -16,8 +18,8 @@ import logging
 from medimage.atomic import write_csv
 from medimage.modelling import opencv_loader
 from medimage.modelling.families import load_classifier
-from medimage.paths import MODELS_DIR, PLOTS_DIR
-from medimage.reporting.clinical import accuracy, assess, operating_point
+from medimage.paths import MODELS_DIR, PLOTS_DIR, metrics_file
+from medimage.reporting.clinical import accuracy, assess, operating_point, prediction_rows, subgroups
 from medimage.reporting.galleries import caption, gallery, most_confident_mistakes, saliency_gallery
 from medimage.reporting.metrics_files import write_metrics
 from medimage.reporting.plot_data import confusion_rows, precision_recall_rows, roc_rows
@@ -41,7 +43,16 @@ def main(params: EvaluateParams, dataset: SplitEntry) -> None:
     point = operating_point(val, val_probabilities, len(names), params.evaluate)
     train_accuracy = accuracy(train.labels, point.decide(classifier.split_probabilities(train, processed / "train")))
     headline, report, calibration = assess(test, test_probabilities, point, train_accuracy, params.evaluate)
+    test_rows = [row for row in rows if row.split == "test"]  # the order of `test`
+    attributes = {
+        "original split": [row.source_split for row in test_rows],
+        "colour": ["grey" if row.channels == 1 else "colour" for row in test_rows],
+    }
+    report["subgroups"] = subgroups(test, test_probabilities, point, attributes, params.evaluate)
     write_metrics(dataset.name, "eval", headline | report, list(headline))
+    predictions = prediction_rows(test, test_probabilities, point, [row.path for row in test_rows])
+    columns = ["path", "label", "predicted", "group", *(f"p_{name}" for name in names)]
+    write_csv(metrics_file(dataset.name, "test_predictions.csv"), columns, predictions)
 
     plots = PLOTS_DIR / dataset.name
     labels, predicted = test.labels, point.decide(test_probabilities)

@@ -1,5 +1,8 @@
 """fetch@<ds>: put the dataset's archive, exactly as its source ships it, at data/raw/<ds>.zip.
 
+metrics/<ds>/fetch_report.json says where it came from and what it is (source, Kaggle handle, file name, size,
+sha256), for the report and for readers of git alone.
+
 fetch.source chooses where it comes from: synthetic (an offline stand-in, the default), path (a local
 download) or kaggle (the pinned version, with the user's own credentials).
 
@@ -10,8 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from medimage.archives.sources import fetch_archive
-from medimage.paths import raw_archive
+from medimage.archives.sources import fetch_archive, provenance
+from medimage.atomic import write_json
+from medimage.paths import metrics_file, raw_archive
 from medimage.settings.fetch import FetchEntry, FetchParams
 from stages.cli import run_stage
 
@@ -21,6 +25,7 @@ log = logging.getLogger(__name__)
 def main(params: FetchParams, dataset: FetchEntry) -> None:
     destination = raw_archive(dataset.name)
     done = fetch_archive(dataset, params.fetch, destination)
+    write_json(metrics_file(dataset.name, "fetch_report.json"), provenance(dataset, params.fetch, destination))
     log.info("%s -> %s", done, destination)
 
 

@@ -101,7 +101,7 @@ def test_a_seed_change_resplits_and_retrains_without_restructuring_and_links_ins
 
     update_yaml(project / "params.yaml", {"split": {"seed": 7}})
     assert ran(run_in(project, "dvc", "repro").stdout) == {
-        f"{stage}@{name}" for stage in ("split", "train", "evaluate") for name in ("chest_xray", "covid19")
+        f"{stage}@{name}" for stage in ("split", "train", "evaluate", "report") for name in ("chest_xray", "covid19")
     }
     assert (processed / "manifest.csv").read_text() != manifest
     interim = project / "data" / "interim" / "chest_xray"

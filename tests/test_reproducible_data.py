@@ -45,7 +45,8 @@ def test_data_stages_are_byte_identical_under_restricted_dispatch_and_threads(tm
         command = ["env", *(f"{key}={value}" for key, value in variables.items()), "dvc", "repro", "split"]
         run_in(project, *command)
         hashes[name] = data_hashes(project)
-    # per dataset: archive, interim, restructure metrics and report, processed, split metrics and report, sheet
-    assert len(hashes["default"]) == 4 * 8
+    # per dataset: archive and its provenance, interim, restructure metrics and report, processed, split metrics and
+    # report, sheet
+    assert len(hashes["default"]) == 4 * 9
     assert hashes["restricted"] == hashes["default"]
     assert hashes["two_threads"] == hashes["default"]

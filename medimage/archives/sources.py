@@ -6,6 +6,7 @@ KAGGLE_USERNAME/KAGGLE_KEY, ~/.kaggle/...). Error messages are scrubbed of their
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -118,3 +119,18 @@ def fetch_archive(dataset: FetchEntry, settings: FetchSettings, destination: Pat
                 f"fetch: path with fetch.paths.{dataset.name} in params.yaml"
             )
         return download_kaggle(dataset.kaggle, dataset.name, temporary)
+
+
+def provenance(dataset: FetchEntry, settings: FetchSettings, archive: Path) -> dict:
+    """Where the archive came from and what it is, for reports: no local path (it differs between machines)."""
+    digest = hashlib.sha256()
+    with archive.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return {
+        "source": dataset.fetch or settings.source,
+        "kaggle": dataset.kaggle,
+        "archive": dataset.archive,
+        "bytes": archive.stat().st_size,
+        "sha256": digest.hexdigest(),
+    }

@@ -7,7 +7,6 @@ Corrupt or non-image files are skipped and listed in skipped.csv (or fail the st
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +26,9 @@ from medimage.manifest import InterimRow
 from medimage.paths import ORIGINALS, SKIPPED
 from medimage.settings.files import dataset_file
 from medimage.settings.restructure import RestructureEntry, RestructureSettings
+from medimage.threads import image_threads
 
-WORKERS = min(8, os.cpu_count() or 1)
+MEMBERS_IN_FLIGHT = 8  # each is in memory whole (up to restructure.max_member_mb)
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def take_members(
         folder.mkdir(parents=True, exist_ok=True)
     rows: list[InterimRow] = []
     skipped: list[Skipped] = []
-    pool = ThreadPoolExecutor(max_workers=WORKERS)
+    pool = ThreadPoolExecutor(max_workers=image_threads(MEMBERS_IN_FLIGHT))
     try:
         results = pool.map(
             lambda item: take_member(archive, item[0], infos[item[0]], item[1], limits, staging), everything

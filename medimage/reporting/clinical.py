@@ -257,6 +257,59 @@ def confidence_intervals(
     }
 
 
+MIN_SUBGROUP = 10  # images below which a subgroup's scores are not given (its interval would be most of [0, 1])
+
+
+def subgroups(
+    test: ImageSet,
+    probabilities: np.ndarray,
+    point: OperatingPoint,
+    attributes: dict[str, Sequence[str]],
+    settings: EvaluateSettings,
+) -> dict[str, list[dict]]:
+    """Per attribute of the test images (the original split, grey or colour, ...) that takes two values or more:
+    each value's images, accuracy and ROC AUC, with intervals resampling its patients as the headline's do."""
+    metrics: dict[str, Metric] = {
+        "accuracy": lambda truth, drawn: accuracy(truth, point.decide(drawn)),
+        "roc_auc": macro_roc_auc,
+    }
+    found: dict[str, list[dict]] = {}
+    for attribute, values in attributes.items():
+        column = np.asarray(values)
+        if len(set(values)) < 2:
+            continue
+        found[attribute] = []
+        for value in sorted(set(values)):
+            rows = np.flatnonzero(column == value)
+            labels, scores, groups = test.labels[rows], probabilities[rows], [test.groups[row] for row in rows]
+            entry: dict = {"value": value, "images": len(rows)}
+            if len(rows) >= MIN_SUBGROUP:
+                resamples, level, seed = settings.bootstrap_resamples, settings.confidence_level, settings.seed
+                intervals = bootstrap(metrics, labels, scores, groups, resamples, level, seed)
+                for name, metric in metrics.items():
+                    estimate = metric(labels, scores)
+                    entry[name] = None if estimate is None else round(estimate, 4)
+                    entry[f"{name}_ci"] = [intervals[name]["low"], intervals[name]["high"]]
+            found[attribute].append(entry)
+    return found
+
+
+def prediction_rows(test: ImageSet, probabilities: np.ndarray, point: OperatingPoint, paths: Sequence[str]) -> list:
+    """One row per test image: its path in the processed folder, truth, decision and every class probability
+    (six decimals), so that two runs can be compared image by image from git alone."""
+    names, decided = test.class_names, point.decide(probabilities)
+    return [
+        {
+            "path": path,
+            "label": names[test.labels[row]],
+            "predicted": names[decided[row]],
+            "group": test.groups[row],
+            **{f"p_{name}": f"{probabilities[row, column]:.6f}" for column, name in enumerate(names)},
+        }
+        for row, path in enumerate(paths)
+    ]
+
+
 def assess(
     test: ImageSet,
     test_probabilities: np.ndarray,

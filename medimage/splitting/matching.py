@@ -14,7 +14,6 @@ mirrored keypoints were added, 229 after.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from medimage.splitting.assignment import UnionFind
+from medimage.threads import image_threads
 
 R = TypeVar("R")
 
@@ -170,11 +170,12 @@ class CandidateIndex:
 def parallel_map(function: Callable[[int], R], count: int, what: str, workers: int | None = None) -> list[R]:
     """[function(0), ..., function(count - 1)] on `workers` threads, in order, with a progress bar.
 
-    Threads, not processes: SIFT, matching, RANSAC and FLANN release the GIL, and a process forked after OpenCV
-    has started its own thread pool can hang. OpenCV's and BLAS's pools are held to one thread meanwhile (a
-    matrix product spread over all cores, on every thread at once, was slower than one core).
+    Threads, one per core (medimage.threads), not processes: SIFT, matching, RANSAC and FLANN release the GIL,
+    and a process forked after OpenCV has started its own thread pool can hang. OpenCV's and BLAS's pools are held
+    to one thread meanwhile (a matrix product spread over all cores, on every thread at once, was slower than one
+    core).
     """
-    workers = workers or os.cpu_count() or 1
+    workers = workers or image_threads()
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:

@@ -1,0 +1,181 @@
+"""Two runs of one dataset side by side, and whether the change between them is more than noise.
+
+Each run is read from git alone (a commit, branch, tag or DVC experiment): its metrics, plot rows and per-image
+test predictions. On the same test images the difference is paired: a bootstrap interval of the ROC AUC and
+accuracy differences (resampling patients, as the headline intervals do) and McNemar's exact test on the images
+one run gets right and the other wrong. When the test images differ, the page says so and gives no paired figure.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binomtest
+
+from medimage.errors import PipelineError
+from medimage.reporting import figures
+from medimage.reporting.clinical import resampling_units
+from medimage.reporting.page import HEADLINE, STYLE, cell, esc, figure, interval, number, table
+from medimage.reporting.runs import Run, git_reader, load_run, settings_from
+from medimage.reporting.scores import macro_roc_auc
+
+RESAMPLES, LEVEL, SEED = 2000, 0.95, 42
+NOISE = 0.05  # McNemar's p below this, or an interval that excludes 0, is called more than noise
+
+
+def resolve(revision: str, root: Path) -> str | None:
+    """The commit of a git revision, or of a DVC experiment by name (refs/exps/.../<name>); None if neither."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+    if commit:
+        return commit
+    experiments = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/exps").splitlines()
+    found = [line.split()[1] for line in experiments if line.split()[0].rsplit("/", 1)[-1] == revision]
+    return found[0] if len(found) == 1 else None
+
+
+def run_at(revision: str, dataset: str, root: Path) -> Run:
+    """The run as committed at `revision`; PipelineError naming it when git and DVC do not know it."""
+    commit = resolve(revision, root)
+    if commit is None:
+        raise PipelineError(f"git knows no revision {revision!r} and DVC no experiment of that name")
+    described = subprocess.run(
+        ["git", "log", "-1", "--format=%h %cs", commit], cwd=root, capture_output=True, text=True, check=True
+    )
+    read = git_reader(commit, root)
+    return load_run(read, dataset, f"{revision} ({described.stdout.strip()})", settings_from(read, dataset))
+
+
+@dataclass(frozen=True)
+class Paired:
+    images: int
+    auc_difference: float | None  # second minus first
+    auc_interval: tuple[float | None, float | None]
+    accuracy_difference: float
+    accuracy_interval: tuple[float | None, float | None]
+    only_first_right: int
+    only_second_right: int
+    mcnemar_p: float
+
+    @property
+    def beyond_noise(self) -> bool:
+        excludes_zero = [
+            low is not None and (low > 0 or high < 0) for low, high in (self.auc_interval, self.accuracy_interval)
+        ]
+        return self.mcnemar_p < NOISE or any(excludes_zero)
+
+
+def same_test_images(first: Run, second: Run) -> bool:
+    def key(run: Run) -> list[tuple[str, str]]:
+        return sorted((row["path"], row["label"]) for row in run.predictions)
+
+    return bool(first.predictions) and key(first) == key(second) and first.class_names == second.class_names
+
+
+def _arrays(run: Run, order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, probabilities and right-or-wrong per image, in `order` of paths."""
+    by_path = {row["path"]: row for row in run.predictions}
+    rows = [by_path[path] for path in order]
+    index = {name: position for position, name in enumerate(run.class_names)}
+    labels = np.array([index[row["label"]] for row in rows])
+    probabilities = np.array([[float(row[f"p_{name}"]) for name in run.class_names] for row in rows])
+    right = np.array([row["label"] == row["predicted"] for row in rows])
+    return labels, probabilities, right
+
+
+def paired_difference(first: Run, second: Run) -> Paired:
+    """The paired comparison on the same test images (check same_test_images first)."""
+    order = sorted(row["path"] for row in first.predictions)
+    labels, first_scores, first_right = _arrays(first, order)
+    _, second_scores, second_right = _arrays(second, order)
+    groups = {row["path"]: row.get("group", "") for row in first.predictions}
+    units = resampling_units([groups[path] for path in order])
+    rng = np.random.default_rng(SEED)
+    auc_draws, accuracy_draws = [], []
+    for _ in range(RESAMPLES):
+        chosen = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+        first_auc, second_auc = (
+            macro_roc_auc(labels[chosen], scores[chosen]) for scores in (first_scores, second_scores)
+        )
+        if first_auc is not None and second_auc is not None:
+            auc_draws.append(second_auc - first_auc)
+        accuracy_draws.append(float(second_right[chosen].mean() - first_right[chosen].mean()))
+    tail = (1 - LEVEL) / 2 * 100
+
+    def percentiles(draws: list[float]) -> tuple[float | None, float | None]:
+        if not draws:
+            return None, None
+        return round(float(np.percentile(draws, tail)), 4), round(float(np.percentile(draws, 100 - tail)), 4)
+
+    first_auc, second_auc = macro_roc_auc(labels, first_scores), macro_roc_auc(labels, second_scores)
+    only_first, only_second = int(np.sum(first_right & ~second_right)), int(np.sum(~first_right & second_right))
+    discordant = only_first + only_second
+    return Paired(
+        images=len(order),
+        auc_difference=None if first_auc is None or second_auc is None else round(second_auc - first_auc, 4) + 0.0,
+        auc_interval=percentiles(auc_draws),
+        accuracy_difference=round(float(second_right.mean() - first_right.mean()), 4) + 0.0,  # + 0.0: no "-0.0"
+        accuracy_interval=percentiles(accuracy_draws),
+        only_first_right=only_first,
+        only_second_right=only_second,
+        mcnemar_p=1.0 if discordant == 0 else round(float(binomtest(only_first, discordant, 0.5).pvalue), 4),
+    )
+
+
+def _paired_section(first: Run, second: Run) -> str:
+    if not same_test_images(first, second):
+        return (
+            '<p class="note">The two runs were tested on different images (or with different classes): their scores '
+            "are not paired, and no paired difference is given. Compare them only as two separate estimates.</p>"
+        )
+    paired = paired_difference(first, second)
+    differences = [
+        ("ROC AUC, B minus A", paired.auc_difference, "paired.auc_difference", interval(*paired.auc_interval)),
+        ("accuracy, B minus A", paired.accuracy_difference, "paired.accuracy_difference",
+         interval(*paired.accuracy_interval)),
+        ("images only A gets right", paired.only_first_right, None, ""),
+        ("images only B gets right", paired.only_second_right, None, ""),
+        ("McNemar's exact test, p", paired.mcnemar_p, "paired.mcnemar_p", ""),
+    ]  # fmt: skip
+    rows = [[cell(what), number(value, key), cell(spread)] for what, value, key, spread in differences]
+    verdict = (
+        "The difference is more than noise."
+        if paired.beyond_noise
+        else "The difference is within noise: neither interval excludes 0 and McNemar's p is at least 0.05."
+    )
+    return (
+        f"<p>The same {paired.images:,} test images; {RESAMPLES:,} paired bootstrap resamples of patients, "
+        f"{int(LEVEL * 100)} % intervals.</p>"
+        + table(["", "value", "interval"], rows)
+        + f'<p data-key="paired.verdict">{esc(verdict)}</p>'
+    )
+
+
+def comparison_page(first: Run, second: Run) -> str:
+    """One page: both runs' headline scores and curves, then the paired difference."""
+    scores = [
+        [cell(what), number(first.evaluation.get(key), f"a.{key}"), number(second.evaluation.get(key), f"b.{key}")]
+        for what, key, _ in HEADLINE
+    ]
+    curves = "".join(
+        figure(figures.roc_curves(run.roc), f"ROC curves of {label}") for label, run in (("A", first), ("B", second))
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{esc(first.dataset)}: two runs compared</title>'
+        f"<style>{STYLE}</style></head><body><h1>{esc(first.dataset)}: two runs compared</h1>"
+        f"<p>A: {esc(first.origin)}<br>B: {esc(second.origin)}</p>"
+        "<h2>Scores on each run's test split</h2>"
+        + table(["score", "A", "B"], scores)
+        + f'<div class="figures">{curves}</div>'
+        + "<h2>Paired difference on the same images</h2>"
+        + _paired_section(first, second)
+        + "</body></html>\n"
+    )

@@ -1,0 +1,147 @@
+"""One run's outputs as the report reads them: from the working tree, or from a git revision (git alone).
+
+Everything the page shows comes from files other stages wrote: metrics/<ds>/ and the plot rows (in git), the
+model's train.json and the PNG galleries (in the DVC cache: present in the working tree, absent from a revision).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from medimage.errors import PipelineError
+from medimage.paths import LABELS, METRICS_DIR, MODELS_DIR, PLOTS_DIR, TRAIN_SUMMARY
+from medimage.settings.evaluate import EvaluateParams
+from medimage.settings.files import DATASET_KEYS, PARAMS_FILE, PARAMS_KEYS, dataset_file, validate
+from medimage.settings.split import SplitEntry, split_settings
+
+Reader = Callable[[str], bytes | None]  # a project-relative path -> its bytes; None where there is no such file
+CURVES = PLOTS_DIR / "{dataset}" / "training" / "plots" / "metrics"  # DVCLive: <split>/<metric>.tsv
+GALLERIES = {  # plots/<ds>/<file>: what the page calls it
+    "split_samples.png": "samples of each label and split",
+    "misclassified.png": "the most confident mistakes (test)",
+    "gradcam.png": "Grad-CAM: where the model looked (test)",
+}
+
+
+def folder_reader(root: Path) -> Reader:
+    def read(path: str) -> bytes | None:
+        target = root / path
+        return target.read_bytes() if target.is_file() else None
+
+    return read
+
+
+def git_reader(revision: str, root: Path) -> Reader:
+    """Files as committed at `revision` (a commit, branch, tag or DVC experiment ref)."""
+
+    def read(path: str) -> bytes | None:
+        shown = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root, capture_output=True, check=False)
+        return shown.stdout if shown.returncode == 0 else None
+
+    return read
+
+
+@dataclass(frozen=True)
+class Run:
+    """One dataset's run: each stage's metrics and report, the plot rows, the model summary, the galleries."""
+
+    dataset: str
+    origin: str  # where it was read from: "the working tree", "HEAD~1 (3f15bf7, 2026-12-01)"
+    fetch: dict
+    restructure: dict  # restructure.json and restructure_report.json, merged
+    split: dict
+    evaluation: dict  # eval.json and eval_report.json, merged
+    curves: dict[str, list[dict]]  # metric -> rows {"epoch", "split", metric}
+    roc: list[dict]
+    precision_recall: list[dict]
+    calibration: list[dict]
+    confusion: list[dict]  # one row per test image: actual, predicted
+    predictions: list[dict]  # metrics/<ds>/test_predictions.csv
+    settings: dict  # the settings the page shows: split (with the dataset's overrides), train, evaluate
+    model: dict | None = None  # models/<ds>/train.json (DVC cache)
+    class_names: list[str] = field(default_factory=list)
+    galleries: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG bytes (DVC cache)
+
+
+def _json(read: Reader, path: Path, required: bool = True) -> dict | None:
+    data = read(path.as_posix())
+    if data is None:
+        if required:
+            raise PipelineError(f"{path} not found: run the pipeline first (dvc repro)")
+        return None
+    return json.loads(data)
+
+
+def _rows(read: Reader, path: Path, delimiter: str = ",") -> list[dict]:
+    data = read(path.as_posix())
+    return [] if data is None else list(csv.DictReader(io.StringIO(data.decode("utf-8")), delimiter=delimiter))
+
+
+def _numbers(rows: list[dict], *keys: str) -> list[dict]:
+    return [{**row, **{key: float(row[key]) for key in keys}} for row in rows]
+
+
+def training_curves(read: Reader, dataset: str) -> dict[str, list[dict]]:
+    """DVCLive's per-epoch TSVs (train/<metric>.tsv for the train split, eval/<metric>.tsv for val) by metric."""
+    folder = Path(str(CURVES).format(dataset=dataset))
+    curves: dict[str, list[dict]] = {}
+    for metric in ("loss", "accuracy"):
+        for logged, split in (("train", "train"), ("eval", "val")):
+            for row in _rows(read, folder / logged / f"{metric}.tsv", delimiter="\t"):
+                curves.setdefault(metric, []).append(
+                    {"epoch": int(row["step"]) + 1, "split": split, metric: float(row[metric])}
+                )
+    return curves
+
+
+def shown_settings(params: EvaluateParams, dataset: SplitEntry) -> dict[str, dict]:
+    """The settings the page shows: split (with the dataset's overrides), train, evaluate."""
+    return {
+        "split": split_settings(params.split, dataset).model_dump(mode="json"),
+        "train": params.train.model_dump(mode="json"),
+        "evaluate": params.evaluate.model_dump(mode="json"),
+    }
+
+
+def settings_from(read: Reader, dataset: str) -> dict[str, dict]:
+    """shown_settings from params.yaml and datasets/<ds>.yaml as `read` gives them (a git revision's, say)."""
+    files = {path: read(path.as_posix()) for path in (Path(PARAMS_FILE), dataset_file(dataset))}
+    for path, data in files.items():
+        if data is None:
+            raise PipelineError(f"{path} not found at that revision")
+    params_data, dataset_data = (yaml.safe_load(data) for data in files.values())
+    params = validate(EvaluateParams, params_data, Path(PARAMS_FILE), PARAMS_KEYS)
+    entry = validate(SplitEntry, {"name": dataset, **dataset_data}, dataset_file(dataset), ("name", *DATASET_KEYS))
+    return shown_settings(params, entry)
+
+
+def load_run(read: Reader, dataset: str, origin: str, settings: dict) -> Run:
+    metrics = METRICS_DIR / dataset
+    plots = PLOTS_DIR / dataset
+    evaluation = {**_json(read, metrics / "eval.json"), **_json(read, metrics / "eval_report.json")}
+    return Run(
+        dataset=dataset,
+        origin=origin,
+        fetch=_json(read, metrics / "fetch_report.json"),
+        restructure={**_json(read, metrics / "restructure.json"), **_json(read, metrics / "restructure_report.json")},
+        split={**_json(read, metrics / "split.json"), **_json(read, metrics / "split_report.json")},
+        evaluation=evaluation,
+        curves=training_curves(read, dataset),
+        roc=_numbers(_rows(read, plots / "roc.csv"), "fpr", "tpr"),
+        precision_recall=_numbers(_rows(read, plots / "precision_recall.csv"), "recall", "precision"),
+        calibration=_numbers(_rows(read, plots / "calibration.csv"), "confidence", "accuracy", "images"),
+        confusion=_rows(read, plots / "confusion.csv"),
+        predictions=_rows(read, metrics / "test_predictions.csv"),
+        settings=settings,
+        model=_json(read, MODELS_DIR / dataset / TRAIN_SUMMARY, required=False),
+        class_names=_json(read, MODELS_DIR / dataset / LABELS, required=False) or evaluation["classes"],
+        galleries={name: data for name in GALLERIES if (data := read((plots / name).as_posix())) is not None},
+    )
