@@ -156,7 +156,7 @@ def _table_entry(
     labels = {"table": reading.member, "id_column": reading.id_column}
     labels |= {"label_column": reading.label_column} if reading.label_column else {"one_hot": reading.one_hot}
     labels |= {"group_column": reading.group_column, "split_column": reading.split_column, "split_lists": lists}
-    proposal.entry["labels"] = labels | {"names": {}}
+    proposal.entry["labels"] = labels | {"names": {}} | ({"metadata": reading.metadata} if reading.metadata else {})
     numbers = [row[reading.label_column] for row in reading.rows if row.get(reading.label_column or "")]
     if numbers and all(value.isdigit() for value in numbers):
         proposal.evidence.append("the labels are numbers: name them under labels.names (e.g. 0: no_dr)")
@@ -168,6 +168,7 @@ def _table_entry(
             else f"one-hot columns {', '.join(reading.one_hot)}"
         )
         + (f"; groups from {reading.group_column}" if reading.group_column else "")
+        + (f"; subgroups in the report by {', '.join(reading.metadata)}" if reading.metadata else "")
     )
 
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from medimage.atomic import write_csv
 from medimage.errors import PipelineError
-from medimage.paths import MANIFEST, ORIGINALS
+from medimage.paths import MANIFEST, METADATA, ORIGINALS
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,12 @@ def write_manifest(folder: Path, rows: Iterable[InterimRow], kind: type[InterimR
 def class_names(rows: Iterable[InterimRow]) -> list[str]:
     """The one class order used everywhere: every label present, sorted."""
     return sorted({row.label for row in rows})
+
+
+def read_metadata(interim: Path) -> dict[str, dict[str, str]]:
+    """data/interim/<ds>/metadata.csv: interim path -> the label table's metadata cells ({} where there are none)."""
+    path = interim / METADATA
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {row.pop("path"): row for row in csv.DictReader(handle)}

@@ -14,6 +14,7 @@ REPORTS_DIR = Path("reports")
 OUTPUT_ROOTS = (RAW_DIR, INTERIM_DIR, PROCESSED_DIR, MODELS_DIR, METRICS_DIR, PLOTS_DIR, REPORTS_DIR)
 MANIFEST = "manifest.csv"
 SKIPPED = "skipped.csv"
+METADATA = "metadata.csv"  # data/interim/<ds>/: per image, the label table's labels.metadata columns
 # data/interim/<ds>/originals/: the originals an augmented archive ships (registry key sources), own manifest.csv
 ORIGINALS = "originals"
 LABELS = "labels.json"

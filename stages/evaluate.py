@@ -3,10 +3,11 @@
 metrics/<ds>/eval.json holds the headline numbers, with the same keys for every dataset (declared metrics).
 metrics/<ds>/eval_report.json holds the detail: confidence intervals and how they were made, the operating
 point and its rates (at the chosen threshold and at 0.5), per-class scores, calibration bins, and the scores per
-subgroup (original split; grey or colour) where the test images fall in two or more. metrics/<ds>/
-test_predictions.csv holds each test image's truth, decision and probabilities (for comparing two runs). Plots under
-plots/<ds>/: confusion.csv (counts and normalized), roc.csv and precision_recall.csv (one-vs-rest, per class),
-calibration.csv (reliability diagram), misclassified.png, and gradcam.png (Grad-CAM overlays, Keras models).
+subgroup where the test images fall in two or more: original split, grey or colour, and a label table's
+labels.metadata columns (sex, site; ages in bands of ten years). metrics/<ds>/test_predictions.csv holds each test
+image's truth, decision and probabilities (for comparing two runs). Plots under plots/<ds>/: confusion.csv
+(counts and normalized), roc.csv and precision_recall.csv (one-vs-rest, per class), calibration.csv (reliability
+diagram), misclassified.png, and gradcam.png (Grad-CAM overlays, Keras models).
 
     python -m stages.evaluate chest_xray
 """
@@ -15,11 +16,19 @@ from __future__ import annotations
 
 import logging
 
+from medimage import manifest
 from medimage.atomic import write_csv
 from medimage.modelling import opencv_loader
 from medimage.modelling.families import load_classifier
-from medimage.paths import MODELS_DIR, PLOTS_DIR, metrics_file
-from medimage.reporting.clinical import accuracy, assess, operating_point, prediction_rows, subgroups
+from medimage.paths import INTERIM_DIR, MODELS_DIR, PLOTS_DIR, metrics_file
+from medimage.reporting.clinical import (
+    accuracy,
+    assess,
+    operating_point,
+    prediction_rows,
+    subgroup_value,
+    subgroups,
+)
 from medimage.reporting.galleries import caption, gallery, most_confident_mistakes, saliency_gallery
 from medimage.reporting.metrics_files import write_metrics
 from medimage.reporting.plot_data import confusion_rows, precision_recall_rows, roc_rows
@@ -48,6 +57,10 @@ def main(params: EvaluateParams, dataset: SplitEntry) -> None:
         "original split": [row.source_split for row in test_rows],
         "colour": ["grey" if row.channels == 1 else "colour" for row in test_rows],
     }
+    metadata = manifest.read_metadata(INTERIM_DIR / dataset.name)  # a label table's sex, age, site, ...
+    for column in next(iter(metadata.values()), {}):
+        cells = [metadata.get(row.interim_path, {}).get(column, "") for row in test_rows]
+        attributes[column] = [subgroup_value(column, cell) for cell in cells]
     report["subgroups"] = subgroups(test, test_probabilities, point, attributes, params.evaluate)
     write_metrics(dataset.name, "eval", headline | report, list(headline))
     predictions = prediction_rows(test, test_probabilities, point, [row.path for row in test_rows])

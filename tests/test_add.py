@@ -14,6 +14,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import openpyxl
 import pytest
 import yaml
@@ -26,6 +27,9 @@ from medimage.archives.inspection import Ambiguous, list_archive
 from medimage.archives.reading import Limits
 from medimage.archives.unpacking import restructure
 from medimage.errors import PipelineError
+from medimage.modelling.opencv_loader import ImageSet
+from medimage.reporting.clinical import OperatingPoint, subgroup_value, subgroups
+from medimage.settings.evaluate import EvaluateSettings
 from medimage.settings.fetch import SyntheticSettings
 from medimage.settings.project import DatasetSpec
 from medimage.settings.restructure import RestructureSettings
@@ -87,6 +91,10 @@ def test_the_table_labelled_stand_in_runs_offline_at_scale_with_every_image_once
     part_1 = sum(image.archive_split == "HAM10000_images_part_1" for image in planned)
     assert report["ignored_by_rule"] == {"ham10000_images_part_1/*": part_1}
     assert report["label_table"]["rows_without_label"] == report["label_table"]["rows_without_image"] == 0
+    metadata = manifest.read_metadata(project / "data" / "interim" / "ham10000")  # labels.metadata: the subgroups
+    assert len(metadata) == len(rows) and set(map(tuple, map(dict.items, metadata.values()))) == {
+        (("sex", "male"), ("age", "50.0"), ("localization", "back"))
+    }
 
 
 def test_ambiguous_label_columns_stop_with_the_candidates_and_the_option_that_names_one(tmp_path: Path) -> None:
@@ -237,3 +245,36 @@ def test_real_images_in_table_labelled_layouts_are_added_and_split_under_dvc(tmp
     aptos_entry = (project / "datasets" / "aptos.yaml").read_text()
     assert "sample_submission.csv not used" in aptos_entry and "the labels are numbers" in aptos_entry
     assert "the labels are numbers" not in entry
+
+
+def test_metadata_columns_of_a_label_table_are_proposed_carried_and_become_subgroups(tmp_path: Path) -> None:
+    """sex and age in the table: `add` proposes them, restructure writes them beside the manifest, and evaluate's
+    subgroups come out per sex and per age band, each with its images and interval."""
+    archive = tmp_path / "derm.zip"
+    count = 40
+    members = {f"images/ISIC_{n:07d}.jpg": jpeg_bytes(value=n) for n in range(count)}
+    rows = "\n".join(f"ISIC_{n:07d},{'ab'[n % 2]},{'mf'[n // 20]},{30 + n // 2}.0,HAM_{n}" for n in range(count))
+    members["metadata.csv"] = f"image_id,dx,sex,age,lesion_id\n{rows}\n".encode()
+    write_zip(archive, members)
+    entry = added_entry("derm", archive)
+    assert entry.labels is not None and entry.labels.metadata == ["sex", "age"]
+    restructure(archive, entry, RestructureSettings(), tmp_path / "interim")
+    interim_rows = manifest.read_interim(tmp_path / "interim")
+    metadata = manifest.read_metadata(tmp_path / "interim")
+    assert set(metadata) == {row.path for row in interim_rows}
+    first = next(row for row in interim_rows if row.path.endswith("ISIC_0000003.jpg"))
+    assert metadata[first.path] == {"sex": "m", "age": "31.0"}
+
+    names = ["a", "b"]
+    labels = np.array([names.index(row.label) for row in interim_rows])
+    probabilities = np.stack([1 - labels * 0.8 - 0.1, labels * 0.8 + 0.1], axis=1)
+    images = ImageSet([Path(row.path) for row in interim_rows], labels, [(8, 8)] * count, names, [""] * count)
+    attributes = {
+        column: [subgroup_value(column, metadata[row.path][column]) for row in interim_rows]
+        for column in ("sex", "age")
+    }
+    point = OperatingPoint(0.5, "0.5")
+    found = subgroups(images, probabilities, point, attributes, EvaluateSettings(bootstrap_resamples=100))
+    assert [(entry["value"], entry["images"]) for entry in found["sex"]] == [("f", 20), ("m", 20)]
+    assert [entry["value"] for entry in found["age"]] == ["30-39", "40-49"]
+    assert all(entry["accuracy"] == 1.0 and entry["accuracy_ci"] == [1.0, 1.0] for entry in found["sex"])

@@ -112,6 +112,7 @@ def check_manifest(destination: Path, metrics: dict) -> None:
     written = {path.relative_to(destination).as_posix() for path in all_files(destination)} - {
         "manifest.csv",
         "skipped.csv",
+        "metadata.csv",
         "originals/manifest.csv",
     }
     assert {row.path for row in rows} == written

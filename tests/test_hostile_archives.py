@@ -166,6 +166,7 @@ def test_corrupt_and_non_image_files_are_skipped_counted_and_listed(tmp_path: Pa
     assert files_under(output) == {
         "manifest.csv",
         "skipped.csv",
+        "metadata.csv",  # a header alone: the toy archive has no label table
         "originals/manifest.csv",  # no rows: the toy archive ships no originals
         "train/cat/a.jpg",
         "train/dog/b.jpg",

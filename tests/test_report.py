@@ -69,6 +69,10 @@ def test_the_page_opens_offline_with_every_figure_drawn_and_eval_jsons_numbers(
     for key in ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity", "macro_f1", "ece", "brier"):
         shown = opened.numbers[f"eval.{key}"]
         assert shown == ("n/a" if headline[key] is None else str(headline[key])), key
+    intervals = json.loads((project / "metrics" / dataset / "eval_report.json").read_text())["confidence_intervals"]
+    for key in ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity"):
+        low, high = intervals[key]["low"], intervals[key]["high"]
+        assert opened.numbers[f"eval_report.intervals.{key}"] == f"{low} to {high}", key
     fetched = json.loads((project / "metrics" / dataset / "fetch_report.json").read_text())
     assert opened.numbers["fetch.sha256"] == fetched["sha256"]
     for section in ("Provenance", "Flow of images", "Partition and leakage", "Subgroups", "Reporting checklist"):

@@ -62,7 +62,7 @@ def test_restructure_gives_exactly_the_planned_counts(
     originals = {path for path in files_under(tmp_path / name) if path.startswith("originals/")}
     kept = {f"originals/{image.member.rsplit('/', 1)[1]}" for image in synthetic.plan_originals(dataset.synthetic)}
     assert originals - {"originals/manifest.csv"} == kept and metrics["originals"] == len(kept)
-    on_disk = files_under(tmp_path / name) - {"manifest.csv", "skipped.csv"} - originals
+    on_disk = files_under(tmp_path / name) - {"manifest.csv", "skipped.csv", "metadata.csv"} - originals
     assert len(on_disk) == metrics["images"] == sum(sum(labels.values()) for labels in expected.values())
     with (tmp_path / name / "manifest.csv").open() as handle:
         rows = list(csv.DictReader(handle))

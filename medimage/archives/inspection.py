@@ -45,6 +45,8 @@ SPLIT_WORDS |= {"valid": "val", "validation": "val", "dev": "val", "holdout": "t
 LABEL_WORDS = {"label", "labels", "class", "classes", "diagnosis", "dx", "finding", "findings", "target", "category"}
 GROUP_WORDS = ("patient", "lesion", "subject", "participant")  # in order of preference
 SPLIT_COLUMN_WORDS = {"split", "fold", "subset", "partition", "set"}
+# columns describing the patient or the acquisition: carried into metadata.csv for the report's subgroups
+METADATA_WORDS = {"sex", "gender", "age", "site", "localization", "location", "view", "position", "scanner"}
 MASK_FOLDERS = re.compile(r"(?i)^(masks?|segmentations?|.*_masks?)$")
 PATIENT_WORDS = re.compile(r"(?i)(patient|person|subject|case|pid)([-_ ]?)(\d+)([-_ .])")
 JUNK_NAMES = ("._*", ".DS_Store", "Thumbs.db", "desktop.ini")
@@ -302,6 +304,7 @@ class TableReading:
     one_hot: list[str] = field(default_factory=list)
     group_column: str | None = None
     split_column: str | None = None
+    metadata: list[str] = field(default_factory=list)  # columns for subgroups: sex, age, site, ...
     rejected: str | None = None  # why it is not a label table
 
 
@@ -376,6 +379,8 @@ def read_table(
         reading.label_column = label_column
     else:
         _choose_label(reading, rows, others)
+    used = {reading.label_column, reading.group_column, reading.split_column, *reading.one_hot}
+    reading.metadata = [column for column in others if _words(column) & METADATA_WORDS and column not in used]
     if reading.label_column and len(value_counts(rows, reading.label_column)) < 2:
         values = ", ".join(sorted(value_counts(rows, reading.label_column)))
         reading.rejected = f"column {reading.label_column!r} holds one value ({values}) for every row: not labels"

@@ -109,6 +109,7 @@ class TableLabel:
     label: str
     group: str
     split: str | None  # the archive's split from the table or the list files; None: from the layout
+    metadata: tuple[str, ...] = ()  # the cells of the registry's labels.metadata columns, in their order
 
 
 @dataclass
@@ -145,7 +146,7 @@ def build_labels(
         raise PipelineError(f"label table {spec.table!r} has no rows ({where}: labels.table)")
     columns = set(rows[0]) | {column for row in rows for column in row}
     named = [spec.id_column, *([spec.label_column] if spec.label_column else []), *spec.one_hot]
-    named += [column for column in (spec.group_column, spec.split_column) if column]
+    named += [column for column in (spec.group_column, spec.split_column) if column] + spec.metadata
     absent = [column for column in named if column not in columns]
     if absent:
         raise PipelineError(
@@ -169,7 +170,8 @@ def build_labels(
             labels.rows_without_label += 1
             continue
         split = canonical_split(row[spec.split_column]) if spec.split_column else split_of_key.get(key)
-        found = TableLabel(names.get(raw, raw), row.get(spec.group_column, "") if spec.group_column else "", split)
+        group = row.get(spec.group_column, "") if spec.group_column else ""
+        found = TableLabel(names.get(raw, raw), group, split, tuple(row.get(column, "") for column in spec.metadata))
         known = labels.by_key.setdefault(key, found)
         if known != found:
             raise PipelineError(f"label table {spec.table!r} gives {key!r} twice, as {known} and as {found}")

@@ -23,7 +23,7 @@ from medimage.archives.validation import EXTENSION_FORMATS, InvalidImage, inspec
 from medimage.atomic import atomic_dir, write_csv
 from medimage.errors import PipelineError
 from medimage.manifest import InterimRow
-from medimage.paths import ORIGINALS, SKIPPED
+from medimage.paths import METADATA, ORIGINALS, SKIPPED
 from medimage.settings.files import dataset_file
 from medimage.settings.restructure import RestructureEntry, RestructureSettings
 from medimage.threads import image_threads
@@ -50,6 +50,7 @@ class Plan:
     duplicate_copies: list[str] = field(default_factory=list)  # same name, size and CRC as a member already placed
     missing_images: list[str] = field(default_factory=list)  # label table ids no image was found for
     rows_without_label: int = 0  # label table rows with an empty label cell (or no one-hot column set)
+    metadata: dict[str, tuple[str, ...]] = field(default_factory=dict)  # interim path -> labels.metadata cells
 
 
 def same_content(first: zipfile.ZipInfo, second: zipfile.ZipInfo) -> bool:
@@ -112,6 +113,8 @@ def plan_members(
             if placement is None:
                 plan.unlabelled.append(name)
                 continue
+            if labels.by_key[key].metadata:
+                plan.metadata[placement.path] = labels.by_key[key].metadata
         if placement.path in targets:
             if not same_content(infos[targets[placement.path]], info):
                 raise PipelineError(
@@ -236,7 +239,22 @@ def restructure(
         with atomic_dir(destination) as staging:
             taken, skipped = take_members(archive, infos, plan, limits, staging, dataset.name, settings.on_corrupt)
             rows, originals = write_interim(staging, taken, skipped, dataset.name)
+            metadata_columns = dataset.labels.metadata if dataset.labels else []
+            write_metadata(staging, rows, metadata_columns, plan.metadata)
     return summarise(rows, skipped, plan) | {"originals": len(originals)}
+
+
+def write_metadata(
+    staging: Path, rows: list[InterimRow], columns: list[str], metadata: dict[str, tuple[str, ...]]
+) -> None:
+    """metadata.csv: each image's labels.metadata cells (a header alone where the registry names none), so that
+    evaluate, which depends on this one file, finds it for every dataset."""
+    found = [
+        dict(zip(["path", *columns], (row.path, *metadata[row.path]), strict=True))
+        for row in rows
+        if row.path in metadata
+    ]
+    write_csv(staging / METADATA, ["path", *columns], found)
 
 
 def take_members(

@@ -257,6 +257,19 @@ def confidence_intervals(
     }
 
 
+def subgroup_value(column: str, cell: str) -> str:
+    """A metadata cell as a subgroup: ages in bands of ten years (a number a band apart from its neighbours)."""
+    if not cell:
+        return "unknown"
+    if column.lower() == "age":
+        try:
+            decade = int(float(cell)) // 10 * 10
+        except ValueError:
+            return cell
+        return f"{decade}-{decade + 9}"
+    return cell
+
+
 MIN_SUBGROUP = 10  # images below which a subgroup's scores are not given (its interval would be most of [0, 1])
 
 

@@ -89,6 +89,11 @@ def cell(value: object) -> str:
     return f"<td>{esc(value)}</td>"
 
 
+def tagged(text: str, key: str) -> str:
+    """A cell of text (an interval, say) tagged with the JSON key it comes from."""
+    return f'<td data-key="{esc(key)}">{esc(text)}</td>'
+
+
 def picture(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (
@@ -145,14 +150,19 @@ def flow(run: Run) -> str:
     new = split["counts"]["new"]
     labels = sorted({label for per_label in new.values() for label in per_label})
     per_split = [
-        [cell(name), *(number(new[name].get(label, 0)) for label in labels), number(sum(new[name].values()))]
+        [
+            cell(name),
+            *(number(new[name].get(label, 0)) for label in labels),
+            number(sum(new[name].values())),
+            number(run.patients.get(name)),
+        ]
         for name in sorted(new)
     ]
     return (
         '<p class="lead">From the archive to the images each split holds.</p>'
         + table(["step", "images"], flow_rows)
         + "<h3>Images per split and label (after the split stage)</h3>"
-        + table(["split", *labels, "all"], per_split)
+        + table(["split", *labels, "images", "patients or groups"], per_split)
     )
 
 
@@ -243,7 +253,8 @@ def performance(run: Run) -> str:
     level = int(round(intervals["level"] * 100))
     headline = [
         [cell(what), number(evaluated[key], f"eval.{key}"),
-         cell(interval(intervals[ci]["low"], intervals[ci]["high"]) if ci else "")]
+         tagged(interval(intervals[ci]["low"], intervals[ci]["high"]), f"eval_report.intervals.{ci}") if ci
+         else cell("")]
         for what, key, ci in HEADLINE
     ]  # fmt: skip
     point = evaluated["operating_point"]

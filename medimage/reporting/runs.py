@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from medimage.errors import PipelineError
-from medimage.paths import LABELS, METRICS_DIR, MODELS_DIR, PLOTS_DIR, TRAIN_SUMMARY
+from medimage.paths import LABELS, MANIFEST, METRICS_DIR, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, TRAIN_SUMMARY
 from medimage.settings.evaluate import EvaluateParams
 from medimage.settings.files import DATASET_KEYS, PARAMS_FILE, PARAMS_KEYS, dataset_file, validate
 from medimage.settings.split import SplitEntry, split_settings
@@ -69,6 +69,8 @@ class Run:
     model: dict | None = None  # models/<ds>/train.json (DVC cache)
     class_names: list[str] = field(default_factory=list)
     galleries: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG bytes (DVC cache)
+    # split -> patients (or groups) in it, images without an id counting as their own; {} without the manifest
+    patients: dict[str, int] = field(default_factory=dict)
 
 
 def _json(read: Reader, path: Path, required: bool = True) -> dict | None:
@@ -123,6 +125,14 @@ def settings_from(read: Reader, dataset: str) -> dict[str, dict]:
     return shown_settings(params, entry)
 
 
+def patients_per_split(rows: list[dict]) -> dict[str, int]:
+    """From the processed manifest's rows: how many patients (or groups) each split holds."""
+    units: dict[str, set[str]] = {}
+    for row in rows:
+        units.setdefault(row["split"], set()).add(row["group"] or f"image {row['path']}")
+    return {split: len(found) for split, found in sorted(units.items())}
+
+
 def load_run(read: Reader, dataset: str, origin: str, settings: dict) -> Run:
     metrics = METRICS_DIR / dataset
     plots = PLOTS_DIR / dataset
@@ -144,4 +154,5 @@ def load_run(read: Reader, dataset: str, origin: str, settings: dict) -> Run:
         model=_json(read, MODELS_DIR / dataset / TRAIN_SUMMARY, required=False),
         class_names=_json(read, MODELS_DIR / dataset / LABELS, required=False) or evaluation["classes"],
         galleries={name: data for name in GALLERIES if (data := read((plots / name).as_posix())) is not None},
+        patients=patients_per_split(_rows(read, PROCESSED_DIR / dataset / MANIFEST)),
     )

@@ -29,6 +29,8 @@ class LabelTable(Strict):
     split_column: str | None = None  # the archive's own split per row (through split_map)
     split_lists: dict[str, str] = {}  # or archive split -> member listing its image names, one per line
     names: dict[str, str] = {}  # label value -> readable name (APTOS 0: no_dr), for folders, reports and plots
+    # more columns carried per image into data/interim/<ds>/metadata.csv (sex, age, site): the report's subgroups
+    metadata: list[str] = []
 
     @field_validator("names", mode="before")
     @classmethod
