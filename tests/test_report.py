@@ -16,6 +16,7 @@ import pytest
 
 from harness.browser import CHROMIUM, open_offline
 from harness.project import ROOT, git, make_project, run_in
+from medimage.reporting.comparison import comparison_page
 from medimage.reporting.dvc_template import TEMPLATE, template
 from medimage.reporting.page import page
 from medimage.reporting.runs import folder_reader, load_run, settings_from
@@ -149,3 +150,13 @@ def test_dvc_plots_show_opens_offline_with_the_projects_template(projects: dict[
     assert opened.console_errors == [] and opened.requests == []
     charts = [(width, height) for tag, width, height in opened.figure_sizes if tag in ("canvas", "svg")]
     assert len(charts) >= 5 and all(width > 100 and height > 100 for width, height in charts), opened.figure_sizes
+
+
+def test_a_run_without_per_image_predictions_gets_no_paired_figure(projects: dict[str, Path]) -> None:
+    project = projects["blood_cells"]
+    run = load_run(folder_reader(project), "blood_cells", "here", settings_from(folder_reader(project), "blood_cells"))
+    older = dataclasses.replace(run, predictions=[], fetch={})  # as committed before either file existed
+    text = comparison_page(older, run)
+    assert "no per-image test predictions" in text and "paired.auc_difference" not in text
+    assert "not recorded" in page(older)
+    assert 'data-key="paired.auc_difference"' in comparison_page(run, run)  # the same run twice: paired, no change

@@ -130,6 +130,12 @@ def paired_difference(first: Run, second: Run) -> Paired:
 
 
 def _paired_section(first: Run, second: Run) -> str:
+    if not first.predictions or not second.predictions:
+        return (
+            '<p class="note">One run has no per-image test predictions (it was committed before evaluate wrote '
+            "metrics/&lt;dataset&gt;/test_predictions.csv): no paired difference can be given. Rerun it to get one."
+            "</p>"
+        )
     if not same_test_images(first, second):
         return (
             '<p class="note">The two runs were tested on different images (or with different classes): their scores '

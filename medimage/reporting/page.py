@@ -115,12 +115,16 @@ def interval(low: object, high: object) -> str:
 
 def provenance(run: Run) -> str:
     fetched = run.fetch
+    unrecorded = "not recorded"
     rows = [
         [cell("dataset"), cell(run.dataset)],
-        [cell("source"), cell(fetched["source"])],
-        [cell("Kaggle handle and version"), cell(fetched["kaggle"] or "not on Kaggle")],
-        [cell("archive"), cell(f"{fetched['archive']} ({fetched['bytes']:,} bytes)")],
-        [cell("archive sha256"), f'<td><code data-key="fetch.sha256">{esc(fetched["sha256"])}</code></td>'],
+        [cell("source"), cell(fetched.get("source", unrecorded))],
+        [cell("Kaggle handle and version"), cell(fetched.get("kaggle") or "not on Kaggle" if fetched else unrecorded)],
+        [cell("archive"), cell(f"{fetched['archive']} ({fetched['bytes']:,} bytes)" if fetched else unrecorded)],
+        [
+            cell("archive sha256"),
+            f'<td><code data-key="fetch.sha256">{esc(fetched.get("sha256", unrecorded))}</code></td>',
+        ],
         [cell("read from"), cell(run.origin)],
     ]
     named = {f"{section}.{key}": value for section, values in run.settings.items() for key, value in values.items()}
@@ -260,7 +264,12 @@ def performance(run: Run) -> str:
     point = evaluated["operating_point"]
     rates = point.get("at_threshold", {})  # two classes; with more, the decision is the most probable class
     operating = [
-        [cell("threshold"), number(evaluated["threshold"], "eval.threshold")],
+        [
+            cell("threshold"),
+            tagged("none: the most probable class", "eval.threshold")
+            if evaluated["threshold"] is None
+            else number(evaluated["threshold"], "eval.threshold"),
+        ],
         [cell("rule"), cell(point["rule"])],
         *[[cell(name.upper() if len(name) == 3 else name), number(value)] for name, value in rates.items()],
     ]

@@ -55,7 +55,7 @@ class Run:
 
     dataset: str
     origin: str  # where it was read from: "the working tree", "HEAD~1 (3f15bf7, 2026-12-01)"
-    fetch: dict
+    fetch: dict  # metrics/<ds>/fetch_report.json; {} for runs committed before fetch wrote it
     restructure: dict  # restructure.json and restructure_report.json, merged
     split: dict
     evaluation: dict  # eval.json and eval_report.json, merged
@@ -140,7 +140,7 @@ def load_run(read: Reader, dataset: str, origin: str, settings: dict) -> Run:
     return Run(
         dataset=dataset,
         origin=origin,
-        fetch=_json(read, metrics / "fetch_report.json"),
+        fetch=_json(read, metrics / "fetch_report.json", required=False) or {},  # {}: a run from before it existed
         restructure={**_json(read, metrics / "restructure.json"), **_json(read, metrics / "restructure_report.json")},
         split={**_json(read, metrics / "split.json"), **_json(read, metrics / "split_report.json")},
         evaluation=evaluation,
