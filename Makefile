@@ -12,6 +12,7 @@ GPU ?= $(if $(wildcard $(VENV)/.gpu),1,0)
 STAMP := $(VENV)/.installed-gpu$(GPU)-$(shell cat requirements*.txt constraints.txt | cksum | cut -d' ' -f1)
 SSHD := $(firstword $(wildcard /usr/sbin/sshd /usr/local/sbin/sshd) $(shell command -v sshd))
 CHROMIUM := $(firstword $(shell command -v chromium chromium-browser))
+QEMU := $(shell command -v qemu-x86_64)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -33,6 +34,13 @@ ifeq ($(CHROMIUM),)
 	  $(APT_INSTALL) chromium >/dev/null 2>&1 || \
 	  ($(SUDO) apt-get update -q >/dev/null && $(APT_INSTALL) chromium >/dev/null); \
 	else echo "no apt-get here: install Chromium yourself, or the browser tests are skipped (they fail under CI)"; fi
+endif
+ifeq ($(QEMU),)
+	@echo "installing Debian's qemu-user: a test trains on an emulated AVX2-only CPU and expects this machine's model"
+	@if command -v apt-get >/dev/null; then \
+	  $(APT_INSTALL) qemu-user >/dev/null 2>&1 || \
+	  ($(SUDO) apt-get update -q >/dev/null && $(APT_INSTALL) qemu-user >/dev/null); \
+	else echo "no apt-get here: install qemu-user yourself, or the AVX2-only test is skipped (it fails under CI)"; fi
 endif
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-remote.txt requirements-gpu.txt constraints.txt
