@@ -10,6 +10,7 @@ import pytest
 
 from medimage.reporting import clinical
 from medimage.reporting.plot_data import GRID, precision_recall_rows, roc_rows
+from medimage.reporting.scores import binary_roc_auc, macro_roc_auc
 from medimage.settings.evaluate import EvaluateSettings
 
 
@@ -59,6 +60,25 @@ def test_the_bootstrap_interval_matches_the_binomial_one_and_resamples_patients(
         for name, result in (("patient", by_patient), ("image", by_image))
     }
     assert width["patient"] > 2.5 * width["image"]
+
+
+def test_the_rank_roc_auc_is_scikit_learns_with_ties_and_undefined_without_both_classes() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for size, decimals in ((3, 3), (7, 1), (50, 1), (400, 2), (1000, 6)):  # 1 decimal: many tied scores
+        labels = rng.integers(0, 2, size)
+        labels[:2] = (0, 1)
+        scores = np.round(rng.random(size) * 0.5 + labels * 0.3, decimals)
+        assert binary_roc_auc(labels == 1, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        probabilities = rng.dirichlet(np.ones(3), size)
+        classes = rng.integers(0, 3, size)
+        classes[:3] = (0, 1, 2)
+        expected = np.mean([roc_auc_score(classes == k, probabilities[:, k]) for k in range(3)])
+        assert macro_roc_auc(classes, probabilities) == pytest.approx(expected, abs=1e-12)
+    assert binary_roc_auc(np.array([1, 0, 1]) == 1, np.array([0.9, 0.1, 0.8])) == 1.0
+    assert binary_roc_auc(np.ones(4, bool), np.arange(4.0)) is None
+    assert macro_roc_auc(np.zeros(4, int), np.full((4, 2), 0.5)) is None
 
 
 def test_calibration_of_a_perfectly_and_a_badly_calibrated_model() -> None:

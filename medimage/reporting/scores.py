@@ -5,7 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+
+def binary_roc_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
+    """The area under the ROC curve: the chance that a positive scores above a negative, ties counting half.
+
+    Computed from ranks (Mann-Whitney U), exact up to one division, and without scikit-learn's input checks, which
+    cost 12 ms a call: the bootstrap calls this thousands of times. None without both positives and negatives.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    positives = int(positive.sum())
+    negatives = len(positive) - positives
+    if not positives or not negatives:
+        return None
+    order = np.argsort(scores, kind="stable")
+    _, first, ties = np.unique(np.asarray(scores)[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(order))
+    ranks[order] = np.repeat(first + (ties + 1) / 2, ties)  # 1-based, tied scores share their mean rank
+    return float((ranks[positive].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
@@ -18,8 +36,8 @@ def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None
     if len(present) < 2:
         return None
     if probabilities.shape[1] == 2:
-        return float(roc_auc_score(labels, probabilities[:, 1]))
-    return float(np.mean([roc_auc_score(labels == index, probabilities[:, index]) for index in present]))
+        return binary_roc_auc(labels == 1, probabilities[:, 1])
+    return float(np.mean([binary_roc_auc(labels == index, probabilities[:, index]) for index in present]))
 
 
 def per_class_scores(labels: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> dict[str, dict]:

@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from medimage.manifest import InterimRow
-from medimage.reporting.scores import macro_roc_auc
+from medimage.reporting.scores import binary_roc_auc, macro_roc_auc
 from medimage.settings.split import SplitSettings
 from medimage.splitting.assignment import UnionFind
 from medimage.splitting.features import read_grey, thumbnail_features
@@ -73,7 +72,7 @@ def shift_auc(features: np.ndarray, is_test: np.ndarray, seed: int) -> float | N
     model = make_pipeline(StandardScaler(), LogisticRegression(**SHIFT_MODEL))
     folds = StratifiedKFold(n_splits=AUDIT_FOLDS, shuffle=True, random_state=seed)
     scores = cross_val_predict(model, features, is_test, cv=folds, method="predict_proba")[:, 1]
-    return round(float(roc_auc_score(is_test, scores)), 4)
+    return round(binary_roc_auc(is_test, scores), 4)
 
 
 def _auc(truth: np.ndarray, probabilities: np.ndarray, classes: np.ndarray) -> float | None:
