@@ -17,9 +17,12 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test lint fuzz bench clean
+.PHONY: setup test-tools run test lint fuzz bench clean
 
 setup: $(STAMP)
+
+# Debian packages that only the tests need (make run needs none of them)
+test-tools:
 ifeq ($(SSHD),)
 	@echo "installing Debian's openssh-server: the DVC SSH-remote test starts a real sshd on a loopback port"
 	@if command -v apt-get >/dev/null; then \
@@ -68,14 +71,14 @@ run: setup
 	@echo "Plots:     plots/<dataset>/  - $(BIN)/dvc plots show (writes dvc_plots/index.html)"
 	@echo "Report:    reports/<dataset>.html  - one page per dataset, opens offline"
 
-test: setup
+test: setup test-tools
 	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: setup
+bench: setup test-tools
 	$(BIN)/python -m benchmarks.suite
 
 fuzz: setup

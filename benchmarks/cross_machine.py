@@ -3,7 +3,7 @@ QEMU's emulated AVX2-only CPUs, with the project's choice of CPU kernels and wit
 
     python -m benchmarks.cross_machine [--datasets chest_xray] [--cpus Haswell,EPYC-Rome] [--epochs 2]
 
-Needs the default's split data (`make run`, or `dvc repro split@<dataset>`) and qemu-user (`make setup`). An
+Needs the default's split data (`make run`, or `dvc repro split@<dataset>`) and qemu-user (`make test-tools`). An
 emulated training takes about 40 times as long as here (chest_xray with its 20 epochs: about 9 minutes), so
 --epochs shortens every run alike. Prints a markdown table: the model's sha256, whether it equals this machine's,
 the first epoch whose training loss differs, and the time against this machine's.

@@ -1,4 +1,4 @@
-"""A real browser for the report tests: the system Chromium (make setup installs Debian's), driven by Playwright,
+"""A real browser for the report tests: the system Chromium (make test installs Debian's), driven by Playwright,
 with every network request blocked. Without Chromium the browser tests skip, except under CI, where they fail."""
 
 from __future__ import annotations

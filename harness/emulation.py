@@ -1,6 +1,6 @@
 """Another x86-64 CPU, emulated: QEMU's user-mode emulator runs this machine's Python on a CPU model of QEMU's
 (its CPUID: instruction sets, VNNI, cache sizes), so a test sees what TensorFlow and oneDNN do on a machine we do not
-have. QEMU computes floating point exactly as the hardware does, about 40 times slower. `make setup` installs
+have. QEMU computes floating point exactly as the hardware does, about 40 times slower. `make test` installs
 Debian's qemu-user; without it the emulated tests skip, except under CI, where they fail."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def on_cpu(cpu: str | None, *arguments: str) -> list[str]:
     if cpu is None:
         return [sys.executable, *arguments]
     if QEMU is None:
-        raise RuntimeError("qemu-x86_64 not found: make setup installs Debian's qemu-user")
+        raise RuntimeError("qemu-x86_64 not found: make test installs Debian's qemu-user")
     return [QEMU, "-cpu", cpu, sys.executable, *arguments]
 
 

@@ -1,6 +1,6 @@
 """A real OpenSSH server on a loopback port, with throw-away host and user keys, for the DVC remote tests.
 
-`make setup` installs Debian's openssh-server where it is absent (tests/../Makefile); on a machine without
+`make test` installs Debian's openssh-server where it is absent (tests/../Makefile); on a machine without
 it the remote tests skip, except under CI, where they fail.
 """
 

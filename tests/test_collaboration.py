@@ -23,7 +23,7 @@ OUTPUTS = ("data", "models", "metrics", "plots")
 
 needs_sshd = pytest.mark.skipif(
     SSHD is None and not os.environ.get("CI"),
-    reason="sshd not installed (make setup installs openssh-server; under CI its absence fails this test)",
+    reason="sshd not installed (make test installs openssh-server; under CI its absence fails this test)",
 )
 
 

@@ -24,7 +24,7 @@ from medimage.reporting.runs import folder_reader, load_run, settings_from
 
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"),
-    reason="Chromium not installed (make setup installs Debian's chromium; under CI its absence fails this test)",
+    reason="Chromium not installed (make test installs Debian's chromium; under CI its absence fails this test)",
 )
 SMALL = {"fetch": {"synthetic": {"images_per_class": 12, "image_size": 32}}}
 RUNS = {  # dataset -> its train settings

@@ -243,7 +243,7 @@ def test_a_saved_keras_model_carries_no_timestamp_and_loads_back(tmp_path: Path)
 
 @pytest.mark.skipif(
     QEMU is None and not os.environ.get("CI"),
-    reason="qemu-user not installed (make setup installs it; under CI its absence fails this test)",
+    reason="qemu-user not installed (make test installs it; under CI its absence fails this test)",
 )
 def test_deterministic_training_gives_an_avx2_only_cpu_the_same_model(tiny: Path) -> None:
     """train.deterministic: an AVX2-only CPU (QEMU's Haswell: AVX2 and FMA, no AVX-512, no VNNI, other cache sizes)
