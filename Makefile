@@ -2,6 +2,7 @@
 # make test  - set up .venv and run the test suite
 # make bench - every benchmark in one markdown table (benchmarks/README.md); data cached in .benchmarks-cache/
 # make fuzz  - 3,000 hypothesis-generated archives through restructure (CI runs 150 inside make test)
+# make clean - delete the pipeline's data, models and caches and its git-ignored plots and pages; nothing git tracks
 # make lint  - ruff (rules and line length in pyproject.toml); .ci/run runs it before the tests
 # make setup GPU=1 - the same, with TensorFlow's CUDA build (requirements-gpu.txt) in place of the CPU wheel;
 #                    remembered in .venv/.gpu, so later make targets keep it (GPU=0 goes back to the CPU wheel)
@@ -85,5 +86,7 @@ fuzz: setup
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} $(BIN)/python -m pytest tests/test_fuzz_archives.py -n 0 \
 	  --hypothesis-show-statistics
 
+# only what git does not track: the committed metrics, plot data and dvc.lock stay (dvc repro brings the rest back)
 clean:
-	rm -rf data metrics models plots .dvc/cache .dvc/tmp
+	rm -rf data models dvc_plots .cache .dvc/cache .dvc/tmp
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdXq -- metrics plots reports; fi

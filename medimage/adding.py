@@ -3,7 +3,8 @@
 `propose` decides folder- or table-labelled and every key from medimage/archives/inspection.py's readings, then
 checks the entry by planning the archive exactly as restructure will (same Layout, same label table code), so the
 counts written beside each key are restructure's own. `render` writes that as commented YAML; `register` adds the
-dataset to params.yaml (and its local path to fetch.paths) and its model to dvc.yaml's artifacts.
+dataset to params.yaml (and its local path to fetch.paths) and its model to dvc.yaml's artifacts; the three files
+change together or not at all.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from ruamel.yaml import YAML
 
 from medimage.archives import inspection
 from medimage.archives.inspection import Ambiguous, Listing, Rule, TableReading
-from medimage.archives.layout import Layout, top_level_entries
+from medimage.archives.layout import NO_SPLIT, Layout, top_level_entries
 from medimage.archives.reading import member_suffix
 from medimage.archives.tables import build_labels, is_table
 from medimage.archives.unpacking import Plan, plan_members
-from medimage.atomic import atomic_file
+from medimage.atomic import atomic_files
 from medimage.errors import PipelineError
 from medimage.settings.files import PARAMS_FILE, dataset_file
 from medimage.settings.project import DatasetSpec
 
 DVC_FILE = "dvc.yaml"
+ARCHIVE_SPLITS = "the archive's own splits: "  # the evidence line add prints beside the counts
 KEY_ORDER = ("kaggle", "archive", "fetch", "layout", "extensions", "ignore", "split_map", "patient_id", "labels")
 KEY_ORDER += ("sources", "synthetic", "split")
 
@@ -51,6 +53,7 @@ def propose(
     label_column: str | None = None,
     group_column: str | None = None,
     table: str | None = None,
+    encoding: str = "utf-8",
 ) -> Proposal:
     """The registry entry for the listed archive; `origin` holds kaggle, archive and fetch. PipelineError (or
     Ambiguous, with the candidates and the option that chooses) where the archive cannot be read as a dataset."""
@@ -59,31 +62,47 @@ def propose(
     rules += inspection.segment_rules(names, inspection.MASK_FOLDERS, "segmentation masks, not class images")
     rules += inspection.duplicate_trees(listing.members, rules)
     images = inspection.image_members(listing, rules)
+    dicom = inspection.dicom_members(listing, rules)
     if not images:
+        if dicom:
+            raise PipelineError(
+                f"{name}: {len(dicom):,} DICOM files found (e.g. {dicom[0]}) and no other images: DICOM is not read "
+                "yet; convert them to PNG first"
+            )
         raise PipelineError(f"{name}: no image files found; top-level entries: {top_level_entries(names)}")
     keys, file_names = inspection.image_keys(images)
     image_set = set(images)
     candidates = [member for member in names if member not in image_set and not inspection.is_ignored(member, rules)]
     tables = [
-        inspection.read_table(member, listing, keys, file_names, label_column, group_column)
+        inspection.read_table(member, listing, keys, file_names, label_column, group_column, encoding)
         for member in candidates
         if is_table(member) and (table is None or member == table)
     ]
     shapes = inspection.folder_shapes(images)
+    refused = [reading for reading in tables if reading.refusal is not None]
+    if refused:
+        raise PipelineError(f"{name}: table {refused[0].member}: {refused[0].refusal}")
     label_tables = [reading for reading in tables if reading.rejected is None]
+    if any(not reading.localisation for reading in label_tables):
+        for reading in label_tables:
+            if reading.localisation:
+                reading.rejected = "a localisation table (boxes, several rows an image), not the per-image labels"
+        label_tables = [reading for reading in label_tables if not reading.localisation]
     forced = label_column is not None or group_column is not None or table is not None
     proposal = Proposal(name, dict(origin), rules=rules)
     if len(label_tables) > 1:
         listed = ", ".join(f"{t.member} ({t.label_column or 'one-hot'})" for t in label_tables)
         raise Ambiguous(f"{name}: several tables label the images: {listed}; choose one with --table MEMBER")
     if label_tables:
-        _table_entry(proposal, label_tables[0], shapes, listing, candidates, images)
+        _table_entry(proposal, label_tables[0], shapes, listing, candidates, images, encoding)
     elif not forced and any(shape.label_position is not None for shape in shapes):
         _folder_entry(proposal, shapes, images)
     else:
         raise _no_labels(name, tables, shapes, forced)
     _check_by_planning(proposal, listing, images)
     proposal.evidence += [f"table {t.member} not used: {t.rejected}" for t in tables if t.rejected is not None]
+    if dicom:
+        proposal.evidence.append(f"{len(dicom):,} DICOM files (e.g. {dicom[0]}) are left out: DICOM is not read yet")
     return proposal
 
 
@@ -128,16 +147,17 @@ def _table_entry(
     listing: Listing,
     candidates: list[str],
     images: list[str],
+    encoding: str,
 ) -> None:
     keys, file_names = inspection.image_keys(images)
-    lists = {} if reading.split_column else inspection.split_lists(listing, candidates, keys, file_names)
+    lists = {} if reading.split_column else inspection.split_lists(listing, candidates, keys, file_names, encoding)
     split_from_folders = not reading.split_column and not lists
     for shape in shapes:
         if not split_from_folders:
             shape.split_position = None
     proposal.entry["layout"] = [shape.pattern(with_label=False) for shape in shapes]
     if reading.split_column:
-        values = inspection.parse_column(listing, reading.member, reading.split_column)
+        values = inspection.parse_column(listing, reading.member, reading.split_column, encoding)
     elif lists:
         values = list(lists)
     else:
@@ -156,7 +176,8 @@ def _table_entry(
     labels = {"table": reading.member, "id_column": reading.id_column}
     labels |= {"label_column": reading.label_column} if reading.label_column else {"one_hot": reading.one_hot}
     labels |= {"group_column": reading.group_column, "split_column": reading.split_column, "split_lists": lists}
-    proposal.entry["labels"] = labels | {"names": {}} | ({"metadata": reading.metadata} if reading.metadata else {})
+    labels |= {"names": {}} | ({"metadata": reading.metadata} if reading.metadata else {})
+    proposal.entry["labels"] = labels | ({"encoding": encoding} if encoding != "utf-8" else {})
     numbers = [row[reading.label_column] for row in reading.rows if row.get(reading.label_column or "")]
     if numbers and all(value.isdigit() for value in numbers):
         proposal.evidence.append("the labels are numbers: name them under labels.names (e.g. 0: no_dr)")
@@ -218,6 +239,13 @@ def _plan_evidence(plan: Plan, listing: Listing) -> list[str]:
         "label table rows whose image is missing": len(plan.missing_images),
     }
     lines += [f"{count:,} {what}" for what, count in left.items() if count]
+    splits = Counter(placement.source_split for _, placement in plan.placed)
+    if set(splits) - {NO_SPLIT}:
+        shown = ", ".join(f"{split} ({count:,} images)" for split, count in sorted(splits.items()))
+        lines.append(
+            f"{ARCHIVE_SPLITS}{shown}: split.strategy pool (params.yaml's default) pools and re-splits them; "
+            'split: {"strategy": "keep"} in this entry honours them'
+        )
     return lines
 
 
@@ -259,19 +287,26 @@ def render(proposal: Proposal, command: str) -> str:
     return text
 
 
-def write_entry(root: Path, name: str, text: str, force: bool) -> Path:
+def entry_path(root: Path, name: str, force: bool, replace_default: str | None) -> Path:
+    """datasets/NAME.yaml, once it is certain that it may be written: absent, or --force on an entry that the
+    project does not ship with a stand-in (those need --replace-default NAME, by name)."""
     path = dataset_file(name, root)
-    if path.exists() and not force:
+    if not path.exists():
+        return path
+    if not force and replace_default != name:
         raise PipelineError(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+    shipped = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("synthetic") is not None
+    if shipped and replace_default != name:
+        raise PipelineError(
+            f"{path} is a dataset the project ships (with a synthetic stand-in): --force does not replace it; "
+            f"pass --replace-default {name} to replace exactly that entry"
+        )
     return path
 
 
-def register(root: Path, name: str, local_path: Path | None, description: str) -> None:
-    """Add the dataset to params.yaml's datasets (and its local archive to fetch.paths) and its model to
-    dvc.yaml's artifacts, keeping both files' comments."""
+def registration(root: Path, name: str, local_path: Path | None, description: str) -> dict[Path, str]:
+    """params.yaml with the dataset in its datasets (and its local archive in fetch.paths), and dvc.yaml with its
+    model in artifacts, both keeping their comments: the new texts by file (unchanged files left out)."""
     editor = YAML()
     editor.preserve_quotes = True
     editor.width = 4096
@@ -286,18 +321,23 @@ def register(root: Path, name: str, local_path: Path | None, description: str) -
         params["fetch"]["paths"][name] = str(local_path)
     buffer = StringIO()
     editor.dump(params, buffer)
-    with atomic_file(params_path) as temporary:
-        temporary.write_text(buffer.getvalue(), encoding="utf-8")
+    texts = {params_path: buffer.getvalue()}
     dvc_path = root / DVC_FILE
     text = dvc_path.read_text(encoding="utf-8")
     artifact = f"{name.replace('_', '-')}-classifier"
     if artifact in (yaml.safe_load(text).get("artifacts") or {}):
-        return
+        return texts
     if not re.search(r"(?m)^artifacts:", text):
         text = text.rstrip("\n") + "\n\nartifacts:\n"
     lines = [f"  {artifact}:", f"    path: models/{name}", "    type: model", f"    desc: {_scalar(description)}"]
     text = text.rstrip("\n") + "\n" + "\n".join([*lines, f"    labels: [{name}]"]) + "\n"
     if (yaml.safe_load(text).get("artifacts") or {}).get(artifact, {}).get("path") != f"models/{name}":
         raise PipelineError(f"{dvc_path}: add the artifact {artifact} by hand (artifacts is not the last section)")
-    with atomic_file(dvc_path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+    return texts | {dvc_path: text}
+
+
+def write_together(texts: dict[Path, str]) -> None:
+    """Every file in `texts` replaced, all or none (medimage/atomic.py: atomic_files)."""
+    with atomic_files(list(texts)) as temporaries:
+        for temporary, text in zip(temporaries, texts.values(), strict=True):
+            temporary.write_text(text, encoding="utf-8")

@@ -19,12 +19,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from medimage.adding import propose, register, render, write_entry
+from medimage.adding import ARCHIVE_SPLITS, entry_path, propose, registration, render, write_together
 from medimage.archives.inspection import Listing, list_archive, list_folder
 from medimage.archives.reading import Limits
 from medimage.archives.sources import kaggle_folder
+from medimage.atomic import sweep_leftovers
 from medimage.errors import PipelineError
-from medimage.settings.files import DATASET_NAME
+from medimage.settings.files import dataset_name_problem
 from medimage.settings.project import load_params
 
 KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+(/versions/\d+)?$")
@@ -61,7 +62,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--group-column", help="the table's patient or lesion id column (images kept in one split)")
     parser.add_argument("--table", help="the label table's member path, where several tables could label the images")
     parser.add_argument("--kaggle", help="the Kaggle handle owner/slug/versions/N the local archive came from")
-    parser.add_argument("--force", action="store_true", help="replace an existing datasets/NAME.yaml")
+    parser.add_argument("--encoding", default="utf-8", help="the tables' text encoding, where not UTF-8 (e.g. cp1252)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace an existing datasets/NAME.yaml (not a shipped one)"
+    )
+    parser.add_argument("--replace-default", metavar="NAME", help="replace NAME, a dataset the project ships")
     parser.add_argument("--dry-run", action="store_true", help="print the entry; write and register nothing")
     return parser.parse_args(argv)
 
@@ -69,25 +74,34 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
     root = Path(".")
+    texts: dict[Path, str] = {}
     try:
-        if not DATASET_NAME.match(args.name):
-            raise PipelineError(f"dataset name {args.name!r} must be lower-case letters, digits and _")
+        sweep_leftovers()  # finishes an add that was killed while writing its three files
+        problem = dataset_name_problem(args.name)
+        if problem:
+            raise PipelineError(problem)
         params = load_params(root)
         listing, origin, local_path = open_source(args.source, args.kaggle, Limits.from_settings(params.restructure))
-        proposal = propose(args.name, listing, origin, args.label_column, args.group_column, args.table)
+        proposal = propose(args.name, listing, origin, args.label_column, args.group_column, args.table, args.encoding)
         command = "python -m stages.add " + " ".join(shlex.quote(word) for word in (argv or sys.argv[1:]))
         text = render(proposal, command)
         if args.dry_run:
             print(text, end="")
             return
-        path = write_entry(root, args.name, text, args.force)
-        per_split = [line for line in proposal.evidence if line.startswith("  ")]
-        register(root, args.name, local_path, f"{args.name} classifier (datasets/{args.name}.yaml)")
+        path = entry_path(root, args.name, args.force, args.replace_default)
+        description = f"{args.name} classifier (datasets/{args.name}.yaml)"
+        texts = {path: text} | registration(root, args.name, local_path, description)
+        write_together(texts)
     except PipelineError as error:
         print(f"add: error: {error}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # held back while the files are renamed: they are all new or all as they were
+        done = bool(texts) and all(file.read_text(encoding="utf-8") == new for file, new in texts.items())
+        state = f"{args.name} was added all the same" if done else "datasets/, params.yaml and dvc.yaml are unchanged"
+        print(f"add: interrupted; {state}", file=sys.stderr)
+        sys.exit(130)
     print(f"wrote {path}: {proposal.evidence[0]}")
-    print("\n".join(per_split))
+    print("\n".join(line for line in proposal.evidence if line.startswith(("  ", ARCHIVE_SPLITS))))
     print(f"added {args.name} to params.yaml and dvc.yaml; run: dvc repro evaluate@{args.name}")
 
 

@@ -18,7 +18,6 @@ from typing import TextIO
 
 from medimage.atomic import sweep_leftovers
 from medimage.errors import PipelineError
-from medimage.paths import OUTPUT_ROOTS
 from medimage.settings.files import DatasetEntry, StageParams, read_dataset, read_params
 
 LOGGERS = ("medimage", "stages", "__main__")  # a stage run with -m logs as __main__
@@ -68,7 +67,7 @@ def run_stage(
         arguments(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging(f"{stage} {args.dataset}", sys.stdout if arguments is None else sys.stderr)
-    swept = sweep_leftovers(OUTPUT_ROOTS)
+    swept = sweep_leftovers()
     if swept:
         logging.getLogger(__name__).info("removed %d temporary file(s) of interrupted runs: %s", len(swept), swept[0])
     try:

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
-from harness.project import digests, environment, git, make_project, registry_entry, run_in
+from harness.project import ROOT, digests, environment, git, make_project, registry_entry, run_in
 
 DATASET = "blood_cells"
 # Big enough that writing lasts long enough to be hit (2,000 images), small enough for CI.
@@ -75,7 +76,7 @@ def leftovers(project: Path) -> list[str]:
         for folder in OUTPUT_FOLDERS
         for path in (project / folder).rglob("*")
         if path.name.startswith((".tmp-", ".resume-"))
-    ]
+    ] + [path.name for path in (project / ".cache" / "temporaries").glob("*")]
 
 
 def locked_stages(project: Path) -> set[str]:
@@ -147,34 +148,68 @@ def test_a_killed_forced_rerun_strands_nothing_and_the_next_repro_brings_back_th
     assert_clean(project, f"restructure@{DATASET}")
 
 
-def test_temporaries_of_dead_writers_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
-    from medimage.atomic import sweep_leftovers
-
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / "data" / "interim" / f".tmp-ds-p{dead.stdout.strip()}-x1"
-    inside = tmp_path / "data" / "interim" / "ds" / f".tmp-build-p{dead.stdout.strip()}-x2"
-    live = tmp_path / "data" / "interim" / f".tmp-other-p{os.getpid()}-x3"
-    for folder in (stale, inside, live):
-        folder.mkdir(parents=True)
-    (tmp_path / "data" / "interim" / "ds" / "manifest.csv").write_text("kept\n")
-    assert sorted(sweep_leftovers([tmp_path / "data"])) == sorted([stale, inside])
-    assert live.is_dir() and (tmp_path / "data" / "interim" / "ds" / "manifest.csv").is_file()
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from medimage.atomic import atomic_dir, atomic_file
+with atomic_dir(Path("data/interim/ds")) as building, atomic_file(Path("metrics/ds/eval.json")) as temporary:
+    (building / "half.txt").write_text("half")
+    temporary.write_text("{")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
 
 
-def test_a_killed_writer_not_yet_reaped_counts_as_gone(tmp_path: Path) -> None:
+def test_temporaries_of_dead_writers_are_swept_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer killed mid-write leaves temporaries the next sweep deletes; a live writer's stay, and so does
+    anything in a finished output, whatever it is called (an archive's label `.tmp-cells`, or a name exactly like
+    one of ours: temporaries are known by the journal, never by their names)."""
+    from medimage.atomic import atomic_dir, sweep_leftovers
+
+    monkeypatch.chdir(tmp_path)
+    finished = tmp_path / "data" / "interim" / "done" / "all"
+    for label in (".tmp-cells", ".tmp-build-p1-0a1b2c3d", ".tmp-done-ready-0a1b2c3d"):
+        (finished / label).mkdir(parents=True)
+        (finished / label / "a.png").write_bytes(b"image")
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER], env=environment(ROOT), check=False)
+    assert killed.returncode == -signal.SIGKILL
+    stranded = sorted(path for path in tmp_path.rglob(".tmp-*") if not path.is_relative_to(finished))
+    assert len(stranded) == 2  # the build folder inside the output, the file's temporary beside it
+    with atomic_dir(tmp_path / "data" / "interim" / "live") as live:
+        assert sorted(sweep_leftovers()) == [path.absolute() for path in stranded]
+        assert live.is_dir()
+    assert not any(tmp_path.rglob(".tmp-*")) or all(path.is_relative_to(finished) for path in tmp_path.rglob(".tmp-*"))
+    assert sorted(path.parent.name for path in finished.rglob("a.png")) == sorted(
+        [".tmp-cells", ".tmp-build-p1-0a1b2c3d", ".tmp-done-ready-0a1b2c3d"]
+    )
+    assert list((tmp_path / ".cache" / "temporaries").iterdir()) == []
+
+
+def test_a_killed_writer_not_yet_reaped_counts_as_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A zombie (ended, not yet waited for) still answers kill(pid, 0): its temporaries must be swept all the same.
     A killed stage's zombie outlived its kill by up to 2 s here and left a .tmp-view folder in a re-split."""
     from medimage.atomic import sweep_leftovers
 
-    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    monkeypatch.chdir(tmp_path)
+    script = (
+        "import os, sys; from pathlib import Path; from medimage.atomic import temporary_dir\n"
+        "with temporary_dir(Path('data'), 'view') as staging:\n"
+        "    print(staging, flush=True); sys.stdin.readline(); os._exit(0)"
+    )
+    Path("data").mkdir()
+    ended = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment(ROOT)
+    )
+    staging = Path(ended.stdout.readline().strip())
+    ended.stdin.write("\n")
+    ended.stdin.flush()
     deadline = time.monotonic() + 10
     while Path(f"/proc/{ended.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
         assert time.monotonic() < deadline, "the child never ended"
         time.sleep(0.01)
     os.kill(ended.pid, 0)  # no error: to kill(), a zombie is alive
-    zombie = tmp_path / "data" / f".tmp-view-p{ended.pid}-x1"
-    zombie.mkdir(parents=True)
-    assert sweep_leftovers([tmp_path / "data"]) == [zombie]
+    assert sweep_leftovers() == [staging.absolute()]
     ended.wait()
 
 

@@ -27,9 +27,9 @@ from medimage.archives.reading import (
 )
 from medimage.archives.tables import (
     Table,
+    decode_text,
     id_key,
     image_key,
-    one_hot_label,
     parse_table,
     value_counts,
 )
@@ -40,16 +40,22 @@ TABLE_MAX_BYTES = 64 * 1024 * 1024  # larger "tables" are pixel dumps or logs, n
 SAMPLE_ROWS = 500  # rows read to judge a table; only the chosen label table is read whole
 ID_MATCH_SHARE = 0.9  # of a column's sampled cells that must name an image for it to be an id column
 MAX_LABELS = 200
+POSITIVE_CODES = {"1", "1.0"}
+UNCERTAIN_CODES = {"-1", "-1.0"}  # CheXpert
+LABEL_CODES = POSITIVE_CODES | UNCERTAIN_CODES | {"0", "0.0", ""}
+LABEL_FLAG_SHARE = 0.5  # of rows setting at least one flag column, for flags to be labels rather than attributes
 SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val"}
 SPLIT_WORDS |= {"valid": "val", "validation": "val", "dev": "val", "holdout": "test", "eval": "test"}
 LABEL_WORDS = {"label", "labels", "class", "classes", "diagnosis", "dx", "finding", "findings", "target", "category"}
-GROUP_WORDS = ("patient", "lesion", "subject", "participant")  # in order of preference
+GROUP_WORDS = ("patient", "lesion", "subject", "participant", "study")  # in order of preference
+GROUP_MIN_SHARE = 0.05  # distinct ids per sampled row, at least: a sex or a site repeats far more than a patient
 SPLIT_COLUMN_WORDS = {"split", "fold", "subset", "partition", "set"}
 # columns describing the patient or the acquisition: carried into metadata.csv for the report's subgroups
 METADATA_WORDS = {"sex", "gender", "age", "site", "localization", "location", "view", "position", "scanner"}
 MASK_FOLDERS = re.compile(r"(?i)^(masks?|segmentations?|.*_masks?)$")
 PATIENT_WORDS = re.compile(r"(?i)(patient|person|subject|case|pid)([-_ ]?)(\d+)([-_ .])")
 JUNK_NAMES = ("._*", ".DS_Store", "Thumbs.db", "desktop.ini")
+DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 class Ambiguous(PipelineError):
@@ -305,39 +311,62 @@ class TableReading:
     group_column: str | None = None
     split_column: str | None = None
     metadata: list[str] = field(default_factory=list)  # columns for subgroups: sex, age, site, ...
+    localisation: bool = False  # boxes, several rows per image: a label table only where no other is
     rejected: str | None = None  # why it is not a label table
+    refusal: str | None = None  # why it labels the images in a way not supported: add stops, naming it
 
 
 def _words(column: str) -> set[str]:
     return set(re.split(r"[^a-z0-9]+", column.lower())) - {""}
 
 
-def _id_column(rows: Table, keys: set[str], names: set[str]) -> str | None:
-    """The column whose cells name images (most matches wins), if any."""
-    best, best_matches = None, 0
+def _id_columns(rows: Table, keys: set[str], names: set[str]) -> list[str]:
+    """The columns whose cells name images, most matches first."""
+    found: list[tuple[int, str]] = []
     for column in rows[0] if rows else []:
         cells = [row.get(column, "") for row in rows if row.get(column, "")]
         matches = sum(id_key(cell, IMAGE_SUFFIXES) in keys or cell in names for cell in cells)
-        if cells and matches >= ID_MATCH_SHARE * len(cells) and matches > best_matches:
-            best, best_matches = column, matches
-    return best
+        if cells and matches >= ID_MATCH_SHARE * len(cells):
+            found.append((-matches, column))
+    return [column for _, column in sorted(found, key=lambda item: item[0])]
 
 
-def _one_hot_columns(rows: Table, skip: set[str]) -> list[str]:
-    numeric = []
-    for column in rows[0]:
-        if column in skip:
-            continue
+def _coded_columns(rows: Table, columns: list[str]) -> list[str]:
+    """Columns holding only label codes: 1 and 0 (1.0, 0.0), CheXpert's -1 for uncertain, blank for unmentioned."""
+    coded = []
+    for column in columns:
         values = {row.get(column, "") for row in rows}
-        try:
-            if values and {float(value) for value in values} <= {0.0, 1.0}:
-                numeric.append(column)
-        except ValueError:
-            continue
-    if len(numeric) < 2:
-        return []
-    single = sum(one_hot_label(row, numeric) is not None for row in rows)
-    return numeric if single >= ID_MATCH_SHARE * len(rows) else []
+        if values <= LABEL_CODES and values & POSITIVE_CODES:
+            coded.append(column)
+    return coded
+
+
+def _label_flags(reading: TableReading, rows: Table, columns: list[str]) -> None:
+    """One-hot label columns (exactly one set per row), or a refusal where they set several: multi-label.
+
+    Flag columns that most rows leave unset are attributes (RSNA's biopsy, implant, invasive), not labels."""
+    coded = _coded_columns(rows, columns)
+    set_per_row = [sum(row.get(column, "") in POSITIVE_CODES for column in coded) for row in rows]
+    if len(coded) < 2 or sum(count > 0 for count in set_per_row) < LABEL_FLAG_SHARE * len(rows):
+        return
+    several = sum(count > 1 for count in set_per_row)
+    uncertain = sum(row.get(column, "") in UNCERTAIN_CODES for row in rows for column in coded)
+    if several or uncertain:
+        reading.refusal = (
+            f"columns {', '.join(coded)} flag labels per image and {several:,} of the {len(rows):,} rows read "
+            f"set more than one"
+            + (f" ({uncertain:,} cells coded -1, uncertain)" if uncertain else "")
+            + ": multi-label, which is not supported yet; refusing rather than keeping one label per image"
+        )
+        return
+    reading.one_hot = coded
+
+
+def _localisation(columns: list[str], rows: Table, id_column: str) -> bool:
+    """A table of boxes (x, y, width, height; NIH's `Bbox [x`): several rows per image, no per-image labels."""
+    words = set().union(*(_words(column) for column in columns))
+    boxes = "bbox" in words or {"x", "y"} <= words and ({"w", "h"} <= words or {"width", "height"} <= words)
+    return boxes and len(value_counts(rows, id_column)) < len(rows)
 
 
 def _low_cardinality(rows: Table, column: str) -> bool:
@@ -346,25 +375,39 @@ def _low_cardinality(rows: Table, column: str) -> bool:
 
 
 def read_table(
-    member: str, listing: Listing, keys: set[str], names: set[str], label_column: str | None, group_column: str | None
+    member: str,
+    listing: Listing,
+    keys: set[str],
+    names: set[str],
+    label_column: str | None,
+    group_column: str | None,
+    encoding: str = "utf-8",
 ) -> TableReading:
     """Judge one table from a sample of its rows: its id column, then its label and group columns."""
     size = listing.members[member].file_size
     if size > TABLE_MAX_BYTES:
         return TableReading(member, [], rejected=f"{size / 2**20:,.0f} MB: too large for a label table")
     try:
-        rows = parse_table(member, listing.read(member), SAMPLE_ROWS)
+        rows = parse_table(member, listing.read(member), SAMPLE_ROWS, encoding)
     except (PipelineError, UnicodeDecodeError, ValueError) as error:
         return TableReading(member, [], rejected=f"not a readable table ({error})")
     reading = TableReading(member, rows)
     if not rows:
         reading.rejected = "no rows"
         return reading
-    reading.id_column = _id_column(rows, keys, names)
-    if reading.id_column is None:
+    image_columns = _id_columns(rows, keys, names)
+    if not image_columns:
         reading.rejected = "no column names the images (e.g. a table of pixels or of boxes)"
         return reading
+    if len(image_columns) > 1:
+        reading.refusal = (
+            f"each row names {len(image_columns)} images (columns {', '.join(image_columns)}): a row's labels are "
+            f"not each image's, and labels per image from such a table are not supported yet"
+        )
+        return reading
+    reading.id_column = image_columns[0]
     columns = [column for column in rows[0] if column != reading.id_column]
+    reading.localisation = _localisation(columns, rows, reading.id_column)
     for named, what in ((label_column, "--label-column"), (group_column, "--group-column")):
         if named is not None and named not in columns:
             reading.rejected = f"no column {named!r} ({what}); its columns: {columns}"
@@ -378,7 +421,11 @@ def read_table(
     if label_column is not None:
         reading.label_column = label_column
     else:
-        _choose_label(reading, rows, others)
+        _label_flags(reading, rows, others)
+        if reading.refusal is not None:
+            return reading
+        if not reading.one_hot:
+            _choose_label(reading, rows, others)
     used = {reading.label_column, reading.group_column, reading.split_column, *reading.one_hot}
     reading.metadata = [column for column in others if _words(column) & METADATA_WORDS and column not in used]
     if reading.label_column and len(value_counts(rows, reading.label_column)) < 2:
@@ -390,11 +437,31 @@ def read_table(
 
 
 def _group_column(columns: list[str], rows: Table) -> str | None:
+    """The column of ids that several images share (patient, lesion, subject, study): named for one by a whole word
+    that no measurement word joins (`Patient Age` is an age, `Patient Sex` a sex: metadata, not groups), and
+    holding ids, not a handful of values shared by all (a sex, a site) nor measurements (58.5). A column of
+    distinct ids is a group too: one image per patient, as far as the sample shows."""
     for word in GROUP_WORDS:
         for column in columns:
-            if word in _words(column) and len(value_counts(rows, column)) < len(rows):
+            words = _words(column)
+            if word in words and not words & METADATA_WORDS and _holds_group_ids(rows, column):
                 return column
     return None
+
+
+def _holds_group_ids(rows: Table, column: str) -> bool:
+    cells = [row.get(column, "") for row in rows if row.get(column, "")]
+    distinct = len(set(cells))
+    if not cells or distinct < GROUP_MIN_SHARE * len(cells):
+        return False
+    return not any(_is_fraction(cell) for cell in cells)  # a measurement (58.5), not an id
+
+
+def _is_fraction(cell: str) -> bool:
+    try:
+        return not float(cell).is_integer()
+    except ValueError:
+        return False
 
 
 def _choose_label(reading: TableReading, rows: Table, columns: list[str]) -> None:
@@ -405,9 +472,6 @@ def _choose_label(reading: TableReading, rows: Table, columns: list[str]) -> Non
         return
     if len(evident) > 1:
         reading.rejected = "several columns are named like a label: " + _describe_columns(rows, evident)
-        return
-    reading.one_hot = _one_hot_columns(rows, {reading.id_column or ""})
-    if reading.one_hot:
         return
     candidates = [column for column in columns if _low_cardinality(rows, column)]
     if len(columns) == 1 and candidates:
@@ -422,7 +486,9 @@ def _describe_columns(rows: Table, columns: list[str]) -> str:
     return ", ".join(f"{column} ({len(value_counts(rows, column))} values)" for column in columns)
 
 
-def split_lists(listing: Listing, candidates: list[str], keys: set[str], names: set[str]) -> dict[str, str]:
+def split_lists(
+    listing: Listing, candidates: list[str], keys: set[str], names: set[str], encoding: str = "utf-8"
+) -> dict[str, str]:
     """Archive split -> list file, for text files named for a split that list image names (NIH's test_list.txt)."""
     found: dict[str, str] = {}
     for member in candidates:
@@ -431,7 +497,11 @@ def split_lists(listing: Listing, candidates: list[str], keys: set[str], names: 
             continue
         if listing.members[member].file_size > TABLE_MAX_BYTES:
             continue
-        lines = [line.strip() for line in listing.read(member).decode("utf-8", "replace").splitlines()[:SAMPLE_ROWS]]
+        try:
+            text = decode_text(member, listing.read(member), encoding)
+        except PipelineError:
+            continue
+        lines = [line.strip() for line in text.splitlines()[:SAMPLE_ROWS]]
         lines = [line for line in lines if line]
         matched = sum(id_key(line, IMAGE_SUFFIXES) in keys or line in names for line in lines)
         if lines and matched >= ID_MATCH_SHARE * len(lines):
@@ -439,13 +509,27 @@ def split_lists(listing: Listing, candidates: list[str], keys: set[str], names: 
     return found
 
 
-def parse_column(listing: Listing, member: str, column: str) -> list[str]:
+def parse_column(listing: Listing, member: str, column: str, encoding: str = "utf-8") -> list[str]:
     """Every value of one column of a table (read whole)."""
-    return sorted(value_counts(parse_table(member, listing.read(member)), column))
+    return sorted(value_counts(parse_table(member, listing.read(member), encoding=encoding), column))
 
 
 def image_members(listing: Listing, ignored: list[Rule]) -> list[str]:
     return [name for name in listing.members if member_suffix(name) in IMAGE_SUFFIXES and not is_ignored(name, ignored)]
+
+
+def dicom_members(listing: Listing, ignored: list[Rule], sniffed: int = 20) -> list[str]:
+    """DICOM files: by extension, or by the `DICM` preamble at byte 128 for files without one (the first few)."""
+    found = [
+        name for name in listing.members if member_suffix(name) in DICOM_SUFFIXES and not is_ignored(name, ignored)
+    ]
+    if found:
+        return found
+    bare = [name for name in listing.members if not member_suffix(name) and not is_ignored(name, ignored)]
+    sample = [name for name in bare[:sniffed] if listing.members[name].file_size <= TABLE_MAX_BYTES]
+    if sample and all(listing.read(name)[128:132] == b"DICM" for name in sample):
+        return bare
+    return []
 
 
 def image_keys(images: list[str]) -> tuple[set[str], set[str]]:

@@ -8,47 +8,74 @@ relatives in one split; an optional split column or list files give the archive'
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import math
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from medimage.archives.reading import member_stem, member_suffix
+from medimage.archives.reading import MB, Limits, checked_members, member_stem, member_suffix
 from medimage.errors import PipelineError
 from medimage.settings.restructure import LabelTable
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
 MULTI_LABEL_SEPARATOR = "|"  # NIH ChestX-ray14 "Atelectasis|Effusion"
 Table = list[dict[str, str]]
+# a workbook's parts inflated: a label table's sheet is a few MB; 1 MB that inflates to 1 GB is a bomb
+WORKBOOK_LIMITS = Limits(max_member_bytes=64 * MB, max_total_bytes=128 * MB, max_ratio=100, max_members=10_000)
 
 
 def is_table(member: str) -> bool:
     return member_suffix(member) in TABLE_SUFFIXES
 
 
-def parse_table(name: str, data: bytes, max_rows: int | None = None) -> Table:
+def decode_text(name: str, data: bytes, encoding: str = "utf-8") -> str:
+    """A table's or list's text, decoded strictly: a character is never replaced (two labels that differ by one
+    letter must not become one). UTF-8 may start with a byte order mark."""
+    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as error:
+        raise PipelineError(
+            f"{name!r} is not {encoding} text: byte {data[error.start]:#04x} at offset {error.start:,} cannot be "
+            f"decoded; name the file's encoding in the registry's labels.encoding (add: --encoding, e.g. cp1252)"
+        ) from None
+
+
+def parse_table(name: str, data: bytes, max_rows: int | None = None, encoding: str = "utf-8") -> Table:
     """Rows of a CSV/TSV/XLSX as dicts of stripped strings (the first sheet of a workbook; the first row names the
     columns); at most `max_rows` rows when given (a sample)."""
     if member_suffix(name) == ".xlsx":
         return _parse_workbook(name, data, max_rows)
-    text = data.decode("utf-8-sig", errors="replace")
+    text = decode_text(name, data, encoding)
     delimiter = "\t" if name.lower().endswith(".tsv") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [cell.strip() for cell in next(reader, [])]
     rows: Table = []
-    for cells in reader:
-        if max_rows is not None and len(rows) >= max_rows:
-            break
-        if any(cell.strip() for cell in cells):
-            rows.append({column: cell.strip() for column, cell in zip(header, cells, strict=False) if column})
+    try:
+        header = [cell.strip() for cell in next(reader, [])]
+        for cells in reader:
+            if max_rows is not None and len(rows) >= max_rows:
+                break
+            if any(cell.strip() for cell in cells):
+                rows.append({column: cell.strip() for column, cell in zip(header, cells, strict=False) if column})
+    except csv.Error as error:  # a field past csv's limit (128 KB) or a broken quote: not a label table
+        raise PipelineError(f"table {name!r} cannot be read at line {reader.line_num:,}: {error}") from None
     return rows
 
 
 def _parse_workbook(name: str, data: bytes, max_rows: int | None) -> Table:
     import openpyxl  # only archives that ship workbooks pay for the import
 
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as parts:
+            checked_members(parts, WORKBOOK_LIMITS)  # a workbook is a zip: its parts get the archive's checks
+    except zipfile.BadZipFile:
+        raise PipelineError(f"table {name!r} is not a readable XLSX workbook (not a zip)") from None
+    except PipelineError as error:
+        raise PipelineError(f"table {name!r}: {error}".replace("the archive", "the workbook")) from None
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as error:  # openpyxl raises zipfile, KeyError and XML errors alike for a bad workbook
@@ -141,7 +168,7 @@ def build_labels(
 ) -> TableLabels:
     """Read the registry's label table (and split lists) through `read(member)`; PipelineError naming `where`
     (the registry file) and the column for anything that cannot be a label table."""
-    rows = parse_table(spec.table, read(spec.table))
+    rows = parse_table(spec.table, read(spec.table), encoding=spec.encoding)
     if not rows:
         raise PipelineError(f"label table {spec.table!r} has no rows ({where}: labels.table)")
     columns = set(rows[0]) | {column for row in rows for column in row}
@@ -187,7 +214,7 @@ def _split_lists(
     """Image key -> split from list files (one image name per line, NIH's train_val_list.txt / test_list.txt)."""
     split_of_key: dict[str, str] = {}
     for archive_split, member in spec.split_lists.items():
-        for line in read(member).decode("utf-8-sig", errors="replace").splitlines():
+        for line in decode_text(member, read(member), spec.encoding).splitlines():
             if line.strip():
                 split_of_key[id_key(line.strip(), image_suffixes)] = canonical_split(archive_split)
     return split_of_key

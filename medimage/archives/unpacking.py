@@ -7,6 +7,7 @@ Corrupt or non-image files are skipped and listed in skipped.csv (or fail the st
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -17,18 +18,19 @@ from tqdm import tqdm
 
 from medimage import manifest
 from medimage.archives.layout import Layout, Placement, top_level_entries
-from medimage.archives.reading import CorruptMember, Limits, checked_members, open_zip, read_member
+from medimage.archives.reading import MAX_SEGMENT_BYTES, CorruptMember, Limits, checked_members, open_zip, read_member
 from medimage.archives.tables import TableLabels, build_labels, image_key
 from medimage.archives.validation import EXTENSION_FORMATS, InvalidImage, inspect_image
 from medimage.atomic import atomic_dir, write_csv
 from medimage.errors import PipelineError
 from medimage.manifest import InterimRow
-from medimage.paths import METADATA, ORIGINALS, SKIPPED
+from medimage.paths import MANIFEST, METADATA, ORIGINALS, SKIPPED
 from medimage.settings.files import dataset_file
 from medimage.settings.restructure import RestructureEntry, RestructureSettings
 from medimage.threads import image_threads
 
 MEMBERS_IN_FLIGHT = 8  # each is in memory whole (up to restructure.max_member_mb)
+RESERVED_NAMES = {ORIGINALS, MANIFEST, SKIPPED, METADATA}  # what restructure writes beside the split folders
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,57 @@ def same_content(first: zipfile.ZipInfo, second: zipfile.ZipInfo) -> bool:
 
 
 def folder_name(value: str, what: str, where: str) -> str:
-    """A label or split from a table cell, checked before it names a folder (cells are untrusted)."""
+    """A label or split (a folder name or a table cell: untrusted) in NFC, checked before it names a folder."""
+    value = unicodedata.normalize("NFC", value)
     if not value or value in (".", "..") or any(character in value for character in "/\\\x00"):
         raise PipelineError(f"{what} {value!r} cannot name a folder; map it to a plain name ({where})")
+    if any(unicodedata.category(character) in ("Cc", "Zl", "Zp") for character in value):
+        raise PipelineError(
+            f"{what} {ascii(value)} holds a control character or a line break; map it to a plain name ({where})"
+        )
+    if len(value.encode("utf-8")) > MAX_SEGMENT_BYTES:
+        raise PipelineError(
+            f"{what} {value[:40]!r}... is {len(value.encode('utf-8'))} bytes, over the {MAX_SEGMENT_BYTES} a file "
+            f"name may have; map it to a shorter name ({where})"
+        )
     return value
+
+
+def spelling_key(value: str) -> str:
+    """What file systems and readers may take for the same name: case, width, normalisation and invisible
+    characters (format characters: zero-width spaces, joiners, marks) set aside."""
+    visible = "".join(c for c in unicodedata.normalize("NFKC", value) if unicodedata.category(c) != "Cf")
+    return visible.casefold()
+
+
+@dataclass
+class Spellings:
+    """The names met so far, by what file systems and readers may take for the same name (`spelling_key`)."""
+
+    where: str
+    first: dict[tuple[str, str], str] = field(default_factory=dict)  # (what, key) -> the first spelling
+
+    def refuse_look_alike(self, value: str, what: str) -> None:
+        """PipelineError naming two spellings that are one name to some file system or on every page."""
+        known = self.first.setdefault((what, spelling_key(value)), value)
+        if known != value:
+            raise PipelineError(
+                f"{what}s {ascii(known)} and {ascii(value)} differ only by letter case, width, Unicode "
+                f"normalisation or invisible characters: one folder on some file systems, the same on every page; "
+                f"map one to the other ({self.where})"
+            )
+
+
+def checked_folders(split: str, label: str, where: str) -> tuple[str, str]:
+    """A placement's split and label, checked and in NFC; PipelineError for a split that would land on a file or
+    folder restructure writes itself (originals/, manifest.csv, ...)."""
+    checked_split = folder_name(split, "split", f"{where}: split_map")
+    if checked_split.casefold() in RESERVED_NAMES:
+        raise PipelineError(
+            f"the archive split {split!r} takes the name of {checked_split.casefold()!r}, which restructure writes "
+            f"itself; rename the split with split_map ({where})"
+        )
+    return checked_split, folder_name(label, "label", f"{where}: labels.names") if label else ""
 
 
 def with_table_label(placement: Placement, labels: TableLabels, where: str) -> Placement | None:
@@ -70,11 +119,9 @@ def with_table_label(placement: Placement, labels: TableLabels, where: str) -> P
         return None
     return replace(
         placement,
-        label=folder_name(found.label, "label", f"{where}: labels.names"),
+        label=found.label,
         group=found.group or placement.group,
-        source_split=folder_name(found.split, "split", f"{where}: split_map")
-        if found.split
-        else placement.source_split,
+        source_split=found.split or placement.source_split,
     )
 
 
@@ -85,6 +132,8 @@ def plan_members(
     where = str(dataset_file(dataset.name))
     targets: dict[str, str] = {}
     image_of_key: dict[str, str] = {}  # table mode: one image per table id
+    checked: dict[tuple[str, str], tuple[str, str]] = {}  # (split, label) as the archive spells them -> checked
+    spellings = Spellings(where)
     for name, info in infos.items():
         original = layout.original(name)
         if original is not None:
@@ -115,6 +164,13 @@ def plan_members(
                 continue
             if labels.by_key[key].metadata:
                 plan.metadata[placement.path] = labels.by_key[key].metadata
+        folders = (placement.source_split, placement.label)
+        if folders not in checked:
+            checked[folders] = checked_folders(*folders, where)
+            spellings.refuse_look_alike(placement.source_split, "split")
+            if placement.label:
+                spellings.refuse_look_alike(placement.label, "label")
+        placement = replace(placement, source_split=checked[folders][0], label=checked[folders][1])
         if placement.path in targets:
             if not same_content(infos[targets[placement.path]], info):
                 raise PipelineError(
@@ -123,11 +179,6 @@ def plan_members(
                 )
             plan.duplicate_copies.append(name)
             continue
-        if placement.source_split == ORIGINALS and dataset.sources:
-            raise PipelineError(
-                f"{dataset.name}: the archive split of {name!r} is named {ORIGINALS!r}, the folder that holds the "
-                f"originals (sources in {where}); rename it with split_map"
-            )
         targets[placement.path] = name
         plan.placed.append((name, placement))
     if labels is not None:

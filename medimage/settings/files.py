@@ -22,6 +22,7 @@ from medimage.errors import PipelineError
 PARAMS_FILE = "params.yaml"
 DATASETS_DIR = "datasets"
 DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+DATASET_NAME_MAX = 64  # it names files, folders, DVC stages and a model artifact (<name>-classifier)
 # every top-level key of each file (tests/test_params.py checks these against project.py's full models)
 PARAMS_KEYS = ("datasets", "fetch", "restructure", "split", "train", "evaluate")
 DATASET_KEYS = (
@@ -48,11 +49,28 @@ class StageParams(BaseModel):
     @classmethod
     def _names_are_plain(cls, names: list[str]) -> list[str]:
         for name in names:
-            if not DATASET_NAME.match(name):
-                raise ValueError(f"dataset name {name!r} must be lower-case letters, digits and _")
+            problem = dataset_name_problem(name)
+            if problem:
+                raise ValueError(problem)
         if len(set(names)) != len(names):
             raise ValueError("a dataset is listed twice")
         return names
+
+
+def dataset_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a dataset, or None. A name must read back as itself in YAML 1.1 (PyYAML, which the
+    stages use) and 1.2 (ruamel, which DVC uses): `yes`, `null`, `1e3`, `017`, `0x1f` or `1_000` would reach
+    a stage or DVC's foreach as a boolean, nothing or a number."""
+    if not DATASET_NAME.match(name):
+        return f"dataset name {name!r} must be lower-case letters, digits and _"
+    if len(name) > DATASET_NAME_MAX:
+        return f"dataset name {name[:20]!r}... is {len(name)} characters, over the limit of {DATASET_NAME_MAX}"
+    from ruamel.yaml import YAML  # only here: DVC's own YAML reader
+
+    for reader, value in (("YAML 1.1", yaml.safe_load(name)), ("YAML 1.2 (DVC)", YAML(typ="safe").load(name))):
+        if value != name:
+            return f"dataset name {name!r} reads as {value!r} in {reader}, not as a name; choose another name"
+    return None
 
 
 class DatasetEntry(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Literal
 
@@ -31,6 +32,16 @@ class LabelTable(Strict):
     names: dict[str, str] = {}  # label value -> readable name (APTOS 0: no_dr), for folders, reports and plots
     # more columns carried per image into data/interim/<ds>/metadata.csv (sex, age, site): the report's subgroups
     metadata: list[str] = []
+    encoding: str = "utf-8"  # of the table and the split lists (UTF-8 may carry a byte order mark)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+        return encoding
 
     @field_validator("names", mode="before")
     @classmethod

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from medimage import manifest
-from medimage.atomic import temporary_name
+from medimage.atomic import temporary_dir
 from medimage.manifest import ProcessedRow
 from medimage.paths import INTERIM_DIR, PROCESSED_DIR
 from medimage.settings.split import SPLIT_NAMES, SplitEntry, SplitSettings, split_settings
@@ -79,16 +77,13 @@ def build(processed: Path, interim: Path, rows: Sequence[ProcessedRow], link: bo
 
     A kill leaves at worst a view that fails the check (and is rebuilt) and a temporary that the next stage sweeps.
     """
-    staging = Path(tempfile.mkdtemp(prefix=temporary_name("view"), dir=processed))
-    try:
+    with temporary_dir(processed, "view") as staging:
         report = materialise([interim / row.interim_path for row in rows], [row.path for row in rows], staging, link)
         for split in SPLIT_NAMES:
             if (processed / split).exists():
                 (processed / split).rename(staging / f"old-{split}")
             if (staging / split).is_dir():
                 (staging / split).rename(processed / split)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
