@@ -94,8 +94,10 @@ def propose(
         listed = ", ".join(f"{t.member} ({t.label_column or 'one-hot'})" for t in label_tables)
         raise Ambiguous(f"{name}: several tables label the images: {listed}; choose one with --table MEMBER")
     if label_tables:
-        _table_entry(proposal, label_tables[0], shapes, listing, candidates, images, encoding)
-    elif not forced and any(shape.label_position is not None for shape in shapes):
+        _table_entry(proposal, label_tables[0], tables, shapes, listing, candidates, images, encoding)
+    elif (
+        not forced and any(shape.label_position is not None for shape in shapes) and not _group_folders(shapes, tables)
+    ):
         _folder_entry(proposal, shapes, images)
     else:
         raise _no_labels(name, tables, shapes, forced)
@@ -104,6 +106,15 @@ def propose(
     if dicom:
         proposal.evidence.append(f"{len(dicom):,} DICOM files (e.g. {dicom[0]}) are left out: DICOM is not read yet")
     return proposal
+
+
+def _group_folders(shapes: list[inspection.FolderShape], tables: list[TableReading]) -> bool:
+    """Whether the folders that look like labels hold a table's group ids (RSNA's train_images/<patient_id>/)."""
+    groups = {row.get(t.group_column, "") for t in tables if t.group_column for row in t.rows}
+    folders = {
+        value for shape in shapes if shape.label_position is not None for value in shape.values[shape.label_position]
+    }
+    return bool(groups) and len(folders & groups) >= 0.5 * len(folders)
 
 
 def _no_labels(name: str, tables: list[TableReading], shapes: list[inspection.FolderShape], forced: bool) -> Exception:
@@ -143,6 +154,7 @@ def _folder_entry(proposal: Proposal, shapes: list[inspection.FolderShape], imag
 def _table_entry(
     proposal: Proposal,
     reading: TableReading,
+    tables: list[TableReading],
     shapes: list[inspection.FolderShape],
     listing: Listing,
     candidates: list[str],
@@ -168,12 +180,22 @@ def _table_entry(
             for value in shape.values[shape.split_position]
         ]
     proposal.entry["split_map"] = inspection.split_map(values)
+    joined = None if reading.group_column else _group_table(reading, tables)
+    if joined is not None:
+        reading.group_column = joined.group_column
+        reading.metadata += [column for column in joined.metadata if column not in reading.metadata]
+        joined.rejected = None
+        proposal.evidence.append(
+            f"table {joined.member} joined by {joined.id_column}: groups from {joined.group_column}"
+        )
     if reading.group_column:
         proposal.entry["patient_id"] = None
         proposal.notes["patient_id"] = f"groups come from the table's column {reading.group_column}"
     else:
         _patient(proposal, images)
     labels = {"table": reading.member, "id_column": reading.id_column}
+    if joined is not None:
+        labels["join"] = {"table": joined.member, "id_column": joined.id_column}
     labels |= {"label_column": reading.label_column} if reading.label_column else {"one_hot": reading.one_hot}
     labels |= {"group_column": reading.group_column, "split_column": reading.split_column, "split_lists": lists}
     labels |= {"names": {}} | ({"metadata": reading.metadata} if reading.metadata else {})
@@ -191,6 +213,14 @@ def _table_entry(
         + (f"; groups from {reading.group_column}" if reading.group_column else "")
         + (f"; subgroups in the report by {', '.join(reading.metadata)}" if reading.metadata else "")
     )
+
+
+def _group_table(reading: TableReading, tables: list[TableReading]) -> TableReading | None:
+    """Another table naming the same images that holds their groups (ISIC 2019's lesion_id in its metadata)."""
+    for other in tables:
+        if other is not reading and other.id_column and other.group_column and other.refusal is None:
+            return other
+    return None
 
 
 def _patient(proposal: Proposal, files: list[str]) -> None:

@@ -227,9 +227,22 @@ def write_json(destination: Path, data: object) -> None:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def write_csv(destination: Path, columns: list[str], rows: Iterable[dict]) -> None:
-    """A CSV file with a header row, '\\n' line ends and UTF-8: the one CSV writer of the project."""
+def write_csv(destination: Path, columns: list[str], rows: Iterable[dict], spreadsheet: bool = False) -> None:
+    """A CSV file with a header row, '\\n' line ends and UTF-8. `spreadsheet`: a file meant to be opened in a
+    spreadsheet, whose text cells from an archive (labels, paths, table cells) are neutralised (`spreadsheet_cell`);
+    manifests the pipeline reads back stay raw."""
     with atomic_file(destination) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow([spreadsheet_cell(column) if spreadsheet else column for column in columns])
+        for row in rows:
+            cells = [row.get(column, "") for column in columns]
+            writer.writerow([spreadsheet_cell(cell) for cell in cells] if spreadsheet else cells)
+
+
+FORMULA = re.compile(r"^[=+@\t\r]|^-(?![0-9.])")  # OWASP: a leading = + @ (or tab, CR), or - not starting a number
+
+
+def spreadsheet_cell(cell: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, led by a quote so that it shows as text (OWASP's
+    advice on CSV injection); numbers and other text as they are."""
+    return f"'{cell}" if isinstance(cell, str) and FORMULA.match(cell) else cell

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 
 from medimage import manifest
-from medimage.atomic import write_csv
+from medimage.atomic import spreadsheet_cell, write_csv
 from medimage.modelling import opencv_loader
 from medimage.modelling.families import load_classifier
 from medimage.paths import INTERIM_DIR, MODELS_DIR, PLOTS_DIR, metrics_file
@@ -59,17 +59,20 @@ def main(params: EvaluateParams, dataset: SplitEntry) -> None:
     }
     metadata = manifest.read_metadata(INTERIM_DIR / dataset.name)  # a label table's sex, age, site, ...
     for column in next(iter(metadata.values()), {}):
-        cells = [metadata.get(row.interim_path, {}).get(column, "") for row in test_rows]
+        # metadata.csv is written for spreadsheets: its paths as spreadsheet_cell made them
+        cells = [metadata.get(spreadsheet_cell(row.interim_path), {}).get(column, "") for row in test_rows]
         attributes[column] = [subgroup_value(column, cell) for cell in cells]
     report["subgroups"] = subgroups(test, test_probabilities, point, attributes, params.evaluate)
     write_metrics(dataset.name, "eval", headline | report, list(headline))
     predictions = prediction_rows(test, test_probabilities, point, [row.path for row in test_rows])
     columns = ["path", "label", "predicted", "group", *(f"p_{name}" for name in names)]
-    write_csv(metrics_file(dataset.name, "test_predictions.csv"), columns, predictions)
+    write_csv(metrics_file(dataset.name, "test_predictions.csv"), columns, predictions, spreadsheet=True)
 
     plots = PLOTS_DIR / dataset.name
     labels, predicted = test.labels, point.decide(test_probabilities)
-    write_csv(plots / "confusion.csv", ["actual", "predicted"], confusion_rows(labels, predicted, names))
+    write_csv(
+        plots / "confusion.csv", ["actual", "predicted"], confusion_rows(labels, predicted, names), spreadsheet=True
+    )
     write_csv(plots / "roc.csv", ["class", "fpr", "tpr"], roc_rows(labels, test_probabilities, names))
     curve = precision_recall_rows(labels, test_probabilities, names)
     write_csv(plots / "precision_recall.csv", ["class", "recall", "precision"], curve)

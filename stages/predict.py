@@ -2,8 +2,11 @@
 
 Not a DVC stage: a command for new images. Writes one JSON line per image to stdout,
 {"path": ..., "label": ..., "probabilities": {"<label>": p, ...}}, in the order given (a folder's images,
-searched recursively, sorted by path). A file that cannot be read as an image gets one line on stderr and the
-others are still predicted; the exit status is then 1. With --cam DIR, Keras models also write a Grad-CAM overlay
+searched recursively, sorted by path). The label is decided as evaluate decides: for two classes at the threshold
+evaluate chose on val (metrics/<ds>/eval.json; the line carries it, with the positive class), else the most
+probable class. A file that cannot be read as an image (empty, a folder, a FIFO or a device, a
+header past the pixel limit, not an image) gets one line on stderr and the others are still predicted; the exit
+status is then 1. With --cam DIR, Keras models also write a Grad-CAM overlay
 per image to DIR/<position>-<name>.png (its path is added to the JSON line as "cam"). The sklearn_linear model
 needs no TensorFlow.
 
@@ -21,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from medimage.archives.validation import IMAGE_SUFFIXES
+from medimage.archives.validation import IMAGE_SUFFIXES, InvalidImage, file_dimensions
 from medimage.decoding import decode_reduced
 from medimage.errors import PipelineError
 from medimage.modelling.classifier import Classifier
 from medimage.modelling.families import load_classifier
 from medimage.modelling.opencv_loader import model_pixels
-from medimage.paths import MODELS_DIR
+from medimage.paths import MODELS_DIR, metrics_file
+from medimage.reporting.clinical import POSITIVE, OperatingPoint
 from medimage.reporting.sheets import write_png
 from medimage.settings.files import DatasetEntry
 from medimage.settings.train import TrainParams
@@ -51,21 +55,46 @@ def image_files(paths: list[Path]) -> Iterator[Path]:
 
 
 def read_pixels(path: Path, size: int) -> np.ndarray:
+    """The model's pixels of one file; PipelineError for anything that is not a readable image, checked on its
+    header before a pixel is decoded."""
     try:
-        image = decode_reduced(path, None, size, colour=True)
+        dimensions = file_dimensions(path)
+        image = decode_reduced(path, dimensions, size, colour=True)
+    except InvalidImage as problem:
+        raise PipelineError(f"{path}: {problem.detail} (skipped)") from None
     except OSError as error:
-        raise PipelineError(f"{path}: cannot read ({error.strerror})") from None
+        raise PipelineError(f"{path}: cannot read ({error.strerror}) (skipped)") from None
     if image is None:
         raise PipelineError(f"{path}: not an image OpenCV can decode (skipped)")
     return model_pixels(image, size)
 
 
-def prediction(path: Path, probabilities: np.ndarray, names: list[str]) -> dict:
+def operating_point(dataset: str, classes: int) -> OperatingPoint:
+    """The rule evaluate read its scores at: for two classes the threshold it chose on val (metrics/<ds>/eval.json),
+    else the most probable class."""
+    if classes != 2:
+        return OperatingPoint(None, "the most probable class")
+    path = metrics_file(dataset, "eval.json")
+    try:
+        threshold = json.loads(path.read_text(encoding="utf-8"))["threshold"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise PipelineError(
+            f"no decision threshold in {path}: run dvc repro evaluate@{dataset} first (predict decides at the "
+            "threshold evaluate chose on val, so that its labels are the ones evaluated)"
+        ) from None
+    return OperatingPoint(float(threshold), f"{path}: threshold")
+
+
+def prediction(path: Path, probabilities: np.ndarray, names: list[str], point: OperatingPoint) -> dict:
     scores = {name: round(float(p), 6) for name, p in zip(names, probabilities, strict=True)}
-    return {"path": str(path), "label": names[int(probabilities.argmax())], "probabilities": scores}
+    label = names[int(point.decide(probabilities[np.newaxis])[0])]
+    decided = {} if point.threshold is None else {"threshold": point.threshold, "positive": names[POSITIVE]}
+    return {"path": str(path), "label": label, "probabilities": scores} | decided
 
 
-def predict_files(classifier: Classifier, paths: Iterator[Path], cam: Path | None, batch_size: int) -> tuple[int, int]:
+def predict_files(
+    classifier: Classifier, paths: Iterator[Path], cam: Path | None, batch_size: int, point: OperatingPoint
+) -> tuple[int, int]:
     """Print one JSON line per readable image; return (predicted, failed) counts."""
     predicted = failed = 0
     batch: list[tuple[Path, np.ndarray]] = []
@@ -77,9 +106,9 @@ def predict_files(classifier: Classifier, paths: Iterator[Path], cam: Path | Non
         probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 sums drift by ~1e-7
         pictures = []
         if cam is not None and classifier.overlays is not None:
-            pictures = classifier.overlays(pixels, probabilities.argmax(axis=1))
+            pictures = classifier.overlays(pixels, point.decide(probabilities))
         for position, (path, _) in enumerate(batch):
-            line = prediction(path, probabilities[position], classifier.class_names)
+            line = prediction(path, probabilities[position], classifier.class_names, point)
             if pictures:
                 line["cam"] = str(cam / f"{predicted + 1:05d}-{path.stem}.png")
                 write_png(Path(line["cam"]), pictures[position])
@@ -102,13 +131,14 @@ def predict_files(classifier: Classifier, paths: Iterator[Path], cam: Path | Non
 
 def main(params: TrainParams, dataset: DatasetEntry, args: argparse.Namespace) -> None:
     classifier = load_classifier(MODELS_DIR / dataset.name, params.train)
+    point = operating_point(dataset.name, len(classifier.class_names))
     if args.cam is not None:
         if classifier.overlays is None:
             log.warning(
                 "--cam: no Grad-CAM for the %s model (no convolutional layers); predicting only", classifier.model
             )
         args.cam.mkdir(parents=True, exist_ok=True)
-    predicted, failed = predict_files(classifier, image_files(args.paths), args.cam, params.train.batch_size)
+    predicted, failed = predict_files(classifier, image_files(args.paths), args.cam, params.train.batch_size, point)
     if not predicted and not failed:
         raise PipelineError(f"no images found in {', '.join(str(path) for path in args.paths)}")
     log.info("%d image(s) predicted with %s, %d file(s) unreadable", predicted, MODELS_DIR / dataset.name, failed)

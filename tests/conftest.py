@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from harness.project import REGISTERED_DATASETS, ROOT, make_project
 from medimage.settings.files import dataset_file
 from medimage.settings.project import DatasetSpec, Params, load_dataset, load_params
+
+# CI runs the property tests on the same examples every time (a red CI must mean a change broke something); a run
+# here explores new ones, and what it finds is replayed from .hypothesis/ until fixed
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,7 @@ def test_ambiguous_label_columns_stop_with_the_candidates_and_the_option_that_na
     rows = "\n".join(f"ISIC_{n:07d},L{n % 3},{'mf'[n % 2]},{('back', 'face')[n % 2]}" for n in range(12))
     members["metadata.csv"] = f"image_id,code,sex,localization\n{rows}\n".encode()
     write_zip(archive, members)
-    with pytest.raises(Ambiguous, match=r"candidates: code \(3 values\), sex \(2 values\).*--label-column"):
+    with pytest.raises(Ambiguous, match=r"candidates: code \(3 values\); name the label column with --label-column"):
         added_entry("ham", archive)
     entry = added_entry("ham", archive, label_column="code")
     assert entry.labels is not None and entry.labels.label_column == "code"
@@ -120,7 +120,7 @@ def nih_archive(path: Path, findings: list[str]) -> Path:
 
 def test_a_multi_label_column_stops_naming_it(tmp_path: Path) -> None:
     archive = nih_archive(tmp_path / "nih.zip", ["No Finding", "Atelectasis|Effusion"] * 6)
-    with pytest.raises(PipelineError, match=r"column 'Finding Labels' .* several labels per image"):
+    with pytest.raises(PipelineError, match=r"column 'Finding Labels' .* give several labels to 6 images"):
         added_entry("nih", archive)
 
 

@@ -288,3 +288,99 @@ def test_make_clean_removes_only_what_git_does_not_track(tmp_path: Path) -> None
     assert all((project / tracked).read_text() == "tracked\n" for tracked in git_add)
     assert not any((project / made).exists() for made in ("data", "models", "plots/chest_xray/gradcam.png"))
     assert not (project / "reports" / "a.html").exists()
+
+
+# --------------------------------------------------------------------------- 6: hostile input, one line each
+
+
+def test_a_workbook_whose_parts_inflate_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    from medimage.archives.tables import parse_table
+
+    sheet = b"<row>" + b" " * (8 * 1024 * 1024) + b"</row>"  # 8 MB of XML inflated from a few KB
+    workbook = write_zip(
+        tmp_path / "data.xlsx", {"[Content_Types].xml": b"<Types/>", "xl/worksheets/sheet1.xml": sheet}
+    )
+    workbook = workbook.read_bytes()
+    with pytest.raises(PipelineError, match=r"table 'data.xlsx': member 'xl/worksheets/sheet1.xml' expands .*x"):
+        parse_table("data.xlsx", workbook)
+
+
+def test_a_csv_field_past_the_limit_is_one_line(tmp_path: Path) -> None:
+    members = {f"img/{n}.png": png_bytes(value=20 * n) for n in range(4)}
+    members["labels.csv"] = b'id,dx\n0,a\n1,"' + b"b" * 200_000 + b'"\n2,a\n3,b\n'
+    with pytest.raises(PipelineError, match=r"table 'labels.csv' cannot be read at line 3: field larger than"):
+        restructure(write_zip(tmp_path / "t.zip", members), table_entry(), SETTINGS, tmp_path / "i")
+
+
+@pytest.mark.parametrize("label", ["line\u2028break", "next\u0085line", "tab\there"])
+def test_a_label_holding_a_line_break_or_a_control_character_is_refused(tmp_path: Path, label: str) -> None:
+    members = images([label, "plain"], root="root/train")
+    with pytest.raises(PipelineError, match=r"holds a control character or a line break"):
+        restructure(write_zip(tmp_path / "toy.zip", members), TOY, SETTINGS, tmp_path / "interim")
+
+
+def test_folders_named_like_pattern_placeholders_are_taken_literally_by_add(tmp_path: Path) -> None:
+    from medimage.adding import propose, render
+    from medimage.archives.inspection import list_archive
+    from medimage.archives.reading import Limits
+
+    members = images(["cat", "dog"], root="a*b/{split}/{label}") | {"[copy]/x.txt": b"a note"}
+    archive = write_zip(tmp_path / "braces.zip", members)
+    listing = list_archive(archive, Limits.from_settings(SETTINGS))
+    origin = {"kaggle": None, "archive": "braces.zip", "fetch": "path"}
+    entry = DatasetSpec.model_validate(
+        {"name": "braces", **yaml.safe_load(render(propose("braces", listing, origin), "t"))}
+    )
+    restructure(archive, entry, SETTINGS, tmp_path / "interim")
+    rows = manifest.read_interim(tmp_path / "interim")
+    assert len(rows) == 12 and {row.label for row in rows} == {"cat", "dog"}
+    assert {row.member.rsplit("/", 2)[0] for row in rows} == {"a*b/{split}/{label}"}
+
+
+@pytest.mark.parametrize("key", ["split.seed", "train.seed", "evaluate.seed", "fetch.seed"])
+def test_seeds_of_32_bits_and_more_are_params_errors(tmp_path: Path, key: str) -> None:
+    section, name = key.split(".")
+    update = {section: {"synthetic": {name: 2**32}}} if section == "fetch" else {section: {name: 2**32}}
+    project = make_project(tmp_path / "project", update)
+    stage_of = {"split": "split", "train": "train", "evaluate": "evaluate", "fetch": "fetch"}[section]
+    line = one_line_error(run_in(project, sys.executable, "-m", f"stages.{stage_of}", "chest_xray", check=False))
+    assert "seed: Input should be less than 4294967296" in line and "params.yaml" in line
+
+
+def test_a_run_whose_json_is_corrupt_is_one_line_in_compare() -> None:
+    from medimage.reporting.runs import load_run
+
+    with pytest.raises(PipelineError, match=r"is not readable JSON in that run \(JSONDecodeError"):
+        load_run(lambda path: b"{" if path.endswith(".json") else None, "chest_xray", "HEAD", {})
+
+
+@pytest.mark.parametrize(
+    "cell, written",
+    [
+        ("=1+1", "'=1+1"),
+        ("+SUM(A1)", "'+SUM(A1)"),
+        ("@cmd", "'@cmd"),
+        ("-2+3", "-2+3"),
+        ("-x", "'-x"),
+        ("-0.5", "-0.5"),
+        ("plain", "plain"),
+        (0.25, "0.25"),
+    ],
+)
+def test_spreadsheet_csvs_neutralise_formulas(tmp_path: Path, cell: object, written: str) -> None:
+    from medimage.atomic import write_csv
+
+    write_csv(tmp_path / "s.csv", ["cell"], [{"cell": cell}], spreadsheet=True)
+    write_csv(tmp_path / "m.csv", ["cell"], [{"cell": cell}])
+    assert (tmp_path / "s.csv").read_text().splitlines()[1] == written
+    assert (tmp_path / "m.csv").read_text().splitlines()[1] == str(cell)  # manifests read back stay raw
+
+
+def test_a_label_table_cell_like_a_formula_reaches_metadata_csv_neutralised_and_evaluate_still_finds_it(
+    tmp_path: Path,
+) -> None:
+    members = {f"img/{n}.png": png_bytes(value=20 * n) for n in range(4)}
+    members["labels.csv"] = b"id,dx,site\n0,a,=HYPERLINK(1)\n1,b,back\n2,a,back\n3,b,back\n"
+    restructure(write_zip(tmp_path / "t.zip", members), table_entry(metadata=["site"]), SETTINGS, tmp_path / "i")
+    assert "'=HYPERLINK(1)" in (tmp_path / "i" / "metadata.csv").read_text()
+    assert {row["site"] for row in manifest.read_metadata(tmp_path / "i").values()} == {"'=HYPERLINK(1)", "back"}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import struct
 import sys
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +107,16 @@ def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
     lines = [json.loads(line) for line in predicted.stdout.splitlines()]
     test_images = sorted((tiny / "data" / "processed" / "chest_xray" / "test").rglob("*.jpeg"))
     assert [Path(line["path"]).name for line in lines] == [path.name for path in test_images]
+    threshold = read(tiny / "metrics" / "chest_xray" / "eval.json")["threshold"]
+    with (tiny / "metrics" / "chest_xray" / "test_predictions.csv").open(newline="") as handle:
+        evaluated = {Path(row["path"]).name: row["predicted"] for row in csv.DictReader(handle)}
     for line in lines:
         assert set(line["probabilities"]) == {"NORMAL", "PNEUMONIA"}
         assert sum(line["probabilities"].values()) == pytest.approx(1, abs=1e-5)
-        assert line["label"] == max(line["probabilities"], key=line["probabilities"].get)
+        assert line["threshold"] == threshold and line["positive"] == "PNEUMONIA"
+        assert line["label"] == ("PNEUMONIA" if line["probabilities"]["PNEUMONIA"] >= threshold else "NORMAL")
         assert (tiny / line["cam"]).read_bytes()[:4] == b"\x89PNG"
+    assert {Path(line["path"]).name: line["label"] for line in lines} == evaluated  # the labels evaluated
 
     first = (tiny / "metrics" / "chest_xray" / "eval.json").read_text()
     model_bytes = digests(tiny / "models" / "chest_xray")
@@ -125,6 +133,16 @@ def test_pipeline_end_to_end_deterministic_and_diffable(tiny: Path) -> None:
     changed = diff["metrics/chest_xray/eval.json"]
     assert "accuracy" in changed and changed["accuracy"]["old"] == json.loads(first)["accuracy"]
     assert (tiny / "models" / "chest_xray" / "model.joblib").is_file()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels: what a decoder sizes its buffer by."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def without_tensorflow(project: Path, module: str, *arguments: str, check: bool = True):
@@ -153,13 +171,25 @@ def test_sklearn_baseline_runs_where_tensorflow_cannot_be_imported(tiny: Path) -
 
     test_images = sorted((tiny / "data" / "processed" / "chest_xray" / "test").rglob("*.jpeg"))
     (tiny / "notes.jpeg").write_text("not an image")
-    named = [str(test_images[0]), "notes.jpeg", str(test_images[1])]
+    (tiny / "empty.png").write_bytes(b"")
+    os.mkfifo(tiny / "pipe.png")  # reading it would wait for a writer for ever
+    (tiny / "huge.png").write_bytes(png_header(30_000, 30_000))  # decoded, 2.7 GB
+    bad = ["notes.jpeg", "empty.png", "/dev/zero", "pipe.png", "huge.png", "scans"]
+    (tiny / "scans" / "folder.png").mkdir(parents=True)  # a folder named like an image, found in a folder
+    named = [str(test_images[0]), *bad, str(test_images[1])]
     predicted = without_tensorflow(tiny, "predict", "chest_xray", *named, "--cam", "cams", check=False)
-    assert predicted.returncode == 1  # one file failed ...
+    assert predicted.returncode == 1  # files failed ...
     errors = [line for line in predicted.stderr.splitlines() if "error" in line]
-    assert errors == ["predict: error: notes.jpeg: not an image OpenCV can decode (skipped)"]
+    assert errors == [
+        "predict: error: notes.jpeg: not a recognised image format (skipped)",
+        "predict: error: empty.png: zero-byte file (skipped)",
+        "predict: error: /dev/zero: not a regular file, not an image file (skipped)",
+        "predict: error: pipe.png: a FIFO, not an image file (skipped)",
+        "predict: error: huge.png: more than 400,000,000 pixels: refusing a possible decompression bomb (skipped)",
+        "predict: error: scans/folder.png: a folder, not an image file (skipped)",
+    ]
     lines = [json.loads(line) for line in predicted.stdout.splitlines()]
-    assert [line["path"] for line in lines] == [named[0], named[2]]  # ... and the others were still predicted
+    assert [line["path"] for line in lines] == [named[0], named[-1]]  # ... and the others were still predicted
     assert all(sum(line["probabilities"].values()) == pytest.approx(1, abs=1e-6) for line in lines)
     assert "cam" not in lines[0] and not any((tiny / "cams").iterdir())  # no Grad-CAM for sklearn_linear
     blocked = run_in(tiny, sys.executable, "-c", f"{BLOCK_TENSORFLOW}; import tensorflow", check=False)

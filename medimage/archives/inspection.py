@@ -125,7 +125,7 @@ def segment_rules(names: Iterable[str], folder: re.Pattern[str], reason: str) ->
         parts = name.split("/")[:-1]
         for depth, part in enumerate(parts):
             if folder.match(part):
-                found[f"{part}/*" if depth == 0 else f"*/{part}/*"] += 1
+                found[f"{rule_literal(part)}/*" if depth == 0 else f"*/{rule_literal(part)}/*"] += 1
                 break
     return [Rule(pattern, reason, count) for pattern, count in sorted(found.items())]
 
@@ -170,7 +170,11 @@ def duplicate_trees(members: dict[str, Member | zipfile.ZipInfo], ignored: list[
     copies = {folder: kept for folder, kept in copies.items() if not any(_below(folder, other) for other in copies)}
     copies = _whole_parents(copies, members, ignored)
     return [
-        Rule(f"{folder}/*", f"a second copy of {kept}/ (same file names, sizes and CRCs)", signature[folder][0])
+        Rule(
+            f"{rule_literal(folder)}/*",
+            f"a second copy of {kept}/ (same file names, sizes and CRCs)",
+            signature[folder][0],
+        )
         for folder, kept in sorted(copies.items())
     ]
 
@@ -244,12 +248,22 @@ class FolderShape:
 
 
 def _generalise(values: list[str]) -> str:
-    """One folder value as is, or several as their common prefix and suffix around `*` (images_001 ... -> images_*)."""
+    """One folder value as is, or several as their common prefix and suffix around `*` (images_001 ... -> images_*).
+    Pattern syntax in a name (a folder called `{label}`, `a*b`) becomes `*`: it still matches only that folder."""
     if len(values) == 1:
-        return values[0]
+        return _pattern_literal(values[0])
     prefix = commonprefix(values)
     suffix = commonprefix([value[len(prefix) :][::-1] for value in values])[::-1]
-    return f"{prefix}*{suffix}"
+    return f"{_pattern_literal(prefix)}*{_pattern_literal(suffix)}"
+
+
+def _pattern_literal(text: str) -> str:
+    return re.sub(r"[{}*]+", "*", text)
+
+
+def rule_literal(text: str) -> str:
+    """A folder name inside an ignore rule (fnmatch): `*`, `?` and `[` matched as themselves."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def folder_shapes(images: list[str]) -> list[FolderShape]:
@@ -336,7 +350,7 @@ def _coded_columns(rows: Table, columns: list[str]) -> list[str]:
     coded = []
     for column in columns:
         values = {row.get(column, "") for row in rows}
-        if values <= LABEL_CODES and values & POSITIVE_CODES:
+        if values <= LABEL_CODES and values & (POSITIVE_CODES | UNCERTAIN_CODES):
             coded.append(column)
     return coded
 
@@ -452,7 +466,7 @@ def _group_column(columns: list[str], rows: Table) -> str | None:
 def _holds_group_ids(rows: Table, column: str) -> bool:
     cells = [row.get(column, "") for row in rows if row.get(column, "")]
     distinct = len(set(cells))
-    if not cells or distinct < GROUP_MIN_SHARE * len(cells):
+    if distinct < max(2, GROUP_MIN_SHARE * len(cells)) or set(cells) <= LABEL_CODES:  # codes: CheXpert's Lung Lesion
         return False
     return not any(_is_fraction(cell) for cell in cells)  # a measurement (58.5), not an id
 
@@ -473,7 +487,12 @@ def _choose_label(reading: TableReading, rows: Table, columns: list[str]) -> Non
     if len(evident) > 1:
         reading.rejected = "several columns are named like a label: " + _describe_columns(rows, evident)
         return
-    candidates = [column for column in columns if _low_cardinality(rows, column)]
+    # an id (site_id) or a description of the patient (sex, age, site) is no label, even as the only other column
+    candidates = [
+        column
+        for column in columns
+        if _low_cardinality(rows, column) and not _words(column) & (METADATA_WORDS | {"id"})
+    ]
     if len(columns) == 1 and candidates:
         reading.label_column = candidates[0]  # the table's only column beside the id: not a guess
         return
@@ -533,4 +552,10 @@ def dicom_members(listing: Listing, ignored: list[Rule], sniffed: int = 20) -> l
 
 
 def image_keys(images: list[str]) -> tuple[set[str], set[str]]:
-    return {image_key(image) for image in images}, {member_name(image) for image in images}
+    """What a table's id cell may be to name one of `images`: each image's path without its extension and every
+    end of that path (`x`, `study1/x`, `train/p1/study1/x`: a path id may start at any folder), and its file name."""
+    keys = set()
+    for image in images:
+        parts = [*image.split("/")[:-1], image_key(image)]
+        keys.update("/".join(parts[start:]) for start in range(len(parts)))
+    return keys, {member_name(image) for image in images}

@@ -16,6 +16,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from medimage.archives.reading import MB, Limits, checked_members, member_stem, member_suffix
 from medimage.errors import PipelineError
@@ -23,6 +24,7 @@ from medimage.settings.restructure import LabelTable
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
 MULTI_LABEL_SEPARATOR = "|"  # NIH ChestX-ray14 "Atelectasis|Effusion"
+MULTI_LABEL_SEPARATORS = (MULTI_LABEL_SEPARATOR, ";", ",", "\uff0c")  # the last: the full-width comma (ODIR)
 Table = list[dict[str, str]]
 # a workbook's parts inflated: a label table's sheet is a few MB; 1 MB that inflates to 1 GB is a bomb
 WORKBOOK_LIMITS = Limits(max_member_bytes=64 * MB, max_total_bytes=128 * MB, max_ratio=100, max_members=10_000)
@@ -109,12 +111,29 @@ def image_key(file: str) -> str:
 
 
 def id_key(cell: str, image_suffixes: frozenset[str]) -> str:
-    """An id cell as an image key: `ISIC_0024306` and `ISIC_0024306.jpg` both name ISIC_0024306.jpg."""
-    return image_key(cell) if member_suffix(cell) in image_suffixes else cell
+    """An id cell as an image key: `ISIC_0024306` and `ISIC_0024306.jpg` both name ISIC_0024306.jpg; a path
+    (CheXpert's `CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg`) keeps its folders."""
+    cell = cell.replace("\\", "/").removeprefix("./")
+    suffix = member_suffix(cell)
+    return cell[: -len(suffix)] if suffix and suffix in image_suffixes else cell
 
 
 def multi_label_cells(rows: Table, column: str) -> int:
-    return sum(MULTI_LABEL_SEPARATOR in row.get(column, "") for row in rows)
+    """Rows whose cell joins several labels: by `|` (NIH), or by `;`, `,` or `，` between values the column also
+    holds alone (blood cells' `NEUTROPHIL, EOSINOPHIL`)."""
+    cells = [row.get(column, "") for row in rows]
+    alone = {cell for cell in cells if not any(separator in cell for separator in MULTI_LABEL_SEPARATORS)}
+
+    def joined(cell: str) -> bool:
+        if MULTI_LABEL_SEPARATOR in cell:
+            return True
+        for separator in MULTI_LABEL_SEPARATORS:
+            parts = [part.strip() for part in cell.split(separator)]
+            if len(parts) > 1 and all(part in alone for part in parts):
+                return True
+        return False
+
+    return sum(joined(cell) for cell in cells if cell)
 
 
 def one_hot_label(row: dict[str, str], columns: list[str]) -> str | None:
@@ -147,8 +166,24 @@ class TableLabels:
     rows_without_label: int = 0
     used: set[str] = field(default_factory=set)  # keys an image was found for
 
-    def lookup(self, file: str) -> TableLabel | None:
-        key = image_key(file)
+    @cached_property
+    def by_path(self) -> bool:
+        return any("/" in key for key in self.by_key)
+
+    def key_of(self, member: str) -> str:
+        """The table key that names the member: the longest end of its path, without the extension, that the
+        table holds (a path id matches its folders too); the file name without the extension otherwise."""
+        name = image_key(member)
+        if self.by_path:
+            folders = member.split("/")[:-1]
+            for start in range(len(folders)):
+                candidate = "/".join([*folders[start:], name])
+                if candidate in self.by_key:
+                    return candidate
+        return name
+
+    def lookup(self, member: str) -> TableLabel | None:
+        key = self.key_of(member)
         found = self.by_key.get(key)
         if found is not None:
             self.used.add(key)
@@ -171,19 +206,23 @@ def build_labels(
     rows = parse_table(spec.table, read(spec.table), encoding=spec.encoding)
     if not rows:
         raise PipelineError(f"label table {spec.table!r} has no rows ({where}: labels.table)")
-    columns = set(rows[0]) | {column for row in rows for column in row}
+    joined = _joined_rows(spec, read, image_suffixes, where)
+    columns = {column for row in [*rows, *list(joined.values())[:1]] for column in row}
     named = [spec.id_column, *([spec.label_column] if spec.label_column else []), *spec.one_hot]
     named += [column for column in (spec.group_column, spec.split_column) if column] + spec.metadata
     absent = [column for column in named if column not in columns]
     if absent:
+        tables = " and ".join(repr(table) for table in (spec.table, spec.join.table if spec.join else None) if table)
         raise PipelineError(
-            f"label table {spec.table!r} has no column(s) {absent} ({where}: labels); its columns: {sorted(columns)}"
+            f"label table {tables} has no column(s) {absent} ({where}: labels); its columns: {sorted(columns)}"
         )
-    several = multi_label_cells(rows, spec.label_column) if spec.label_column else 0
+    several = multi_label_cells(rows, spec.label_column) if spec.label_column else one_hot_several(rows, spec.one_hot)
     if several:
+        how = f"column {spec.label_column!r}" if spec.label_column else f"one-hot columns {', '.join(spec.one_hot)}"
         raise PipelineError(
-            f"column {spec.label_column!r} of {spec.table!r} holds several labels per image (joined by "
-            f"{MULTI_LABEL_SEPARATOR!r}, {several} rows): multi-label training is not supported yet"
+            f"{how} of {spec.table!r} give several labels to {several:,} images (joined by one of "
+            f"{' '.join(MULTI_LABEL_SEPARATORS)}, or several columns set): multi-label training is not supported yet; "
+            "refusing rather than keeping one label or dropping those rows"
         )
     split_of_key = _split_lists(spec, read, image_suffixes, canonical_split)
     names = {str(raw): readable for raw, readable in spec.names.items()}
@@ -196,13 +235,44 @@ def build_labels(
         if not raw:
             labels.rows_without_label += 1
             continue
+        row = joined.get(key, {}) | row
         split = canonical_split(row[spec.split_column]) if spec.split_column else split_of_key.get(key)
         group = row.get(spec.group_column, "") if spec.group_column else ""
         found = TableLabel(names.get(raw, raw), group, split, tuple(row.get(column, "") for column in spec.metadata))
         known = labels.by_key.setdefault(key, found)
         if known != found:
-            raise PipelineError(f"label table {spec.table!r} gives {key!r} twice, as {known} and as {found}")
+            raise PipelineError(
+                f"label table {spec.table!r} gives image {key!r} two labels or groups: {known.label!r} "
+                f"(group {known.group!r}) and {found.label!r} (group {found.group!r}); fix the table or ignore it"
+            )
     return labels
+
+
+def _joined_rows(
+    spec: LabelTable, read: Callable[[str], bytes], image_suffixes: frozenset[str], where: str
+) -> dict[str, dict[str, str]]:
+    """Image key -> the row of the registry's second table (labels.join: groups and metadata by image id)."""
+    if spec.join is None:
+        return {}
+    rows = parse_table(spec.join.table, read(spec.join.table), encoding=spec.encoding)
+    if rows and spec.join.id_column not in rows[0]:
+        raise PipelineError(
+            f"table {spec.join.table!r} has no column {spec.join.id_column!r} ({where}: labels.join.id_column)"
+        )
+    return {id_key(row.get(spec.join.id_column, ""), image_suffixes): row for row in rows}
+
+
+def one_hot_several(rows: Table, columns: list[str]) -> int:
+    """Rows that set several one-hot columns at their largest value: several labels, not one."""
+    several = 0
+    for row in rows:
+        try:
+            values = [float(row.get(column, "") or 0) for column in columns]
+        except ValueError:
+            continue
+        top = max(values)
+        several += math.isfinite(top) and top > 0 and values.count(top) > 1
+    return several
 
 
 def _split_lists(

@@ -113,10 +113,15 @@ def checked_folders(split: str, label: str, where: str) -> tuple[str, str]:
     return checked_split, folder_name(label, "label", f"{where}: labels.names") if label else ""
 
 
-def with_table_label(placement: Placement, labels: TableLabels, where: str) -> Placement | None:
-    found = labels.lookup(placement.file)
+def with_table_label(placement: Placement, labels: TableLabels, member: str) -> Placement | None:
+    """The placement with the table's label, group and split; a table that names images by path names their
+    files by it too (CheXpert's view1_frontal.jpg is in every study)."""
+    found = labels.lookup(member)
     if found is None:
         return None
+    if labels.by_path:
+        extension = placement.file[len(image_key(placement.file)) :]
+        placement = replace(placement, file=labels.key_of(member).replace("/", "_") + extension)
     return replace(
         placement,
         label=found.label,
@@ -148,7 +153,7 @@ def plan_members(
             plan.unmatched.append(name)
             continue
         if labels is not None:
-            key = image_key(placement.file)
+            key = labels.key_of(name)
             if key in image_of_key:
                 if not same_content(infos[image_of_key[key]], info):
                     raise PipelineError(
@@ -158,7 +163,7 @@ def plan_members(
                 plan.duplicate_copies.append(name)
                 continue
             image_of_key[key] = name
-            placement = with_table_label(placement, labels, where)
+            placement = with_table_label(placement, labels, name)
             if placement is None:
                 plan.unlabelled.append(name)
                 continue
@@ -305,7 +310,7 @@ def write_metadata(
         for row in rows
         if row.path in metadata
     ]
-    write_csv(staging / METADATA, ["path", *columns], found)
+    write_csv(staging / METADATA, ["path", *columns], found, spreadsheet=True)
 
 
 def take_members(
@@ -361,5 +366,5 @@ def write_interim(
     (staging / ORIGINALS).mkdir(exist_ok=True)
     manifest.write_manifest(staging / ORIGINALS, originals, InterimRow)
     skipped_rows = [asdict(item) for item in sorted(skipped, key=lambda item: item.member)]
-    write_csv(staging / SKIPPED, ["member", "reason", "detail"], skipped_rows)
+    write_csv(staging / SKIPPED, ["member", "reason", "detail"], skipped_rows, spreadsheet=True)
     return rows, originals

@@ -8,12 +8,16 @@ still walks every scan of the file, so truncation is caught at a fraction of the
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # larger than any medical image here; stops decompression bombs
+MAX_PIXELS = 20_000 * 20_000  # larger than any medical image here; stops decompression bombs
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 # Extensions that promise an image format: the files `add` and `predict` take for images; in an archive, bytes of
 # another format behind one are kept but counted.
@@ -85,3 +89,31 @@ def inspect_image(data: bytes) -> ImageInfo:
     if info.width < 1 or info.height < 1:
         raise InvalidImage("corrupt", f"size {info.width}x{info.height}")
     return info
+
+
+def file_dimensions(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone, before anything is decoded; InvalidImage for what
+    is no image file: a folder, a FIFO or a device (never opened: reading one could hang or never end), an empty
+    file, unknown bytes, or more than MAX_PIXELS pixels (a 30000x30000 header would allocate 2.7 GB)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise InvalidImage("not_image", f"cannot read ({error.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise InvalidImage("not_image", f"{kind}, not an image file")
+    if os.path.getsize(path) == 0:
+        raise InvalidImage("corrupt", "zero-byte file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.size
+    except UnidentifiedImageError:
+        raise InvalidImage("not_image", "not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImage(
+            "corrupt", f"more than {MAX_PIXELS:,} pixels: refusing a possible decompression bomb"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InvalidImage("corrupt", str(error) or type(error).__name__) from None

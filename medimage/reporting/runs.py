@@ -79,12 +79,18 @@ def _json(read: Reader, path: Path, required: bool = True) -> dict | None:
         if required:
             raise PipelineError(f"{path} not found: run the pipeline first (dvc repro)")
         return None
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except ValueError as error:  # bad JSON or bad UTF-8: a file edited by hand or damaged in that revision
+        raise PipelineError(f"{path} is not readable JSON in that run ({type(error).__name__}: {error})") from None
 
 
 def _rows(read: Reader, path: Path, delimiter: str = ",") -> list[dict]:
     data = read(path.as_posix())
-    return [] if data is None else list(csv.DictReader(io.StringIO(data.decode("utf-8")), delimiter=delimiter))
+    try:
+        return [] if data is None else list(csv.DictReader(io.StringIO(data.decode("utf-8")), delimiter=delimiter))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise PipelineError(f"{path} is not a readable CSV file in that run ({error})") from None
 
 
 def _numbers(rows: list[dict], *keys: str) -> list[dict]:
@@ -119,7 +125,12 @@ def settings_from(read: Reader, dataset: str) -> dict[str, dict]:
     for path, data in files.items():
         if data is None:
             raise PipelineError(f"{path} not found at that revision")
-    params_data, dataset_data = (yaml.safe_load(data) for data in files.values())
+    try:
+        params_data, dataset_data = (yaml.safe_load(data) for data in files.values())
+    except yaml.YAMLError as error:
+        raise PipelineError(f"{' or '.join(map(str, files))} is not valid YAML at that revision: {error}") from None
+    if not isinstance(params_data, dict) or not isinstance(dataset_data, dict):
+        raise PipelineError(f"{' or '.join(map(str, files))} holds no mapping of keys at that revision")
     params = validate(EvaluateParams, params_data, Path(PARAMS_FILE), PARAMS_KEYS)
     entry = validate(SplitEntry, {"name": dataset, **dataset_data}, dataset_file(dataset), ("name", *DATASET_KEYS))
     return shown_settings(params, entry)

@@ -13,7 +13,7 @@ class EvaluateSettings(Strict):
     bootstrap_resamples: int = Field(1000, ge=100, le=100_000)  # resamples of patients for the confidence intervals
     confidence_level: float = Field(0.95, gt=0.5, lt=1)
     calibration_bins: int = Field(10, ge=2, le=100)  # equal-width bins of top-class probability (ECE, reliability)
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, lt=2**32)  # NumPy, TensorFlow and scikit-learn take 32 bits
 
 
 class EvaluateParams(TrainParams):

@@ -13,7 +13,7 @@ from medimage.settings.files import DatasetEntry, StageParams, Strict
 class SyntheticSettings(Strict):
     images_per_class: int = Field(100, ge=1, le=100_000)
     image_size: int = Field(64, ge=16, le=4096)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32)  # NumPy, TensorFlow and scikit-learn take 32 bits
 
 
 class FetchSettings(Strict):

@@ -19,6 +19,13 @@ class RestructureSettings(Strict):
     max_members: int = Field(1_000_000, ge=1)
 
 
+class JoinedTable(Strict):
+    """A second table of the archive, matched to the label table's images by id (ISIC 2019's metadata table)."""
+
+    table: str
+    id_column: str
+
+
 class LabelTable(Strict):
     """Labels from a table inside the archive instead of from folder names (HAM10000, APTOS, ISIC 2019, ...)."""
 
@@ -32,7 +39,9 @@ class LabelTable(Strict):
     names: dict[str, str] = {}  # label value -> readable name (APTOS 0: no_dr), for folders, reports and plots
     # more columns carried per image into data/interim/<ds>/metadata.csv (sex, age, site): the report's subgroups
     metadata: list[str] = []
-    encoding: str = "utf-8"  # of the table and the split lists (UTF-8 may carry a byte order mark)
+    encoding: str = "utf-8"  # of the tables and the split lists (UTF-8 may carry a byte order mark)
+    # where group_column and metadata columns are in a second table: that table and its image id column
+    join: JoinedTable | None = None
 
     @field_validator("encoding")
     @classmethod

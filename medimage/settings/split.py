@@ -17,7 +17,7 @@ SPLIT_NAMES = ("train", "val", "test")
 class SplitSettings(Strict):
     strategy: Literal["keep", "merge", "pool"] = "pool"
     ratios: dict[str, float] = {"train": 0.7, "val": 0.1, "test": 0.2}  # pool: the new splits and their shares
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, lt=2**32)  # NumPy, TensorFlow and scikit-learn take 32 bits
     stratify: bool = True  # pool: keep each label's share the same in every split
     group: bool = True  # pool: all images of one patient in one split, where the dataset has patient ids
     rename: dict[str, str] = {}  # keep: archive split -> train | val | test (one to one)

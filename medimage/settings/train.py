@@ -38,7 +38,7 @@ class TrainSettings(Strict):
     threads: int = Field(2, ge=1, le=64)  # OpenCV loader decoding threads
     mixed_precision: bool = False  # float16 compute, float32 weights and outputs, loss scaling (GPU tensor cores)
     jit_compile: bool = False  # XLA-compile the training step
-    seed: int = Field(42, ge=0)
+    seed: int = Field(42, ge=0, lt=2**32)  # NumPy, TensorFlow and scikit-learn take 32 bits
 
     @model_validator(mode="after")
     def _xla_has_kernels_for_every_layer(self) -> TrainSettings:

@@ -1,0 +1,229 @@
+"""`add` on real images in the layouts of archives it was not built for: each comes out right or is refused in one
+line (../shared/kaggle-layouts.md 4d-4e has the real trees; skipped where ../shared is absent).
+
+ODIR-5K (rows naming two eyes), ISIC 2019 (lesions in a second table), RSNA Mammography (flag columns that are
+attributes), NIH ChestX-ray14 (a box table beside the label table), CheXpert (path ids, uncertain codes), RSNA
+Pneumonia (DICOM), Brain Tumor Classification (the archive's own Training/Testing split), blood cells' labels.csv
+(labels joined by commas), and a table whose `Patient Age` is no patient.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.project import REALDATA, make_project, run_in
+from medimage import manifest
+from medimage.adding import propose
+from medimage.archives.inspection import list_archive
+from medimage.archives.reading import Limits
+from medimage.archives.unpacking import restructure
+from medimage.errors import PipelineError
+from medimage.settings.project import DatasetSpec
+from medimage.settings.restructure import RestructureSettings
+from tests.tables import BRAIN, COVID, csv_bytes, write
+
+pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample images not found at {REALDATA}")
+SETTINGS = RestructureSettings()
+ORIGIN = {"kaggle": None, "archive": "archive.zip", "fetch": "path"}
+
+
+def real_images() -> list[tuple[str, bytes]]:
+    """(label, bytes) of the real brain MRIs, yes and no taken in turn."""
+    yes, no = (sorted((BRAIN / label).iterdir()) for label in ("yes", "no"))
+    pairs = zip(yes, no, strict=False)
+    return [(label, image.read_bytes()) for pair in pairs for label, image in zip(("yes", "no"), pair, strict=True)]
+
+
+def proposed(archive: Path, **options: str) -> DatasetSpec:
+    from medimage.adding import render
+
+    proposal = propose("added", list_archive(archive, Limits.from_settings(SETTINGS)), ORIGIN, **options)
+    return DatasetSpec.model_validate({"name": "added", **yaml.safe_load(render(proposal, "test"))})
+
+
+def refusal(archive: Path, **options: str) -> str:
+    with pytest.raises(PipelineError) as refused:
+        proposed(archive, **options)
+    message = str(refused.value)
+    assert "\n" not in message
+    return message
+
+
+def test_odir_rows_that_name_both_eyes_are_refused_not_labelled_one_eye_a_row(tmp_path: Path) -> None:
+    images = real_images()[:20]
+    members, rows = {}, []
+    for patient in range(10):
+        left, right = images[2 * patient], images[2 * patient + 1]
+        members[f"ODIR-5K/Training Images/{patient}_left.jpg"] = left[1]
+        members[f"ODIR-5K/Training Images/{patient}_right.jpg"] = right[1]
+        flags = ["1" if left[0] == "no" and right[0] == "no" else "0", "1" if "yes" in (left[0], right[0]) else "0"]
+        rows.append([patient, 50 + patient % 3, "Female", f"{patient}_left.jpg", f"{patient}_right.jpg"])
+        rows[-1] += [("normal fundus", "tumour")[left[0] == "yes"], ("normal fundus", "tumour")[right[0] == "yes"]]
+        rows[-1] += flags
+    header = ["ID", "Patient Age", "Patient Sex", "Left-Fundus", "Right-Fundus"]
+    header += ["Left-Diagnostic Keywords", "Right-Diagnostic Keywords", "N", "D"]
+    members["ODIR-5K/data.csv"] = csv_bytes(header, rows)
+    message = refusal(write(tmp_path / "odir.zip", members))
+    assert "each row names 2 images (columns Left-Fundus, Right-Fundus)" in message
+
+
+def test_a_group_column_is_chosen_for_what_it_holds_never_for_part_of_its_name(tmp_path: Path) -> None:
+    members, rows = {}, []
+    for number, (label, data) in enumerate(real_images()[:40]):
+        members[f"images/img_{number:03d}.jpg"] = data
+        rows.append([f"img_{number:03d}", label, 30 + number % 4, ("M", "F")[number % 2], f"P{number // 3:03d}"])
+    header = ["image", "label", "Patient Age", "Patient Sex", "Patient ID"]
+    members["labels.csv"] = csv_bytes(header, rows)
+    entry = proposed(write(tmp_path / "with-id.zip", members))
+    assert entry.labels is not None and entry.labels.group_column == "Patient ID"
+    assert entry.labels.metadata == ["Patient Age", "Patient Sex"]
+    members["labels.csv"] = csv_bytes(header[:4], [row[:4] for row in rows])
+    entry = proposed(write(tmp_path / "no-id.zip", members))
+    assert entry.labels is not None and entry.labels.group_column is None  # an age is not a patient
+
+
+def isic_archive(path: Path, several: int = 0) -> tuple[Path, dict[str, str]]:
+    """ISIC 2019's two tables over the real COVID radiographs: one-hot ground truth, lesion_id in the metadata
+    (two images a lesion, some empty); `several` rows set two columns."""
+    members, truth, metadata, lesions = {}, [], [], {}
+    images = [(label, image) for label in ("COVID", "Normal") for image in sorted((COVID / label).glob("*.png"))]
+    for number, (label, image) in enumerate(images):
+        name = f"ISIC_{number:07d}"
+        members[f"ISIC_2019_Training_Input/{name}.png"] = image.read_bytes()
+        flags = [f"{float(label == 'COVID'):.1f}", f"{float(label == 'Normal' or number < several):.1f}", "0.0"]
+        truth.append([name, *flags])
+        lesion = "" if number % 7 == 0 else f"IL_{number // 2:07d}"
+        metadata.append([name, 50, "torso", lesion, "female"])
+        if lesion:
+            lesions[name] = lesion
+    members["ISIC_2019_Training_GroundTruth.csv"] = csv_bytes(["image", "COVID", "NORMAL", "UNK"], truth)
+    header = ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"]
+    members["ISIC_2019_Training_Metadata.csv"] = csv_bytes(header, metadata)
+    return write(path, members), lesions
+
+
+def test_isic_lesions_come_from_the_second_table_and_stay_whole(tmp_path: Path) -> None:
+    archive, lesions = isic_archive(tmp_path / "isic.zip")
+    entry = proposed(archive)
+    assert entry.labels is not None and entry.labels.group_column == "lesion_id"
+    assert entry.labels.join is not None and entry.labels.join.table == "ISIC_2019_Training_Metadata.csv"
+    assert entry.labels.metadata == ["age_approx", "anatom_site_general", "sex"]
+    restructure(archive, entry, SETTINGS, tmp_path / "interim")
+    groups = {Path(row.path).stem: row.group for row in manifest.read_interim(tmp_path / "interim")}
+    assert {image: group for image, group in groups.items() if group} == lesions
+
+
+def test_one_hot_rows_that_set_several_columns_are_refused_with_their_count(tmp_path: Path) -> None:
+    archive, _ = isic_archive(tmp_path / "isic.zip", several=3)
+    assert "3 of the" in refusal(archive) or "give several labels to 3 images" in refusal(archive)
+    entry = proposed(isic_archive(tmp_path / "clean.zip")[0])
+    with pytest.raises(PipelineError, match="give several labels to 3 images"):
+        restructure(archive, entry, SETTINGS, tmp_path / "interim")
+
+
+def test_flag_columns_that_most_rows_leave_unset_are_attributes_not_labels(tmp_path: Path) -> None:
+    """RSNA Mammography's train.csv: cancer, biopsy, invasive, implant are flags, site_id 1/2; test.csv no label."""
+    members, rows = {}, []
+    for number, (_, data) in enumerate(real_images()[:48]):
+        members[f"train_images/{number // 4}/{1000 + number}.jpg"] = data
+        cancer = "1" if number % 12 == 0 else "0"
+        rows.append([1 + number % 2, number // 4, 1000 + number, "L", "CC", 60, cancer, cancer, cancer, "0", "0"])
+    header = ["site_id", "patient_id", "image_id", "laterality", "view", "age", "cancer", "biopsy", "invasive"]
+    members["train.csv"] = csv_bytes([*header, "implant", "difficult_negative_case"], rows)
+    members["test.csv"] = csv_bytes(["site_id", "patient_id", "image_id"], [row[:3] for row in rows[:5]])
+    archive = write(tmp_path / "mammo.zip", members)
+    message = refusal(archive)
+    assert "--label-column" in message and "cancer" in message
+    entry = proposed(archive, label_column="cancer")
+    assert entry.labels is not None and entry.labels.group_column == "patient_id"
+
+
+def nih_archive(path: Path, multi: bool) -> Path:
+    members, rows, boxes = {}, [], []
+    for number, (label, data) in enumerate(real_images()[:30]):
+        name = f"{number // 3:08d}_{number % 3:03d}.png"
+        members[f"images_001/images/{name}"] = data  # JPEG bytes behind .png: counted, still read
+        finding = "Mass" if label == "yes" else "No Finding"
+        if multi and number % 5 == 0:
+            finding = "Mass|Effusion"
+        rows.append([name, finding, number % 3, number // 3, 40 + number % 30, "M", "PA"])
+        if label == "yes":
+            boxes += [[name, "Mass", 10, 20, 30, 40], [name, "Mass", 50, 60, 30, 40]]
+    header = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender"]
+    members["Data_Entry_2017.csv"] = csv_bytes([*header, "View Position"], rows)
+    members["BBox_List_2017.csv"] = csv_bytes(["Image Index", "Finding Label", "Bbox [x", "y", "w", "h]"], boxes)
+    return write(path, members)
+
+
+def test_nih_box_table_is_set_aside_and_joined_findings_are_refused(tmp_path: Path) -> None:
+    entry = proposed(nih_archive(tmp_path / "nih.zip", multi=False))
+    assert entry.labels is not None and entry.labels.table == "Data_Entry_2017.csv"
+    assert entry.labels.group_column == "Patient ID"
+    assert "give several labels to 6 images" in refusal(nih_archive(tmp_path / "multi.zip", multi=True))
+
+
+def test_chexpert_path_ids_match_by_path_and_its_codes_are_refused(tmp_path: Path) -> None:
+    members, rows = {}, []
+    for number, (label, data) in enumerate(real_images()[:24]):
+        path = f"CheXpert-v1.0-small/train/patient{number // 2:05d}/study1/view{1 + number % 2}_frontal.jpg"
+        members[path] = data
+        rows.append([path, "Female", 60, "Frontal", "AP", label])
+    header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "diagnosis"]
+    members["CheXpert-v1.0-small/train.csv"] = csv_bytes(header, rows)
+    archive = write(tmp_path / "chexpert.zip", members)
+    entry = proposed(archive)
+    restructure(archive, entry, SETTINGS, tmp_path / "interim")
+    labels = {row.member: row.label for row in manifest.read_interim(tmp_path / "interim")}
+    assert labels == {row[0]: row[5] for row in rows}  # 24 images, 12 named view1_frontal: none collide
+    coded = [
+        [row[0], *row[1:5], *("1.0" if row[5] == "yes" else "", "-1.0" if n % 4 else "0.0", "1.0")]
+        for n, row in enumerate(rows)
+    ]
+    members["CheXpert-v1.0-small/train.csv"] = csv_bytes(
+        [*header[:5], "Lung Lesion", "Edema", "Support Devices"], coded
+    )
+    message = refusal(write(tmp_path / "coded.zip", members))
+    assert "multi-label" in message and "coded -1, uncertain" in message
+
+
+def test_dicom_archives_are_counted_and_refused_in_one_line(tmp_path: Path) -> None:
+    dicom = bytes(128) + b"DICM" + bytes(64)
+    members = {f"stage_2_train_images/{n:04x}-patient.dcm": dicom for n in range(6)}
+    members["stage_2_train_labels.csv"] = csv_bytes(
+        ["patientId", "x", "y", "width", "height", "Target"],
+        [[f"{n:04x}-patient", "", "", "", "", 0] for n in range(6)],
+    )
+    message = refusal(write(tmp_path / "rsna.zip", members))
+    assert message == (
+        "added: 6 DICOM files found (e.g. stage_2_train_images/0000-patient.dcm) and no other images: DICOM is not "
+        "read yet; convert them to PNG first"
+    )
+    bare = {f"images/{n}": dicom for n in range(3)}
+    assert "3 DICOM files found" in refusal(write(tmp_path / "bare.zip", bare))
+
+
+def test_blood_cell_labels_joined_by_commas_are_refused_not_a_new_class(tmp_path: Path) -> None:
+    members, rows = {}, []
+    for number, (label, data) in enumerate(real_images()[:20]):
+        members[f"JPEGImages/BloodImage_{number:05d}.jpg"] = data
+        rows.append([number, f"BloodImage_{number:05d}", ("NEUTROPHIL", "LYMPHOCYTE")[label == "yes"]])
+    rows[3][2] = "NEUTROPHIL, LYMPHOCYTE"
+    members["labels.csv"] = csv_bytes(["", "Image", "Category"], rows)
+    assert "give several labels to 1 images" in refusal(write(tmp_path / "cells.zip", members))
+
+
+def test_add_says_what_happens_to_the_archives_own_split(tmp_path: Path) -> None:
+    members = {}
+    for number, (label, data) in enumerate(real_images()[:40]):
+        split = "Testing" if number % 5 == 0 else "Training"
+        members[f"{split}/{label}_tumor/image({number}).jpg"] = data
+    archive = write(tmp_path / "sartaj.zip", members)
+    project = make_project(tmp_path / "project", {"datasets": ["chest_xray"]})
+    printed = run_in(project, sys.executable, "-m", "stages.add", "sartaj", str(archive)).stdout
+    line = next(line for line in printed.splitlines() if line.startswith("the archive's own splits"))
+    assert line.startswith("the archive's own splits: test (8 images), train (32 images): split.strategy pool")
+    assert "honours them" in line and line in (project / "datasets" / "sartaj.yaml").read_text()
