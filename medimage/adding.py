@@ -180,6 +180,12 @@ def _table_entry(
             for value in shape.values[shape.split_position]
         ]
     proposal.entry["split_map"] = inspection.split_map(values)
+    if lists:
+        proposal.entry["split"] = {"strategy": "keep"}
+        proposal.notes["split"] = (
+            "the archive's official split lists are honoured: published scores are only comparable on its test "
+            "split; val is carved out of train by group (split.ratios)"
+        )
     joined = None if reading.group_column else _group_table(reading, tables)
     if joined is not None:
         reading.group_column = joined.group_column
@@ -236,7 +242,7 @@ def _check_by_planning(proposal: Proposal, listing: Listing, images: list[str]) 
     entry = proposal.entry
     entry["extensions"] = sorted({member_suffix(image) for image in images})
     entry["ignore"] = [rule.pattern for rule in proposal.rules]
-    entry |= {"sources": None, "synthetic": None, "split": {}}
+    entry |= {"sources": None, "synthetic": None, "split": entry.get("split", {})}
     proposal.entry = entry = {key: entry[key] for key in KEY_ORDER}
     try:
         spec = DatasetSpec.model_validate({"name": proposal.name, **entry})
@@ -248,10 +254,10 @@ def _check_by_planning(proposal: Proposal, listing: Listing, images: list[str]) 
     if spec.labels is not None:
         labels = build_labels(spec.labels, listing.read, layout.extensions, layout.canonical_split, where)
     plan = plan_members(listing.members, layout, spec, labels)
-    proposal.evidence[:0] = _plan_evidence(plan, listing)
+    proposal.evidence[:0] = _plan_evidence(plan, listing, entry["split"].get("strategy") == "keep")
 
 
-def _plan_evidence(plan: Plan, listing: Listing) -> list[str]:
+def _plan_evidence(plan: Plan, listing: Listing, kept: bool) -> list[str]:
     counts = Counter((placement.source_split, placement.label) for _, placement in plan.placed)
     groups = {placement.group for _, placement in plan.placed if placement.group}
     lines = [
@@ -270,7 +276,10 @@ def _plan_evidence(plan: Plan, listing: Listing) -> list[str]:
     }
     lines += [f"{count:,} {what}" for what, count in left.items() if count]
     splits = Counter(placement.source_split for _, placement in plan.placed)
-    if set(splits) - {NO_SPLIT}:
+    if set(splits) - {NO_SPLIT} and kept:
+        shown = ", ".join(f"{split} ({count:,} images)" for split, count in sorted(splits.items()))
+        lines.append(f"{ARCHIVE_SPLITS}{shown}: honoured (split: keep in this entry), val carved out of train")
+    elif set(splits) - {NO_SPLIT}:
         shown = ", ".join(f"{split} ({count:,} images)" for split, count in sorted(splits.items()))
         lines.append(
             f"{ARCHIVE_SPLITS}{shown}: split.strategy pool (params.yaml's default) pools and re-splits them; "

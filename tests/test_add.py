@@ -133,7 +133,7 @@ def test_split_lists_and_a_patient_column_come_from_the_archive(tmp_path: Path) 
     restructure(archive, entry, SETTINGS, tmp_path / "interim")
     rows = {row.path.rsplit("/", 1)[1]: row for row in manifest.read_interim(tmp_path / "interim")}
     assert {name: (row.source_split, row.label, row.group) for name, row in rows.items()} == {
-        f"{n:08d}_000.png": ("train_val_list" if n < 8 else "test", ["No Finding", "Effusion"][n % 2], str(n // 2))
+        f"{n:08d}_000.png": ("train" if n < 8 else "test", ["No Finding", "Effusion"][n % 2], str(n // 2))
         for n in range(12)
     }
 

@@ -9,13 +9,18 @@ Pneumonia (DICOM), Brain Tumor Classification (the archive's own Training/Testin
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
-from harness.project import REALDATA, make_project, run_in
+from harness.project import REALDATA, make_project, run_in, update_yaml
 from medimage import manifest
 from medimage.adding import propose
 from medimage.archives.inspection import list_archive
@@ -142,9 +147,9 @@ def test_flag_columns_that_most_rows_leave_unset_are_attributes_not_labels(tmp_p
     assert entry.labels is not None and entry.labels.group_column == "patient_id"
 
 
-def nih_archive(path: Path, multi: bool) -> Path:
+def nih_archive(path: Path, multi: bool, images: int = 30) -> Path:
     members, rows, boxes = {}, [], []
-    for number, (label, data) in enumerate(real_images()[:30]):
+    for number, (label, data) in enumerate(real_images()[:images]):
         name = f"{number // 3:08d}_{number % 3:03d}.png"
         members[f"images_001/images/{name}"] = data  # JPEG bytes behind .png: counted, still read
         finding = "Mass" if label == "yes" else "No Finding"
@@ -156,6 +161,9 @@ def nih_archive(path: Path, multi: bool) -> Path:
     header = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender"]
     members["Data_Entry_2017.csv"] = csv_bytes([*header, "View Position"], rows)
     members["BBox_List_2017.csv"] = csv_bytes(["Image Index", "Finding Label", "Bbox [x", "y", "w", "h]"], boxes)
+    names = [row[0] for row in rows]
+    members["train_val_list.txt"] = "\n".join(name for name in names if int(name[:8]) % 4).encode()
+    members["test_list.txt"] = "\n".join(name for name in names if int(name[:8]) % 4 == 0).encode()
     return write(path, members)
 
 
@@ -227,3 +235,64 @@ def test_add_says_what_happens_to_the_archives_own_split(tmp_path: Path) -> None
     line = next(line for line in printed.splitlines() if line.startswith("the archive's own splits"))
     assert line.startswith("the archive's own splits: test (8 images), train (32 images): split.strategy pool")
     assert "honours them" in line and line in (project / "datasets" / "sartaj.yaml").read_text()
+
+
+def pcam_archive(path: Path) -> tuple[Path, dict[str, str]]:
+    """Histopathologic Cancer Detection's layout: train/<id>.tif (96x96 RGB), train_labels.csv (ids without the
+    extension, label 0/1), test/<id>.tif unlabelled, sample_submission.csv; the real MRIs as the pixels."""
+    members, rows, labels = {}, [], {}
+    for number, (label, data) in enumerate(real_images()[:60]):
+        image = cv2.resize(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), (96, 96))
+        tiff = cv2.imencode(".tif", image)[1].tobytes()
+        identifier = hashlib.sha1(f"{number}".encode()).hexdigest()
+        if number % 10 == 9:
+            members[f"test/{identifier}.tif"] = tiff
+            continue
+        members[f"train/{identifier}.tif"] = tiff
+        rows.append([identifier, int(label == "yes")])
+        labels[identifier] = str(int(label == "yes"))
+    members["train_labels.csv"] = csv_bytes(["id", "label"], rows)
+    members["sample_submission.csv"] = csv_bytes(["id", "label"], [[row[0], 0] for row in rows[:5]])
+    return write(path, members), labels
+
+
+def test_tiff_images_train_and_evaluate_with_both_loaders(tmp_path: Path) -> None:
+    """PCam's .tif: restructure kept them, and then Keras' directory loader skipped them (TIFF is not among the
+    files it lists, and TensorFlow cannot decode it): every image must reach training with either loader."""
+    archive, labels = pcam_archive(tmp_path / "histopathologic-cancer-detection.zip")
+    train = {"image_size": 32, "epochs": 2, "batch_size": 16}
+    project = make_project(tmp_path / "project", {"datasets": ["chest_xray"], "train": train})
+    run_in(project, sys.executable, "-m", "stages.add", "pcam", str(archive))
+    for loader in ("keras", "opencv"):
+        update_yaml(project / "params.yaml", {"train": {"loader": loader}})
+        run_in(project, "dvc", "repro", "evaluate@pcam")
+        rows = manifest.read_processed(project / "data" / "processed" / "pcam")
+        assert {Path(row.path).stem: row.label for row in rows} == labels
+        summary = json.loads((project / "models" / "pcam" / "train.json").read_text())
+        assert summary["loader"] == loader
+        with (project / "metrics" / "pcam" / "test_predictions.csv").open(newline="") as handle:
+            tested = list(csv.DictReader(handle))
+        assert len(tested) == sum(row.split == "test" for row in rows) > 0
+
+
+def test_an_official_split_list_is_honoured_by_default_with_val_carved_out_of_train_by_patient(tmp_path: Path) -> None:
+    archive = nih_archive(tmp_path / "nih.zip", multi=False, images=80)
+    project = make_project(tmp_path / "project", {"datasets": ["chest_xray"]})
+    printed = run_in(project, sys.executable, "-m", "stages.add", "nih", str(archive)).stdout
+    assert "the archive's own splits: test (" in printed and "honoured (split: keep in this entry)" in printed
+    run_in(project, "dvc", "repro", "split@nih")
+    rows = manifest.read_processed(project / "data" / "processed" / "nih")
+    official_test = {name for name in rows_named(archive, "test_list.txt")}
+    assert {Path(row.path).name for row in rows if row.split == "test"} == official_test
+    assert {row.split for row in rows} == {"train", "val", "test"}
+    splits_of_patient: dict[str, set[str]] = {}
+    for row in rows:
+        splits_of_patient.setdefault(row.group, set()).add(row.split)
+    assert all(len(splits) == 1 for splits in splits_of_patient.values())
+
+
+def rows_named(archive: Path, member: str) -> list[str]:
+    import zipfile
+
+    with zipfile.ZipFile(archive) as handle:
+        return handle.read(member).decode().split()

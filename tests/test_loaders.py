@@ -155,3 +155,30 @@ def test_opencv_batches_decode_once_and_read_later_epochs_from_their_disk_cache(
             assert labels[position] == first[int(row)][1]
             assert np.abs(pixels[position] - first[int(row)][0]).max() <= 0.5  # uint8 cache: rounding only
     assert (tmp_path / "train.npy").stat().st_size >= 12 * 32 * 32 * 3
+
+
+def test_every_format_restructure_keeps_reaches_both_loaders_with_the_same_pixels(tmp_path: Path) -> None:
+    """TIFF, WEBP, BMP, 16-bit PNG beside JPEG: Keras' directory loader lists none of .tif/.webp (and TensorFlow
+    cannot decode TIFF), so the keras loader reads such a folder through OpenCV, in the same pipeline."""
+    from medimage.modelling.keras_loader import split_folder
+    from medimage.settings.train import TrainSettings
+
+    rng = np.random.default_rng(1)
+    written = []
+    for label in ("a", "b"):
+        for suffix in (".tif", ".webp", ".bmp", ".png", ".jpg"):
+            path = tmp_path / "train" / label / f"img{suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image = smooth_image(rng, 70, 90, grey=False)
+            if suffix == ".png":
+                image = image.astype(np.uint16) * 257  # 16 bits a sample
+            parameters = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []  # 101: lossless
+            assert cv2.imwrite(str(path), image, parameters)
+            written.append(path)
+    dataset = split_folder(tmp_path / "train", ["a", "b"], TrainSettings(image_size=48), batch_size=None)
+    assert sorted(Path(path) for path in dataset.file_paths) == sorted(written)
+    for (pixels, label), path in zip(dataset, dataset.file_paths, strict=True):
+        ours = opencv_loader.load_image(Path(path), None, 48)
+        assert int(label) == ["a", "b"].index(Path(path).parent.name)
+        assert pixels.shape == ours.shape == (48, 48, 3)
+        assert np.abs(pixels.numpy() - ours).mean() < 1.0, path

@@ -46,6 +46,7 @@ LABEL_CODES = POSITIVE_CODES | UNCERTAIN_CODES | {"0", "0.0", ""}
 LABEL_FLAG_SHARE = 0.5  # of rows setting at least one flag column, for flags to be labels rather than attributes
 SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val"}
 SPLIT_WORDS |= {"valid": "val", "validation": "val", "dev": "val", "holdout": "test", "eval": "test"}
+SPLIT_WORDS |= {"trainval": "train"}  # train and val together (NIH's train_val_list): our train, val carved out
 LABEL_WORDS = {"label", "labels", "class", "classes", "diagnosis", "dx", "finding", "findings", "target", "category"}
 GROUP_WORDS = ("patient", "lesion", "subject", "participant", "study")  # in order of preference
 GROUP_MIN_SHARE = 0.05  # distinct ids per sampled row, at least: a sex or a site repeats far more than a patient
@@ -212,6 +213,8 @@ def split_name(value: str, taken: Iterable[str] = ()) -> str | None:
     words = [SPLIT_WORDS[token] for token in re.split(r"[^a-z]+", lower) if token in SPLIT_WORDS]
     if not words:
         return None
+    if set(words) == {"train", "val"}:
+        words = ["train"]  # train_val: the archive's train and val together
     return words[0] if words[0] not in taken and len(set(words)) == 1 else lower
 
 

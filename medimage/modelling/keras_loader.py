@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -23,6 +24,7 @@ from medimage.modelling import opencv_loader
 from medimage.settings.train import TrainSettings
 
 SHUFFLE_BUFFER = 1024
+KERAS_LISTED = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # the files image_dataset_from_directory reads
 
 
 @contextmanager
@@ -86,19 +88,50 @@ class OpenCVBatches(keras.utils.PyDataset):
 
 
 def split_folder(folder: Path, names: list[str], settings: TrainSettings, batch_size: int | None) -> tf.data.Dataset:
-    """One split folder in file order, labelled by folder name in the given class order."""
-    return keras.utils.image_dataset_from_directory(
-        folder,
-        labels="inferred",
-        label_mode="int",
-        class_names=names,
-        color_mode="rgb",
-        batch_size=batch_size,
-        image_size=(settings.image_size, settings.image_size),
-        shuffle=False,
-        interpolation="bilinear",
-        verbose=False,
-    )
+    """One split folder in file order, labelled by folder name in the given class order; `file_paths` names each
+    element's file. Keras' `image_dataset_from_directory` where it lists every file; else the same pipeline over
+    every file, decoded by OpenCV (Keras skips .tif and .webp files, and TensorFlow cannot decode TIFF at all)."""
+    files = [(path, index) for index, name in enumerate(names) for path in sorted((folder / name).rglob("*"))]
+    files = [(path, index) for path, index in files if path.is_file()]
+    if all(path.suffix.lower() in KERAS_LISTED for path, _ in files):
+        return keras.utils.image_dataset_from_directory(
+            folder,
+            labels="inferred",
+            label_mode="int",
+            class_names=names,
+            color_mode="rgb",
+            batch_size=batch_size,
+            image_size=(settings.image_size, settings.image_size),
+            shuffle=False,
+            interpolation="bilinear",
+            verbose=False,
+        )
+    return decoded_by_opencv([str(path) for path, _ in files], [index for _, index in files], settings, batch_size)
+
+
+def decoded_by_opencv(
+    paths: list[str], labels: list[int], settings: TrainSettings, batch_size: int | None
+) -> tf.data.Dataset:
+    """What `image_dataset_from_directory` gives (RGB, full decode, bilinear resize in the graph, int32 labels),
+    for files TensorFlow cannot read."""
+    side = settings.image_size
+
+    def decode(path: bytes) -> np.ndarray:
+        image = cv2.imdecode(np.fromfile(path.decode(), np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot decode {path.decode()}")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
+        image.set_shape([None, None, 3])
+        return tf.image.resize(image, (side, side), method="bilinear"), label
+
+    pairs = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, tf.int32)))
+    dataset = pairs.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size) if batch_size else dataset
+    dataset.file_paths = paths
+    return dataset
 
 
 def folder_dataset(

@@ -212,6 +212,30 @@ def remap(source_splits: Sequence[str], settings: SplitSettings, dataset: str) -
     return result
 
 
+def carve_val(items: Sequence[Item], splits: list[str], settings: SplitSettings, dataset: str) -> list[str]:
+    """keep, where the archive has no val (NIH's official train_val / test lists): val carved out of train as pool
+    carves any split, grouped by patient and stratified, its share of train+val as split.ratios gives it; the
+    archive's test split untouched."""
+    train = [index for index, split in enumerate(splits) if split == "train"]
+    share = settings.ratios["val"] / (settings.ratios["train"] + settings.ratios["val"])
+    carving = settings.model_copy(update={"ratios": {"train": 1 - share, "val": share}})
+    members = [items[index] for index in train]
+    labels = [item.label for item in members]
+    components = leakage_components(members, settings.group)
+    try:
+        folds = fold_count(labels, components, carving)
+    except PipelineError:
+        raise PipelineError(
+            f"{dataset}'s train split has too few patients (or groups) of its rarest label to carve val out of it "
+            f"(split.strategy keep, split.ratios in params.yaml); leave val out of split.ratios for no val"
+        ) from None
+    carved = pool(labels, components, folds, carving)
+    result = list(splits)
+    for index, split in zip(train, carved, strict=True):
+        result[index] = split
+    return result
+
+
 def check_every_split_has_every_label(
     labels: Sequence[str], splits: Sequence[str], dataset: str, settings: SplitSettings
 ) -> None:
@@ -280,5 +304,8 @@ def assign_splits(
         oversized = oversized_groups(ordered, components, ordered_splits, folds)
     else:
         ordered_splits = remap([item.source_split for item in ordered], settings, dataset)
+        if settings.strategy == "keep" and "val" in settings.ratios and "val" not in ordered_splits:
+            check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
+            ordered_splits = carve_val(ordered, ordered_splits, settings, dataset)
     check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
     return Assignment([ordered_splits[rank[index]] for index in range(len(items))], oversized)
