@@ -90,11 +90,15 @@ def propose(
         label_tables = [reading for reading in label_tables if not reading.localisation]
     forced = label_column is not None or group_column is not None or table is not None
     proposal = Proposal(name, dict(origin), rules=rules)
-    if len(label_tables) > 1:
+    more_tables = [] if len(label_tables) < 2 or not _alike(label_tables) else [t.member for t in label_tables[1:]]
+    if len(label_tables) > 1 and not more_tables:
         listed = ", ".join(f"{t.member} ({t.label_column or 'one-hot'})" for t in label_tables)
         raise Ambiguous(f"{name}: several tables label the images: {listed}; choose one with --table MEMBER")
     if label_tables:
         _table_entry(proposal, label_tables[0], tables, shapes, listing, candidates, images, encoding)
+        if more_tables:
+            proposal.entry["labels"]["more_tables"] = more_tables
+            proposal.notes["labels"] += f"; {', '.join(more_tables)} label more images alike (read with it)"
     elif (
         not forced and any(shape.label_position is not None for shape in shapes) and not _group_folders(shapes, tables)
     ):
@@ -106,6 +110,25 @@ def propose(
     if dicom:
         proposal.evidence.append(f"{len(dicom):,} DICOM files (e.g. {dicom[0]}) are left out: DICOM is not read yet")
     return proposal
+
+
+def _alike(readings: list[TableReading]) -> bool:
+    """Tables that label different images the same way (CheXpert's train.csv and valid.csv): one table in parts."""
+    first = readings[0]
+    same = all(
+        (r.id_column, r.label_column, r.one_hot, r.group_column, r.split_column, set(r.rows[0]))
+        == (
+            first.id_column,
+            first.label_column,
+            first.one_hot,
+            first.group_column,
+            first.split_column,
+            set(first.rows[0]),
+        )
+        for r in readings
+    )
+    ids = [{row.get(r.id_column or "", "") for row in r.rows} for r in readings]
+    return same and all(not (a & b) for index, a in enumerate(ids) for b in ids[index + 1 :])
 
 
 def _group_folders(shapes: list[inspection.FolderShape], tables: list[TableReading]) -> bool:

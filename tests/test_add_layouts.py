@@ -58,7 +58,8 @@ def refusal(archive: Path, **options: str) -> str:
     return message
 
 
-def test_odir_rows_that_name_both_eyes_are_refused_not_labelled_one_eye_a_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("table", ["data.xlsx", "data.csv"])
+def test_odir_rows_that_name_both_eyes_are_refused_not_labelled_one_eye_a_row(tmp_path: Path, table: str) -> None:
     images = real_images()[:20]
     members, rows = {}, []
     for patient in range(10):
@@ -71,9 +72,22 @@ def test_odir_rows_that_name_both_eyes_are_refused_not_labelled_one_eye_a_row(tm
         rows[-1] += flags
     header = ["ID", "Patient Age", "Patient Sex", "Left-Fundus", "Right-Fundus"]
     header += ["Left-Diagnostic Keywords", "Right-Diagnostic Keywords", "N", "D"]
-    members["ODIR-5K/data.csv"] = csv_bytes(header, rows)
+    members[f"ODIR-5K/{table}"] = csv_bytes(header, rows) if table.endswith(".csv") else workbook_bytes(header, rows)
     message = refusal(write(tmp_path / "odir.zip", members))
     assert "each row names 2 images (columns Left-Fundus, Right-Fundus)" in message
+
+
+def workbook_bytes(header: list[str], rows: list[list[object]]) -> bytes:
+    import io
+
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    for row in [header, *rows]:
+        workbook.active.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
 
 
 def test_a_group_column_is_chosen_for_what_it_holds_never_for_part_of_its_name(tmp_path: Path) -> None:
@@ -175,18 +189,22 @@ def test_nih_box_table_is_set_aside_and_joined_findings_are_refused(tmp_path: Pa
 
 
 def test_chexpert_path_ids_match_by_path_and_its_codes_are_refused(tmp_path: Path) -> None:
-    members, rows = {}, []
-    for number, (label, data) in enumerate(real_images()[:24]):
-        path = f"CheXpert-v1.0-small/train/patient{number // 2:05d}/study1/view{1 + number % 2}_frontal.jpg"
+    members, rows, valid = {}, [], []
+    for number, (label, data) in enumerate(real_images()[:32]):
+        split = "valid" if number >= 24 else "train"
+        path = f"CheXpert-v1.0-small/{split}/patient{number // 2:05d}/study1/view{1 + number % 2}_frontal.jpg"
         members[path] = data
-        rows.append([path, "Female", 60, "Frontal", "AP", label])
+        (valid if split == "valid" else rows).append([path, "Female", 60, "Frontal", "AP", label])
     header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "diagnosis"]
     members["CheXpert-v1.0-small/train.csv"] = csv_bytes(header, rows)
+    members["CheXpert-v1.0-small/valid.csv"] = csv_bytes(header, valid)
     archive = write(tmp_path / "chexpert.zip", members)
     entry = proposed(archive)
+    assert entry.labels is not None and entry.labels.more_tables == ["CheXpert-v1.0-small/valid.csv"]
     restructure(archive, entry, SETTINGS, tmp_path / "interim")
-    labels = {row.member: row.label for row in manifest.read_interim(tmp_path / "interim")}
-    assert labels == {row[0]: row[5] for row in rows}  # 24 images, 12 named view1_frontal: none collide
+    found = manifest.read_interim(tmp_path / "interim")
+    assert {row.member: row.label for row in found} == {row[0]: row[5] for row in rows + valid}  # none collide
+    assert {row.member.split("/")[1]: row.source_split for row in found} == {"train": "train", "valid": "val"}
     coded = [
         [row[0], *row[1:5], *("1.0" if row[5] == "yes" else "", "-1.0" if n % 4 else "0.0", "1.0")]
         for n, row in enumerate(rows)
@@ -194,6 +212,7 @@ def test_chexpert_path_ids_match_by_path_and_its_codes_are_refused(tmp_path: Pat
     members["CheXpert-v1.0-small/train.csv"] = csv_bytes(
         [*header[:5], "Lung Lesion", "Edema", "Support Devices"], coded
     )
+    del members["CheXpert-v1.0-small/valid.csv"]
     message = refusal(write(tmp_path / "coded.zip", members))
     assert "multi-label" in message and "coded -1, uncertain" in message
 

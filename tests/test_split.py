@@ -57,14 +57,17 @@ def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(
 
     assert straddling(items, splits, "group") == []
     assert straddling(items, splits, "sha256") == []
+    # groups are placed whole, so a split's share can miss by up to the largest group (copies chain patients)
+    largest = max(Counter(leakage_components(items, by_patient=True).tolist()).values()) / len(items)
     shares = Counter(splits)
     for name, ratio in ratios.items():
-        assert abs(shares[name] / len(items) - ratio) < 0.06, (name, shares)
+        assert abs(shares[name] / len(items) - ratio) < 0.06 + largest, (name, shares, largest)
     overall = Counter(item.label for item in items)
     for name in ratios:
         members = [item.label for item, split in zip(items, splits, strict=True) if split == name]
         for label, count in overall.items():
-            assert abs(members.count(label) / len(members) - count / len(items)) < 0.12, (name, label)
+            share = abs(members.count(label) / len(members) - count / len(items))
+            assert share < 0.12 + largest / ratios[name], (name, label, largest)
 
     shuffled = list(range(len(items)))
     random.Random(seed).shuffle(shuffled)

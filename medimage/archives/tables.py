@@ -206,6 +206,14 @@ def build_labels(
     rows = parse_table(spec.table, read(spec.table), encoding=spec.encoding)
     if not rows:
         raise PipelineError(f"label table {spec.table!r} has no rows ({where}: labels.table)")
+    for member in spec.more_tables:
+        more = parse_table(member, read(member), encoding=spec.encoding)
+        if more and set(more[0]) != set(rows[0]):
+            raise PipelineError(
+                f"table {member!r} has other columns than {spec.table!r} ({where}: labels.more_tables): "
+                f"{sorted(set(more[0]) ^ set(rows[0]))}"
+            )
+        rows += more
     joined = _joined_rows(spec, read, image_suffixes, where)
     columns = {column for row in [*rows, *list(joined.values())[:1]] for column in row}
     named = [spec.id_column, *([spec.label_column] if spec.label_column else []), *spec.one_hot]

@@ -42,6 +42,7 @@ class LabelTable(Strict):
     encoding: str = "utf-8"  # of the tables and the split lists (UTF-8 may carry a byte order mark)
     # where group_column and metadata columns are in a second table: that table and its image id column
     join: JoinedTable | None = None
+    more_tables: list[str] = []  # tables with the same columns labelling more images (CheXpert's valid.csv)
 
     @field_validator("encoding")
     @classmethod
