@@ -225,7 +225,10 @@ def _table_entry(
     labels = {"table": reading.member, "id_column": reading.id_column}
     if joined is not None:
         labels["join"] = {"table": joined.member, "id_column": joined.id_column}
-    labels |= {"label_column": reading.label_column} if reading.label_column else {"one_hot": reading.one_hot}
+    if reading.per_image:
+        labels["per_image"] = reading.per_image
+    else:
+        labels |= {"label_column": reading.label_column} if reading.label_column else {"one_hot": reading.one_hot}
     labels |= {"group_column": reading.group_column, "split_column": reading.split_column, "split_lists": lists}
     labels |= {"names": {}} | ({"metadata": reading.metadata} if reading.metadata else {})
     proposal.entry["labels"] = labels | ({"encoding": encoding} if encoding != "utf-8" else {})
@@ -237,6 +240,8 @@ def _table_entry(
         + (
             f"column {reading.label_column}"
             if reading.label_column
+            else f"each image's own column ({', '.join(f'{i}: {c}' for i, c in reading.per_image.items())})"
+            if reading.per_image
             else f"one-hot columns {', '.join(reading.one_hot)}"
         )
         + (f"; groups from {reading.group_column}" if reading.group_column else "")

@@ -58,8 +58,9 @@ def refusal(archive: Path, **options: str) -> str:
     return message
 
 
-@pytest.mark.parametrize("table", ["data.xlsx", "data.csv"])
-def test_odir_rows_that_name_both_eyes_are_refused_not_labelled_one_eye_a_row(tmp_path: Path, table: str) -> None:
+def odir_archive(path: Path, table: str, joined_keywords: int = 0, own_columns: bool = True) -> Path:
+    """ODIR-5K: two eyes a row, each eye's keywords in its own column, the patient's flags N, D one-hot per row;
+    the first `joined_keywords` left eyes carry two keywords joined by the full-width comma."""
     images = real_images()[:20]
     members, rows = {}, []
     for patient in range(10):
@@ -67,14 +68,46 @@ def test_odir_rows_that_name_both_eyes_are_refused_not_labelled_one_eye_a_row(tm
         members[f"ODIR-5K/Training Images/{patient}_left.jpg"] = left[1]
         members[f"ODIR-5K/Training Images/{patient}_right.jpg"] = right[1]
         flags = ["1" if left[0] == "no" and right[0] == "no" else "0", "1" if "yes" in (left[0], right[0]) else "0"]
-        rows.append([patient, 50 + patient % 3, "Female", f"{patient}_left.jpg", f"{patient}_right.jpg"])
-        rows[-1] += [("normal fundus", "tumour")[left[0] == "yes"], ("normal fundus", "tumour")[right[0] == "yes"]]
+        keywords = [("normal fundus", "tumour")[eye[0] == "yes"] for eye in (left, right)]
+        if patient < joined_keywords:
+            keywords[0] += "\uff0claser spot"
+        rows.append([patient, 50 + patient % 3, "Female", f"{patient}_left.jpg", f"{patient}_right.jpg", *keywords])
         rows[-1] += flags
     header = ["ID", "Patient Age", "Patient Sex", "Left-Fundus", "Right-Fundus"]
     header += ["Left-Diagnostic Keywords", "Right-Diagnostic Keywords", "N", "D"]
-    members[f"ODIR-5K/{table}"] = csv_bytes(header, rows) if table.endswith(".csv") else workbook_bytes(header, rows)
-    message = refusal(write(tmp_path / "odir.zip", members))
-    assert "each row names 2 images (columns Left-Fundus, Right-Fundus)" in message
+    if not own_columns:
+        header[5:7] = ["Diagnostic Keywords A", "Diagnostic Keywords B"]
+    data = csv_bytes(header, rows) if table.endswith(".csv") else workbook_bytes(header, rows)
+    return write(path, members | {f"ODIR-5K/{table}": data})
+
+
+@pytest.mark.parametrize("table", ["data.xlsx", "data.csv"])
+def test_odir_each_eye_takes_its_own_keywords_and_both_eyes_their_patient(tmp_path: Path, table: str) -> None:
+    archive = odir_archive(tmp_path / "odir.zip", table)
+    entry = proposed(archive)
+    assert entry.labels is not None and entry.labels.group_column == "ID"
+    assert entry.labels.per_image == {
+        "Left-Fundus": "Left-Diagnostic Keywords",
+        "Right-Fundus": "Right-Diagnostic Keywords",
+    }
+    assert entry.labels.metadata == ["Patient Age", "Patient Sex"]
+    restructure(archive, entry, SETTINGS, tmp_path / "interim")
+    rows = {row.member.rsplit("/", 1)[1]: row for row in manifest.read_interim(tmp_path / "interim")}
+    images = real_images()[:20]
+    assert len(rows) == 20  # both eyes of every patient: none dropped
+    for patient in range(10):
+        for eye, (label, _) in zip(("left", "right"), images[2 * patient : 2 * patient + 2], strict=True):
+            row = rows[f"{patient}_{eye}.jpg"]
+            assert (row.label, row.group) == (("normal fundus", "tumour")[label == "yes"], str(patient))
+
+
+def test_odir_eyes_with_several_keywords_or_no_column_of_their_own_are_refused(tmp_path: Path) -> None:
+    message = refusal(odir_archive(tmp_path / "joined.zip", "data.csv", joined_keywords=3))
+    assert "give several labels to 3 images" in message
+    message = refusal(odir_archive(tmp_path / "shared.zip", "data.csv", own_columns=False))
+    assert (
+        "each row names 2 images (columns Left-Fundus, Right-Fundus) and not every image has a label column" in message
+    )
 
 
 def workbook_bytes(header: list[str], rows: list[list[object]]) -> bytes:

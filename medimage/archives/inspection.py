@@ -328,6 +328,7 @@ class TableReading:
     group_column: str | None = None
     split_column: str | None = None
     metadata: list[str] = field(default_factory=list)  # columns for subgroups: sex, age, site, ...
+    per_image: dict[str, str] = field(default_factory=dict)  # rows naming several images: id column -> its label
     localisation: bool = False  # boxes, several rows per image: a label table only where no other is
     rejected: str | None = None  # why it is not a label table
     refusal: str | None = None  # why it labels the images in a way not supported: add stops, naming it
@@ -417,10 +418,7 @@ def read_table(
         reading.rejected = "no column names the images (e.g. a table of pixels or of boxes)"
         return reading
     if len(image_columns) > 1:
-        reading.refusal = (
-            f"each row names {len(image_columns)} images (columns {', '.join(image_columns)}): a row's labels are "
-            f"not each image's, and labels per image from such a table are not supported yet"
-        )
+        _rows_of_several_images(reading, rows, image_columns, group_column)
         return reading
     reading.id_column = image_columns[0]
     columns = [column for column in rows[0] if column != reading.id_column]
@@ -451,6 +449,35 @@ def read_table(
     if "submission" in member_name(member).lower():
         reading.rejected = "a submission template, not labels"
     return reading
+
+
+def _rows_of_several_images(
+    reading: TableReading, rows: Table, image_columns: list[str], group_column: str | None
+) -> None:
+    """A row that names several images (ODIR's Left-Fundus, Right-Fundus): each image takes its label from its own
+    column, the one named with the word that tells the images apart (Left-Diagnostic Keywords), never from the
+    row's columns (N, D, G, ...: the patient's); the row's id is the group of all its images. A refusal where an
+    image has no column of its own or the row no id."""
+    columns = [column for column in rows[0] if column not in image_columns]
+    own: dict[str, str] = {}
+    for image_column in image_columns:
+        distinct = _words(image_column) - set().union(*(_words(c) for c in image_columns if c != image_column))
+        found = [column for column in columns if _words(column) & distinct]
+        if len(found) == 1:
+            own[image_column] = found[0]
+    row_ids = [column for column in columns if "id" in _words(column) and len(value_counts(rows, column)) == len(rows)]
+    group = group_column or (row_ids[0] if row_ids else None)
+    missing = "" if group else "no column holds an id per row (to keep its images together)"
+    missing = "not every image has a label column of its own" if len(own) < len(image_columns) else missing
+    if missing:
+        reading.refusal = (
+            f"each row names {len(image_columns)} images (columns {', '.join(image_columns)}) and {missing}: a row's "
+            "labels are not each image's; refusing rather than labelling one image a row"
+        )
+        return
+    reading.id_column, reading.per_image, reading.group_column = image_columns[0], own, group
+    used = {group, *own.values()}
+    reading.metadata = [column for column in columns if _words(column) & METADATA_WORDS and column not in used]
 
 
 def _group_column(columns: list[str], rows: Table) -> str | None:

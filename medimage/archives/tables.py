@@ -14,7 +14,7 @@ import io
 import math
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -24,7 +24,8 @@ from medimage.settings.restructure import LabelTable
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
 MULTI_LABEL_SEPARATOR = "|"  # NIH ChestX-ray14 "Atelectasis|Effusion"
-MULTI_LABEL_SEPARATORS = (MULTI_LABEL_SEPARATOR, ";", ",", "\uff0c")  # the last: the full-width comma (ODIR)
+FULL_WIDTH_COMMA = "\uff0c"  # ODIR's keywords "moderate non proliferative retinopathy，laser spot"
+MULTI_LABEL_SEPARATORS = (MULTI_LABEL_SEPARATOR, ";", ",", FULL_WIDTH_COMMA)
 Table = list[dict[str, str]]
 # a workbook's parts inflated: a label table's sheet is a few MB; 1 MB that inflates to 1 GB is a bomb
 WORKBOOK_LIMITS = Limits(max_member_bytes=64 * MB, max_total_bytes=128 * MB, max_ratio=100, max_members=10_000)
@@ -125,7 +126,7 @@ def multi_label_cells(rows: Table, column: str) -> int:
     alone = {cell for cell in cells if not any(separator in cell for separator in MULTI_LABEL_SEPARATORS)}
 
     def joined(cell: str) -> bool:
-        if MULTI_LABEL_SEPARATOR in cell:
+        if MULTI_LABEL_SEPARATOR in cell or FULL_WIDTH_COMMA in cell:
             return True
         for separator in MULTI_LABEL_SEPARATORS:
             parts = [part.strip() for part in cell.split(separator)]
@@ -217,6 +218,7 @@ def build_labels(
     joined = _joined_rows(spec, read, image_suffixes, where)
     columns = {column for row in [*rows, *list(joined.values())[:1]] for column in row}
     named = [spec.id_column, *([spec.label_column] if spec.label_column else []), *spec.one_hot]
+    named += [column for pair in spec.per_image.items() for column in pair if column not in named]
     named += [column for column in (spec.group_column, spec.split_column) if column] + spec.metadata
     absent = [column for column in named if column not in columns]
     if absent:
@@ -224,9 +226,12 @@ def build_labels(
         raise PipelineError(
             f"label table {tables} has no column(s) {absent} ({where}: labels); its columns: {sorted(columns)}"
         )
-    several = multi_label_cells(rows, spec.label_column) if spec.label_column else one_hot_several(rows, spec.one_hot)
+    several = sum(multi_label_cells(rows, column) for column in spec.per_image.values())
+    several += multi_label_cells(rows, spec.label_column) if spec.label_column else 0
+    several += one_hot_several(rows, spec.one_hot) if spec.one_hot else 0
     if several:
-        how = f"column {spec.label_column!r}" if spec.label_column else f"one-hot columns {', '.join(spec.one_hot)}"
+        label_columns = [spec.label_column] if spec.label_column else [*spec.per_image.values()] or spec.one_hot
+        how = f"{'column' if len(label_columns) == 1 else 'columns'} {', '.join(map(repr, label_columns))}"
         raise PipelineError(
             f"{how} of {spec.table!r} give several labels to {several:,} images (joined by one of "
             f"{' '.join(MULTI_LABEL_SEPARATORS)}, or several columns set): multi-label training is not supported yet; "
@@ -235,9 +240,8 @@ def build_labels(
     split_of_key = _split_lists(spec, read, image_suffixes, canonical_split)
     names = {str(raw): readable for raw, readable in spec.names.items()}
     labels = TableLabels(by_key={})
-    for row in rows:
-        key = id_key(row.get(spec.id_column, ""), image_suffixes)
-        raw = row.get(spec.label_column, "") if spec.label_column else one_hot_label(row, spec.one_hot)
+    for row, id_column, raw in _labelled_cells(rows, spec):
+        key = id_key(row.get(id_column, ""), image_suffixes)
         if not key:
             continue
         if not raw:
@@ -254,6 +258,17 @@ def build_labels(
                 f"(group {known.group!r}) and {found.label!r} (group {found.group!r}); fix the table or ignore it"
             )
     return labels
+
+
+def _labelled_cells(rows: Table, spec: LabelTable) -> Iterator[tuple[dict[str, str], str, str | None]]:
+    """(row, the column naming the image, its raw label) for every image a row names: one, or several (per_image)."""
+    for row in rows:
+        if spec.per_image:
+            for id_column, label_column in spec.per_image.items():
+                yield row, id_column, row.get(label_column, "")
+        else:
+            raw = row.get(spec.label_column, "") if spec.label_column else one_hot_label(row, spec.one_hot)
+            yield row, spec.id_column, raw
 
 
 def _joined_rows(

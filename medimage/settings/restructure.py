@@ -42,6 +42,9 @@ class LabelTable(Strict):
     encoding: str = "utf-8"  # of the tables and the split lists (UTF-8 may carry a byte order mark)
     # where group_column and metadata columns are in a second table: that table and its image id column
     join: JoinedTable | None = None
+    # or, for rows that name several images (ODIR's two eyes): id column -> that image's own label column;
+    # id_column is then the first of them, and group_column names the row (ODIR's ID) so its images stay together
+    per_image: dict[str, str] = {}
     more_tables: list[str] = []  # tables with the same columns labelling more images (CheXpert's valid.csv)
 
     @field_validator("encoding")
@@ -61,8 +64,8 @@ class LabelTable(Strict):
 
     @model_validator(mode="after")
     def _one_way_to_label_and_split(self) -> LabelTable:
-        if (self.label_column is None) == (not self.one_hot):
-            raise ValueError("give either label_column or one_hot (a list of columns), not both or neither")
+        if sum((self.label_column is not None, bool(self.one_hot), bool(self.per_image))) != 1:
+            raise ValueError("give one of label_column, one_hot (a list of columns) or per_image")
         if self.split_column and self.split_lists:
             raise ValueError("give split_column or split_lists, not both")
         return self
