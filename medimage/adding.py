@@ -114,21 +114,13 @@ def propose(
 
 def _alike(readings: list[TableReading]) -> bool:
     """Tables that label different images the same way (CheXpert's train.csv and valid.csv): one table in parts."""
-    first = readings[0]
-    same = all(
-        (r.id_column, r.label_column, r.one_hot, r.group_column, r.split_column, set(r.rows[0]))
-        == (
-            first.id_column,
-            first.label_column,
-            first.one_hot,
-            first.group_column,
-            first.split_column,
-            set(first.rows[0]),
-        )
-        for r in readings
-    )
+
+    def how(r: TableReading) -> tuple:
+        return r.id_column, r.label_column, r.one_hot, r.group_column, r.split_column, set(r.rows[0])
+
     ids = [{row.get(r.id_column or "", "") for row in r.rows} for r in readings]
-    return same and all(not (a & b) for index, a in enumerate(ids) for b in ids[index + 1 :])
+    disjoint = all(not (a & b) for index, a in enumerate(ids) for b in ids[index + 1 :])
+    return disjoint and all(how(r) == how(readings[0]) for r in readings)
 
 
 def _group_folders(shapes: list[inspection.FolderShape], tables: list[TableReading]) -> bool:
@@ -304,15 +296,15 @@ def _plan_evidence(plan: Plan, listing: Listing, kept: bool) -> list[str]:
     }
     lines += [f"{count:,} {what}" for what, count in left.items() if count]
     splits = Counter(placement.source_split for _, placement in plan.placed)
-    if set(splits) - {NO_SPLIT} and kept:
+    if set(splits) - {NO_SPLIT}:
         shown = ", ".join(f"{split} ({count:,} images)" for split, count in sorted(splits.items()))
-        lines.append(f"{ARCHIVE_SPLITS}{shown}: honoured (split: keep in this entry), val carved out of train")
-    elif set(splits) - {NO_SPLIT}:
-        shown = ", ".join(f"{split} ({count:,} images)" for split, count in sorted(splits.items()))
-        lines.append(
-            f"{ARCHIVE_SPLITS}{shown}: split.strategy pool (params.yaml's default) pools and re-splits them; "
-            'split: {"strategy": "keep"} in this entry honours them'
+        fate = (
+            "honoured (split: keep in this entry), val carved out of train"
+            if kept
+            else 'split.strategy pool (params.yaml\'s default) pools and re-splits them; split: {"strategy": "keep"} '
+            "in this entry honours them"
         )
+        lines.append(f"{ARCHIVE_SPLITS}{shown}: {fate}")
     return lines
 
 

@@ -384,3 +384,12 @@ def test_a_label_table_cell_like_a_formula_reaches_metadata_csv_neutralised_and_
     restructure(write_zip(tmp_path / "t.zip", members), table_entry(metadata=["site"]), SETTINGS, tmp_path / "i")
     assert "'=HYPERLINK(1)" in (tmp_path / "i" / "metadata.csv").read_text()
     assert {row["site"] for row in manifest.read_metadata(tmp_path / "i").values()} == {"'=HYPERLINK(1)", "back"}
+
+
+def test_a_decomposed_table_label_keeps_its_metadata_row(tmp_path: Path) -> None:
+    decomposed = unicodedata.normalize("NFD", "bénin")
+    members = {f"img/{n}.png": png_bytes(value=20 * n) for n in range(4)}
+    members["labels.csv"] = f"id,dx,site\n0,{decomposed},back\n1,malin,face\n2,{decomposed},arm\n3,malin,leg\n".encode()
+    restructure(write_zip(tmp_path / "t.zip", members), table_entry(metadata=["site"]), SETTINGS, tmp_path / "i")
+    paths = {row.path for row in manifest.read_interim(tmp_path / "i")}
+    assert set(manifest.read_metadata(tmp_path / "i")) == paths  # every image's metadata row, under its NFC path

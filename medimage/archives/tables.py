@@ -183,8 +183,8 @@ class TableLabels:
                     return candidate
         return name
 
-    def lookup(self, member: str) -> TableLabel | None:
-        key = self.key_of(member)
+    def lookup(self, key: str) -> TableLabel | None:
+        """The label of a table key (`key_of`), noting that an image was found for it."""
         found = self.by_key.get(key)
         if found is not None:
             self.used.add(key)

@@ -113,15 +113,15 @@ def checked_folders(split: str, label: str, where: str) -> tuple[str, str]:
     return checked_split, folder_name(label, "label", f"{where}: labels.names") if label else ""
 
 
-def with_table_label(placement: Placement, labels: TableLabels, member: str) -> Placement | None:
-    """The placement with the table's label, group and split; a table that names images by path names their
-    files by it too (CheXpert's view1_frontal.jpg is in every study)."""
-    found = labels.lookup(member)
+def with_table_label(placement: Placement, labels: TableLabels, key: str) -> Placement | None:
+    """The placement with the label, group and split the table gives `key`; a table that names images by path
+    names their files by it too (CheXpert's view1_frontal.jpg is in every study)."""
+    found = labels.lookup(key)
     if found is None:
         return None
     if labels.by_path:
         extension = placement.file[len(image_key(placement.file)) :]
-        placement = replace(placement, file=labels.key_of(member).replace("/", "_") + extension)
+        placement = replace(placement, file=key.replace("/", "_") + extension)
     return replace(
         placement,
         label=found.label,
@@ -163,12 +163,10 @@ def plan_members(
                 plan.duplicate_copies.append(name)
                 continue
             image_of_key[key] = name
-            placement = with_table_label(placement, labels, name)
+            placement = with_table_label(placement, labels, key)
             if placement is None:
                 plan.unlabelled.append(name)
                 continue
-            if labels.by_key[key].metadata:
-                plan.metadata[placement.path] = labels.by_key[key].metadata
         folders = (placement.source_split, placement.label)
         if folders not in checked:
             checked[folders] = checked_folders(*folders, where)
@@ -176,6 +174,8 @@ def plan_members(
             if placement.label:
                 spellings.refuse_look_alike(placement.label, "label")
         placement = replace(placement, source_split=checked[folders][0], label=checked[folders][1])
+        if labels is not None and labels.by_key[key].metadata:
+            plan.metadata[placement.path] = labels.by_key[key].metadata  # by the path written: labels in NFC
         if placement.path in targets:
             if not same_content(infos[targets[placement.path]], info):
                 raise PipelineError(

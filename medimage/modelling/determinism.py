@@ -12,8 +12,8 @@ AVX2 and AVX-512 machines then run the same kernels (measured under QEMU emulati
 
 Not for float16 models (train.mixed_precision): on a CPU with float16 kernels (AVX512-FP16, AMX) TensorFlow hands
 float16 convolutions to oneDNN, which has none at or below AVX2, so under the cap the primitive cannot be created
-and training dies (measured on a Xeon with AMX: ../shared/other-machine/mixed-precision-onednn.txt). Without the
-cap it runs everywhere; mixed-precision training is then reproducible on one machine, not across machines.
+and training dies (measured on a Xeon with AMX: ONEDNN_VERBOSE logs "unsupported isa" for each f16 convolution).
+Without the cap it runs everywhere; mixed-precision training is then reproducible on one machine, not across machines.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def leakage_components(
 
     Every pair joins, however large the group grows: a pair is verified evidence that two images are one (a copy,
     one scan twice, overlapping views of one smear), and a chain of such pairs is one source. Capping groups
-    broke true groups and put copies in two splits (issue 23); a group too large for the ratios is placed whole
+    broke true groups and put copies in two splits; a group too large for the ratios is placed whole
     and reported (`oversized_groups`).
     """
     components = UnionFind(len(items))
