@@ -24,7 +24,7 @@ from medimage.archives import inspection
 from medimage.archives.inspection import Ambiguous, Listing, Rule, TableReading
 from medimage.archives.layout import NO_SPLIT, Layout, top_level_entries
 from medimage.archives.reading import member_suffix
-from medimage.archives.tables import build_labels, is_table
+from medimage.archives.tables import build_labels, is_table, parse_table
 from medimage.archives.unpacking import Plan, plan_members
 from medimage.atomic import atomic_files
 from medimage.errors import PipelineError
@@ -54,9 +54,11 @@ def propose(
     group_column: str | None = None,
     table: str | None = None,
     encoding: str = "utf-8",
+    multi_label: bool = False,
 ) -> Proposal:
     """The registry entry for the listed archive; `origin` holds kaggle, archive and fetch. PipelineError (or
     Ambiguous, with the candidates and the option that chooses) where the archive cannot be read as a dataset."""
+    options = inspection.TableOptions(label_column, group_column, encoding, multi_label)
     names = list(listing.members)
     rules = inspection.junk_rules(names)
     rules += inspection.segment_rules(names, inspection.MASK_FOLDERS, "segmentation masks, not class images")
@@ -74,7 +76,7 @@ def propose(
     image_set = set(images)
     candidates = [member for member in names if member not in image_set and not inspection.is_ignored(member, rules)]
     tables = [
-        inspection.read_table(member, listing, keys, file_names, label_column, group_column, encoding)
+        inspection.read_table(member, listing, keys, file_names, options)
         for member in candidates
         if is_table(member) and (table is None or member == table)
     ]
@@ -212,8 +214,9 @@ def _table_entry(
     if reading.group_column:
         proposal.entry["patient_id"] = None
         proposal.notes["patient_id"] = f"groups come from the table's column {reading.group_column}"
-    else:
-        _patient(proposal, images)
+    else:  # a table naming images by path names their files by it: the patient may be a folder (CheXpert's)
+        by_path = any("/" in row.get(reading.id_column or "", "") for row in reading.rows)
+        _patient(proposal, [image.replace("/", "_") for image in images] if by_path else images)
     labels = {"table": reading.member, "id_column": reading.id_column}
     if joined is not None:
         labels["join"] = {"table": joined.member, "id_column": joined.id_column}
@@ -222,7 +225,20 @@ def _table_entry(
     else:
         labels |= {"label_column": reading.label_column} if reading.label_column else {"one_hot": reading.one_hot}
     labels |= {"group_column": reading.group_column, "split_column": reading.split_column, "split_lists": lists}
-    labels |= {"names": {}} | ({"metadata": reading.metadata} if reading.metadata else {})
+    names: dict[str, str] = {}
+    if reading.class_columns:  # keyword -> class from every row, not the sample: a keyword seen once has its class
+        whole = parse_table(reading.member, listing.read(reading.member), encoding=encoding)
+        multi, classes = reading.multi_label or {}, reading.class_columns
+        names = inspection.keyword_classes(whole, reading.per_image, classes, multi["separator"], multi["none"])
+        proposal.evidence.append(
+            f"{len(names):,} keywords of the images' own columns mapped to the row's classes {', '.join(classes)} "
+            "(the class set in at least half the rows where an image carries the keyword; others stay labels of "
+            "their own): check labels.names"
+        )
+    labels |= {"names": names} | ({"metadata": reading.metadata} if reading.metadata else {})
+    if reading.multi_label:
+        labels["multi_label"] = reading.multi_label
+        proposal.evidence.append(_multi_label_note(reading.multi_label))
     proposal.entry["labels"] = labels | ({"encoding": encoding} if encoding != "utf-8" else {})
     numbers = [row[reading.label_column] for row in reading.rows if row.get(reading.label_column or "")]
     if numbers and all(value.isdigit() for value in numbers):
@@ -238,6 +254,16 @@ def _table_entry(
         )
         + (f"; groups from {reading.group_column}" if reading.group_column else "")
         + (f"; subgroups in the report by {', '.join(reading.metadata)}" if reading.metadata else "")
+    )
+
+
+def _multi_label_note(multi: dict) -> str:
+    joined = f"labels joined by {multi['separator']!r}; " if "separator" in multi else ""
+    none = f"{', '.join(map(repr, multi['none']))} is the absence of every label, not one; " if multi["none"] else ""
+    return (
+        f"several labels per image: {joined}{none}uncertain cells (-1) {multi['uncertain']}, blank cells "
+        f"{multi['blank']} (ignore | positive | negative; ignore: unknown, left out of the loss and that label's "
+        "scores)"
     )
 
 
@@ -277,8 +303,29 @@ def _check_by_planning(proposal: Proposal, listing: Listing, images: list[str]) 
     proposal.evidence[:0] = _plan_evidence(plan, listing, entry["split"].get("strategy") == "keep")
 
 
+def _label_counts(plan: Plan) -> Counter[tuple[str, str]]:
+    """(split, label) -> images: of the label, or for a multi-label set those positive for it."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for _, placement in plan.placed:
+        labels = [name for name, value in placement.targets if value == 1] if placement.targets else [placement.label]
+        counts.update((placement.source_split, label) for label in labels)
+    return counts
+
+
+def _values_evidence(plan: Plan) -> list[str]:
+    """A multi-label set's values per label over the whole archive: positive, negative, unknown."""
+    values: dict[str, Counter[str]] = {}
+    for _, placement in plan.placed:
+        for name, value in placement.targets:
+            values.setdefault(name, Counter())["unknown" if value is None else "positive" if value else "negative"] += 1
+    return [
+        f"  {name}: {found['positive']:,} positive, {found['negative']:,} negative, {found['unknown']:,} unknown"
+        for name, found in values.items()
+    ]
+
+
 def _plan_evidence(plan: Plan, listing: Listing, kept: bool) -> list[str]:
-    counts = Counter((placement.source_split, placement.label) for _, placement in plan.placed)
+    counts = _label_counts(plan)
     groups = {placement.group for _, placement in plan.placed if placement.group}
     lines = [
         f"{len(plan.placed):,} labelled images of {len(listing.members):,} files"
@@ -294,6 +341,8 @@ def _plan_evidence(plan: Plan, listing: Listing, kept: bool) -> list[str]:
         "label table rows with no label": plan.rows_without_label,
         "label table rows whose image is missing": len(plan.missing_images),
     }
+    values = _values_evidence(plan)
+    lines += ["values per label (positive counts above):", *values] if values else []
     lines += [f"{count:,} {what}" for what, count in left.items() if count]
     splits = Counter(placement.source_split for _, placement in plan.placed)
     if set(splits) - {NO_SPLIT}:

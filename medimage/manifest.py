@@ -5,20 +5,32 @@
 - processed (`data/processed/<ds>/manifest.csv`, written by split): the same rows, with the image's path in
   the split view, the interim path it links to, and its split.
 
-Types are converted once, on reading; the CSV columns are the dataclass fields, in order.
+Types are converted once, on reading; the CSV columns are the dataclass fields, in order. A multi-label set
+(labels from a table with several per image) adds one column per label, `label:<name>`, holding 1, 0 or nothing
+(unknown: never 0); its `label` column joins the image's positive labels by `|` (empty for none), and its paths
+have no label folder.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
 from medimage.atomic import write_csv
 from medimage.errors import PipelineError
 from medimage.paths import MANIFEST, METADATA, ORIGINALS
+
+Target = int | None  # one label's value for one image: 1, 0, or None (unknown)
+Targets = tuple[tuple[str, Target], ...]  # every label of a multi-label set, in sorted order, with its value
+TARGET_PREFIX = "label:"  # the column of one label of a multi-label set
+JOINED = "|"  # how a multi-label image's positive labels are joined in its `label` column
+
+
+def joined_positives(targets: Targets) -> str:
+    return JOINED.join(name for name, value in targets if value == 1)
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,7 @@ class InterimRow:
     channels: int
     bytes: int
     format: str  # what the bytes are (JPEG, PNG, ...), whatever the extension says
+    targets: Targets = field(default=(), kw_only=True)  # multi-label sets: the label columns, not a column itself
 
     @property
     def size(self) -> tuple[int, int]:
@@ -57,7 +70,13 @@ def manifest_path(folder: Path) -> Path:
 
 
 def columns(kind: type[InterimRow]) -> list[str]:
-    return [field.name for field in fields(kind)]
+    return [column.name for column in fields(kind) if column.name != "targets"]
+
+
+def _targets(raw: dict[str, str], label_columns: list[str]) -> Targets:
+    return tuple(
+        (column.removeprefix(TARGET_PREFIX), int(raw[column]) if raw[column] else None) for column in label_columns
+    )
 
 
 def _read(folder: Path, kind: type[Row], stage: str) -> list[Row]:
@@ -72,9 +91,14 @@ def _read(folder: Path, kind: type[Row], stage: str) -> list[Row]:
             raise PipelineError(
                 f"{path} lacks the column(s) {missing}: rerun the {stage} stage (dvc repro -f {stage}@<dataset>)"
             )
+        label_columns = [column for column in reader.fieldnames or [] if column.startswith(TARGET_PREFIX)]
         try:
             return [
-                kind(**{name: int(raw[name]) if name in _INTEGERS else raw[name] for name in names}) for raw in reader
+                kind(
+                    **{name: int(raw[name]) if name in _INTEGERS else raw[name] for name in names},
+                    targets=_targets(raw, label_columns),
+                )
+                for raw in reader
             ]
         except ValueError as error:
             raise PipelineError(f"{path} line {reader.line_num}: {error}; rerun the {stage} stage") from None
@@ -94,12 +118,24 @@ def read_processed(folder: Path) -> list[ProcessedRow]:
     return _read(folder, ProcessedRow, "split")
 
 
-def write_manifest(folder: Path, rows: Iterable[InterimRow], kind: type[InterimRow]) -> None:
-    write_csv(manifest_path(folder), columns(kind), (asdict(row) for row in rows))
+def write_manifest(folder: Path, rows: Sequence[InterimRow], kind: type[InterimRow]) -> None:
+    label_columns = [TARGET_PREFIX + name for name, _ in rows[0].targets] if rows else []
+
+    def cells(row: InterimRow) -> dict:
+        values = {TARGET_PREFIX + name: "" if value is None else value for name, value in row.targets}
+        return {key: value for key, value in asdict(row).items() if key != "targets"} | values
+
+    write_csv(manifest_path(folder), columns(kind) + label_columns, (cells(row) for row in rows))
 
 
-def class_names(rows: Iterable[InterimRow]) -> list[str]:
-    """The one class order used everywhere: every label present, sorted."""
+def is_multi_label(rows: Sequence[InterimRow]) -> bool:
+    return bool(rows and rows[0].targets)
+
+
+def class_names(rows: Sequence[InterimRow]) -> list[str]:
+    """The one class order used everywhere: every label present, sorted (a multi-label set's every label)."""
+    if is_multi_label(rows):
+        return [name for name, _ in rows[0].targets]
     return sorted({row.label for row in rows})
 
 

@@ -61,6 +61,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--label-column", help="take labels from this column of the archive's label table")
     parser.add_argument("--group-column", help="the table's patient or lesion id column (images kept in one split)")
     parser.add_argument("--table", help="the label table's member path, where several tables could label the images")
+    parser.add_argument(
+        "--multi-label", action="store_true", help="read several labels per image, even where few rows give several"
+    )
     parser.add_argument("--kaggle", help="the Kaggle handle owner/slug/versions/N the local archive came from")
     parser.add_argument("--encoding", default="utf-8", help="the tables' text encoding, where not UTF-8 (e.g. cp1252)")
     parser.add_argument(
@@ -82,7 +85,16 @@ def main(argv: list[str] | None = None) -> None:
             raise PipelineError(problem)
         params = load_params(root)
         listing, origin, local_path = open_source(args.source, args.kaggle, Limits.from_settings(params.restructure))
-        proposal = propose(args.name, listing, origin, args.label_column, args.group_column, args.table, args.encoding)
+        proposal = propose(
+            args.name,
+            listing,
+            origin,
+            args.label_column,
+            args.group_column,
+            args.table,
+            args.encoding,
+            args.multi_label,
+        )
         command = "python -m stages.add " + " ".join(shlex.quote(word) for word in (argv or sys.argv[1:]))
         text = render(proposal, command)
         if args.dry_run:

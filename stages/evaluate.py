@@ -21,6 +21,7 @@ from medimage.atomic import spreadsheet_cell, write_csv
 from medimage.modelling import opencv_loader
 from medimage.modelling.families import load_classifier
 from medimage.paths import INTERIM_DIR, MODELS_DIR, PLOTS_DIR, metrics_file
+from medimage.reporting import multi_label
 from medimage.reporting.clinical import (
     accuracy,
     assess,
@@ -31,7 +32,7 @@ from medimage.reporting.clinical import (
 )
 from medimage.reporting.galleries import caption, gallery, most_confident_mistakes, saliency_gallery
 from medimage.reporting.metrics_files import write_metrics
-from medimage.reporting.plot_data import confusion_rows, precision_recall_rows, roc_rows
+from medimage.reporting.plot_data import class_tasks, confusion_rows, precision_recall_rows, roc_rows
 from medimage.reporting.sheets import thumbnail, write_png
 from medimage.settings.evaluate import EvaluateParams
 from medimage.settings.split import SplitEntry
@@ -49,10 +50,38 @@ def main(params: EvaluateParams, dataset: SplitEntry) -> None:
     test, val, train = (opencv_loader.image_set(processed, split, names, rows) for split in ("test", "val", "train"))
     test_probabilities = classifier.split_probabilities(test, processed / "test")
     val_probabilities = classifier.split_probabilities(val, processed / "val") if len(val) else None
-    point = operating_point(val, val_probabilities, len(names), params.evaluate)
-    train_accuracy = accuracy(train.labels, point.decide(classifier.split_probabilities(train, processed / "train")))
-    headline, report, calibration = assess(test, test_probabilities, point, train_accuracy, params.evaluate)
+    train_probabilities = classifier.split_probabilities(train, processed / "train")
     test_rows = [row for row in rows if row.split == "test"]  # the order of `test`
+    paths = [row.path for row in test_rows]
+    plots = PLOTS_DIR / dataset.name
+    if classifier.multi_label:
+        point = multi_label.label_thresholds(val, val_probabilities, params.evaluate)
+        train_accuracy = multi_label.known_accuracy(train.labels, point.decide(train_probabilities))
+        headline, report, calibration = multi_label.assess_multi_label(
+            test, test_probabilities, point, train_accuracy, params.evaluate
+        )
+        by_subgroup = {
+            "accuracy": lambda truth, drawn: multi_label.known_accuracy(truth, point.decide(drawn)),
+            "roc_auc": multi_label.macro_auc,
+        }
+        predictions = multi_label.prediction_rows(test, test_probabilities, point, paths)
+        confusion = multi_label.confusion_rows(test.labels, point.decide(test_probabilities), names)
+        tasks = multi_label.label_tasks(test.labels, test_probabilities, names)
+        mistakes, gradcam = multi_label.galleries(classifier, test, test_probabilities, point, GALLERY_SIZE)
+    else:
+        point = operating_point(val, val_probabilities, len(names), params.evaluate)
+        train_accuracy = accuracy(train.labels, point.decide(train_probabilities))
+        headline, report, calibration = assess(test, test_probabilities, point, train_accuracy, params.evaluate)
+        by_subgroup = None
+        predictions = prediction_rows(test, test_probabilities, point, paths)
+        predicted = point.decide(test_probabilities)
+        confusion = confusion_rows(test.labels, predicted, names)
+        tasks = class_tasks(test.labels, test_probabilities, names)
+        chosen = most_confident_mistakes(test.labels, test_probabilities, predicted, GALLERY_SIZE)
+        tiles = [thumbnail(test.paths[i], *test.sizes[i]) for i in chosen]
+        captions = [caption(names, test.labels[i], predicted[i], test_probabilities[i]) for i in chosen]
+        mistakes = gallery(tiles, captions, empty="no misclassified test images")
+        gradcam = saliency_gallery(classifier, test, test_probabilities, predicted)
     attributes = {
         "original split": [row.source_split for row in test_rows],
         "colour": ["grey" if row.channels == 1 else "colour" for row in test_rows],
@@ -62,29 +91,21 @@ def main(params: EvaluateParams, dataset: SplitEntry) -> None:
         # metadata.csv is written for spreadsheets: its paths as spreadsheet_cell made them
         cells = [metadata.get(spreadsheet_cell(row.interim_path), {}).get(column, "") for row in test_rows]
         attributes[column] = [subgroup_value(column, cell) for cell in cells]
-    report["subgroups"] = subgroups(test, test_probabilities, point, attributes, params.evaluate)
+    report["subgroups"] = subgroups(test, test_probabilities, point, attributes, params.evaluate, by_subgroup)
     write_metrics(dataset.name, "eval", headline | report, list(headline))
-    predictions = prediction_rows(test, test_probabilities, point, [row.path for row in test_rows])
-    columns = ["path", "label", "predicted", "group", *(f"p_{name}" for name in names)]
+    columns = ["path", "label", "predicted", "group"]
+    columns += [f"y_{name}" for name in names] if classifier.multi_label else []
+    columns += [f"p_{name}" for name in names]
     write_csv(metrics_file(dataset.name, "test_predictions.csv"), columns, predictions, spreadsheet=True)
-
-    plots = PLOTS_DIR / dataset.name
-    labels, predicted = test.labels, point.decide(test_probabilities)
-    write_csv(
-        plots / "confusion.csv", ["actual", "predicted"], confusion_rows(labels, predicted, names), spreadsheet=True
-    )
-    write_csv(plots / "roc.csv", ["class", "fpr", "tpr"], roc_rows(labels, test_probabilities, names))
-    curve = precision_recall_rows(labels, test_probabilities, names)
-    write_csv(plots / "precision_recall.csv", ["class", "recall", "precision"], curve)
+    write_csv(plots / "confusion.csv", ["actual", "predicted"], confusion, spreadsheet=True)
+    write_csv(plots / "roc.csv", ["class", "fpr", "tpr"], roc_rows(tasks))
+    write_csv(plots / "precision_recall.csv", ["class", "recall", "precision"], precision_recall_rows(tasks))
     write_csv(plots / "calibration.csv", ["bin", "confidence", "accuracy", "images"], calibration)
-    mistakes = most_confident_mistakes(labels, test_probabilities, predicted, GALLERY_SIZE)
-    tiles = [thumbnail(test.paths[i], *test.sizes[i]) for i in mistakes]
-    captions = [caption(names, labels[i], predicted[i], test_probabilities[i]) for i in mistakes]
-    write_png(plots / "misclassified.png", gallery(tiles, captions, empty="no misclassified test images"))
-    write_png(plots / "gradcam.png", saliency_gallery(classifier, test, test_probabilities, predicted))
+    write_png(plots / "misclassified.png", mistakes)
+    write_png(plots / "gradcam.png", gradcam)
     low, high = headline["roc_auc_ci_low"], headline["roc_auc_ci_high"]
     log.info(
-        "test accuracy %.3f, balanced %.3f, ROC AUC %s (95%% CI %s-%s), sensitivity %s, specificity %s at %s",
+        "test accuracy %s, balanced %s, ROC AUC %s (95%% CI %s-%s), sensitivity %s, specificity %s at %s",
         headline["accuracy"],
         headline["balanced_accuracy"],
         headline["roc_auc"],

@@ -4,11 +4,12 @@ Not a DVC stage: a command for new images. Writes one JSON line per image to std
 {"path": ..., "label": ..., "probabilities": {"<label>": p, ...}}, in the order given (a folder's images,
 searched recursively, sorted by path). The label is decided as evaluate decides: for two classes at the threshold
 evaluate chose on val (metrics/<ds>/eval.json; the line carries it, with the positive class), else the most
-probable class. A file that cannot be read as an image (empty, a folder, a FIFO or a device, a
-header past the pixel limit, not an image) gets one line on stderr and the others are still predicted; the exit
-status is then 1. With --cam DIR, Keras models also write a Grad-CAM overlay
-per image to DIR/<position>-<name>.png (its path is added to the JSON line as "cam"). The sklearn_linear model
-needs no TensorFlow.
+probable class; for a multi-label set every label is decided at the threshold evaluate chose for it on val
+(metrics/<ds>/eval_report.json): "label" joins the labels present by |, "decisions" gives each. A file that
+cannot be read as an image (empty, a folder, a FIFO or a device, a header past the pixel limit, not an image)
+gets one line on stderr and the others are still predicted; the exit status is then 1. With --cam DIR, Keras
+models also write a Grad-CAM overlay per image to DIR/<position>-<name>.png (its path is added to the JSON line
+as "cam"). The sklearn_linear model needs no TensorFlow.
 
     python -m stages.predict chest_xray scan.jpeg more-scans/ --cam overlays/
 """
@@ -32,6 +33,7 @@ from medimage.modelling.families import load_classifier
 from medimage.modelling.opencv_loader import model_pixels
 from medimage.paths import MODELS_DIR, metrics_file
 from medimage.reporting.clinical import POSITIVE, OperatingPoint
+from medimage.reporting.multi_label import LabelThresholds
 from medimage.reporting.sheets import write_png
 from medimage.settings.files import DatasetEntry
 from medimage.settings.train import TrainParams
@@ -69,31 +71,46 @@ def read_pixels(path: Path, size: int) -> np.ndarray:
     return model_pixels(image, size)
 
 
-def operating_point(dataset: str, classes: int) -> OperatingPoint:
+Decisions = OperatingPoint | LabelThresholds
+
+
+def operating_point(dataset: str, classifier: Classifier) -> Decisions:
     """The rule evaluate read its scores at: for two classes the threshold it chose on val (metrics/<ds>/eval.json),
-    else the most probable class."""
-    if classes != 2:
+    for a multi-label set each label's (eval_report.json), else the most probable class."""
+    classes = len(classifier.class_names)
+    if classes != 2 and not classifier.multi_label:
         return OperatingPoint(None, "the most probable class")
-    path = metrics_file(dataset, "eval.json")
+    path = metrics_file(dataset, "eval_report.json" if classifier.multi_label else "eval.json")
     try:
-        threshold = json.loads(path.read_text(encoding="utf-8"))["threshold"]
+        found = json.loads(path.read_text(encoding="utf-8"))
+        if classifier.multi_label:
+            by_label = found["operating_point"]["thresholds"]
+            return LabelThresholds([float(by_label[name]) for name in classifier.class_names], [f"{path}"] * classes)
+        return OperatingPoint(float(found["threshold"]), f"{path}: threshold")
     except (OSError, ValueError, KeyError, TypeError):
         raise PipelineError(
             f"no decision threshold in {path}: run dvc repro evaluate@{dataset} first (predict decides at the "
             "threshold evaluate chose on val, so that its labels are the ones evaluated)"
         ) from None
-    return OperatingPoint(float(threshold), f"{path}: threshold")
 
 
-def prediction(path: Path, probabilities: np.ndarray, names: list[str], point: OperatingPoint) -> dict:
+def prediction(path: Path, probabilities: np.ndarray, names: list[str], point: Decisions) -> dict:
     scores = {name: round(float(p), 6) for name, p in zip(names, probabilities, strict=True)}
+    if isinstance(point, LabelThresholds):  # each label its own decision, at its own threshold
+        decided = point.decide(probabilities[np.newaxis])[0]
+        decisions = {name: bool(value) for name, value in zip(names, decided, strict=True)}
+        label = "|".join(name for name in names if decisions[name])
+        thresholds = dict(zip(names, point.thresholds, strict=True))
+        return {"path": str(path), "label": label, "probabilities": scores, "decisions": decisions} | {
+            "thresholds": thresholds
+        }
     label = names[int(point.decide(probabilities[np.newaxis])[0])]
     decided = {} if point.threshold is None else {"threshold": point.threshold, "positive": names[POSITIVE]}
     return {"path": str(path), "label": label, "probabilities": scores} | decided
 
 
 def predict_files(
-    classifier: Classifier, paths: Iterator[Path], cam: Path | None, batch_size: int, point: OperatingPoint
+    classifier: Classifier, paths: Iterator[Path], cam: Path | None, batch_size: int, point: Decisions
 ) -> tuple[int, int]:
     """Print one JSON line per readable image; return (predicted, failed) counts."""
     predicted = failed = 0
@@ -103,10 +120,12 @@ def predict_files(
         nonlocal predicted
         pixels = np.stack([pixels for _, pixels in batch])
         probabilities = classifier.probabilities(pixels)
-        probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 sums drift by ~1e-7
+        if not classifier.multi_label:  # one distribution over the classes: float32 sums drift by ~1e-7
+            probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
         pictures = []
-        if cam is not None and classifier.overlays is not None:
-            pictures = classifier.overlays(pixels, point.decide(probabilities))
+        if cam is not None and classifier.overlays is not None:  # the decided class; of several labels the likeliest
+            shown = probabilities.argmax(axis=1) if classifier.multi_label else point.decide(probabilities)
+            pictures = classifier.overlays(pixels, shown)
         for position, (path, _) in enumerate(batch):
             line = prediction(path, probabilities[position], classifier.class_names, point)
             if pictures:
@@ -131,7 +150,7 @@ def predict_files(
 
 def main(params: TrainParams, dataset: DatasetEntry, args: argparse.Namespace) -> None:
     classifier = load_classifier(MODELS_DIR / dataset.name, params.train)
-    point = operating_point(dataset.name, len(classifier.class_names))
+    point = operating_point(dataset.name, classifier)
     if args.cam is not None:
         if classifier.overlays is None:
             log.warning(

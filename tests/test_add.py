@@ -118,10 +118,20 @@ def nih_archive(path: Path, findings: list[str]) -> Path:
     return write_zip(path, members)
 
 
-def test_a_multi_label_column_stops_naming_it(tmp_path: Path) -> None:
-    archive = nih_archive(tmp_path / "nih.zip", ["No Finding", "Atelectasis|Effusion"] * 6)
-    with pytest.raises(PipelineError, match=r"column 'Finding Labels' .* give several labels to 6 images"):
-        added_entry("nih", archive)
+def test_joined_findings_are_read_as_multi_label_with_no_finding_the_absence_of_every_label(tmp_path: Path) -> None:
+    findings = ["No Finding", "Atelectasis|Effusion", "Effusion", "No Finding|Effusion"] * 3
+    archive = nih_archive(tmp_path / "nih.zip", findings)
+    entry = added_entry("nih", archive)
+    assert entry.labels is not None and entry.labels.multi_label is not None
+    assert (entry.labels.multi_label.separator, entry.labels.multi_label.none) == ("|", ["No Finding"])
+    restructure(archive, entry, SETTINGS, tmp_path / "interim")
+    rows = {row.member.rsplit("/", 1)[1]: row for row in manifest.read_interim(tmp_path / "interim")}
+    expected = {
+        f"{n:08d}_000.png": tuple((name, int(name in finding)) for name in ("Atelectasis", "Effusion"))
+        for n, finding in enumerate(findings)
+    }
+    assert {name: row.targets for name, row in rows.items()} == expected
+    assert {row.label for row in rows.values()} == {"", "Atelectasis|Effusion", "Effusion"}
 
 
 def test_split_lists_and_a_patient_column_come_from_the_archive(tmp_path: Path) -> None:

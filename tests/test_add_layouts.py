@@ -101,9 +101,21 @@ def test_odir_each_eye_takes_its_own_keywords_and_both_eyes_their_patient(tmp_pa
             assert (row.label, row.group) == (("normal fundus", "tumour")[label == "yes"], str(patient))
 
 
-def test_odir_eyes_with_several_keywords_or_no_column_of_their_own_are_refused(tmp_path: Path) -> None:
-    message = refusal(odir_archive(tmp_path / "joined.zip", "data.csv", joined_keywords=3))
-    assert "give several labels to 3 images" in message
+def test_odir_eyes_with_several_keywords_are_multi_label_and_eyes_without_a_column_of_their_own_refused(
+    tmp_path: Path,
+) -> None:
+    archive = odir_archive(tmp_path / "joined.zip", "data.csv", joined_keywords=3)
+    entry = proposed(archive)
+    assert entry.labels is not None and entry.labels.multi_label is not None
+    assert (entry.labels.multi_label.separator, entry.labels.multi_label.none) == ("\uff0c", ["normal fundus"])
+    assert entry.labels.names == {"laser spot": "D", "tumour": "D"}  # keyword -> the patient's class it goes with
+    restructure(archive, entry, SETTINGS, tmp_path / "interim")
+    rows = {row.member.rsplit("/", 1)[1]: row for row in manifest.read_interim(tmp_path / "interim")}
+    images = real_images()[:20]
+    assert {name: (row.targets, row.group) for name, row in rows.items()} == {
+        f"{number // 2}_{('left', 'right')[number % 2]}.jpg": ((("D", int(label == "yes")),), str(number // 2))
+        for number, (label, _) in enumerate(images)
+    }
     message = refusal(odir_archive(tmp_path / "shared.zip", "data.csv", own_columns=False))
     assert (
         "each row names 2 images (columns Left-Fundus, Right-Fundus) and not every image has a label column" in message
@@ -171,7 +183,9 @@ def test_isic_lesions_come_from_the_second_table_and_stay_whole(tmp_path: Path) 
 
 def test_one_hot_rows_that_set_several_columns_are_refused_with_their_count(tmp_path: Path) -> None:
     archive, _ = isic_archive(tmp_path / "isic.zip", several=3)
-    assert "3 of the" in refusal(archive) or "give several labels to 3 images" in refusal(archive)
+    assert "columns COVID, NORMAL give several labels to 3 of the 40 labelled rows read: too few" in refusal(archive)
+    forced = proposed(archive, multi_label=True)
+    assert forced.labels is not None and forced.labels.multi_label is not None
     entry = proposed(isic_archive(tmp_path / "clean.zip")[0])
     with pytest.raises(PipelineError, match="give several labels to 3 images"):
         restructure(archive, entry, SETTINGS, tmp_path / "interim")
@@ -214,14 +228,28 @@ def nih_archive(path: Path, multi: bool, images: int = 30) -> Path:
     return write(path, members)
 
 
-def test_nih_box_table_is_set_aside_and_joined_findings_are_refused(tmp_path: Path) -> None:
+def test_nih_box_table_is_set_aside_and_joined_findings_are_multi_label(tmp_path: Path) -> None:
     entry = proposed(nih_archive(tmp_path / "nih.zip", multi=False))
     assert entry.labels is not None and entry.labels.table == "Data_Entry_2017.csv"
-    assert entry.labels.group_column == "Patient ID"
-    assert "give several labels to 6 images" in refusal(nih_archive(tmp_path / "multi.zip", multi=True))
+    assert entry.labels.group_column == "Patient ID" and entry.labels.multi_label is None
+    archive = nih_archive(tmp_path / "multi.zip", multi=True)
+    entry = proposed(archive)
+    assert entry.labels is not None and entry.labels.multi_label is not None
+    assert (entry.labels.multi_label.separator, entry.labels.multi_label.none) == ("|", ["No Finding"])
+    restructure(archive, entry, SETTINGS, tmp_path / "interim")
+    rows = {row.member.rsplit("/", 1)[1]: row for row in manifest.read_interim(tmp_path / "interim")}
+    expected = {}
+    for number, (label, _) in enumerate(real_images()[:30]):
+        several = number % 5 == 0
+        mass = int(label == "yes" or several)
+        expected[f"{number // 3:08d}_{number % 3:03d}.png"] = (("Effusion", int(several)), ("Mass", mass))
+    assert {name: row.targets for name, row in rows.items()} == expected
+    assert {row.source_split for name, row in rows.items() if int(name[:8]) % 4 == 0} == {"test"}
 
 
-def test_chexpert_path_ids_match_by_path_and_its_codes_are_refused(tmp_path: Path) -> None:
+def test_chexpert_path_ids_match_by_path_and_its_codes_are_multi_label_with_a_policy_for_uncertain(
+    tmp_path: Path,
+) -> None:
     members, rows, valid = {}, [], []
     for number, (label, data) in enumerate(real_images()[:32]):
         split = "valid" if number >= 24 else "train"
@@ -245,9 +273,27 @@ def test_chexpert_path_ids_match_by_path_and_its_codes_are_refused(tmp_path: Pat
     members["CheXpert-v1.0-small/train.csv"] = csv_bytes(
         [*header[:5], "Lung Lesion", "Edema", "Support Devices"], coded
     )
-    del members["CheXpert-v1.0-small/valid.csv"]
-    message = refusal(write(tmp_path / "coded.zip", members))
-    assert "multi-label" in message and "coded -1, uncertain" in message
+    del members["CheXpert-v1.0-small/valid.csv"]  # its 8 images unlabelled: each its own path, none collide
+    archive = write(tmp_path / "coded.zip", members)
+    entry = proposed(archive)
+    assert entry.labels is not None and entry.labels.multi_label is not None
+    assert entry.labels.multi_label.model_dump() == {
+        "separator": "|",
+        "none": [],
+        "uncertain": "ignore",
+        "blank": "negative",
+    }
+    assert entry.patient_id == "patient(\\d+)_"
+    for uncertain, edema in (("ignore", None), ("positive", 1), ("negative", 0)):
+        policy = entry.labels.multi_label.model_copy(update={"uncertain": uncertain})
+        chosen = entry.model_copy(update={"labels": entry.labels.model_copy(update={"multi_label": policy})})
+        restructure(archive, chosen, SETTINGS, tmp_path / uncertain)
+        found = {row.member: row for row in manifest.read_interim(tmp_path / uncertain)}
+        assert {member: row.targets for member, row in found.items()} == {
+            row[0]: (("Edema", edema if n % 4 else 0), ("Lung Lesion", int(row[5] == "yes")), ("Support Devices", 1))
+            for n, row in enumerate(rows)
+        }
+        assert {row.group for row in found.values()} == {f"{n:05d}" for n in range(12)}  # patient00000 ... 00011
 
 
 def test_dicom_archives_are_counted_and_refused_in_one_line(tmp_path: Path) -> None:
@@ -273,7 +319,8 @@ def test_blood_cell_labels_joined_by_commas_are_refused_not_a_new_class(tmp_path
         rows.append([number, f"BloodImage_{number:05d}", ("NEUTROPHIL", "LYMPHOCYTE")[label == "yes"]])
     rows[3][2] = "NEUTROPHIL, LYMPHOCYTE"
     members["labels.csv"] = csv_bytes(["", "Image", "Category"], rows)
-    assert "give several labels to 1 images" in refusal(write(tmp_path / "cells.zip", members))
+    message = refusal(write(tmp_path / "cells.zip", members))
+    assert "label cells give several labels to 1 of the 20 labelled rows read: too few" in message
 
 
 def test_add_says_what_happens_to_the_archives_own_split(tmp_path: Path) -> None:

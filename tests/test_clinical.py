@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medimage.reporting import clinical
-from medimage.reporting.plot_data import GRID, precision_recall_rows, roc_rows
+from medimage.reporting.plot_data import GRID, class_tasks, precision_recall_rows, roc_rows
 from medimage.reporting.scores import binary_roc_auc, macro_roc_auc
 from medimage.settings.evaluate import EvaluateSettings
 
@@ -113,13 +113,13 @@ def test_one_vs_rest_curves_per_class_on_a_constructed_score_set() -> None:
     probabilities = np.array(
         [[0.9, 0.1, 0.0], [0.6, 0.0, 0.4], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.3, 0.2, 0.5], [0.5, 0.3, 0.2]]
     )
-    roc = roc_rows(labels, probabilities, names)
+    roc = roc_rows(class_tasks(labels, probabilities, names))
     assert len(roc) == 3 * len(GRID) and {row["class"] for row in roc} == set(names)
     assert curve(roc, "a", "tpr")[1] == 1.0 and curve(roc, "b", "tpr")[1] == 1.0  # all positives found at FPR 0.01
     c_tpr = curve(roc, "c", "tpr")
     assert c_tpr[0] == 0.5 and c_tpr[-1] == 1.0  # one of c's two scores above every negative
     assert np.all(np.diff(c_tpr) >= 0)
-    pr = precision_recall_rows(labels, probabilities, names)
+    pr = precision_recall_rows(class_tasks(labels, probabilities, names))
     c_precision = curve(pr, "c", "precision")
     # c: ranked 0.5 (c) > 0.4 (a) > 0.2 (c) ...: precision 1 up to recall 0.5, then 2/3 at recall 1
     assert c_precision[GRID <= 0.5].tolist() == [1.0] * int((GRID <= 0.5).sum())
@@ -130,8 +130,11 @@ def test_one_vs_rest_curves_per_class_on_a_constructed_score_set() -> None:
 def test_a_class_missing_from_the_test_split_has_no_curve() -> None:
     labels = np.array([0, 0, 1])
     probabilities = np.array([[0.9, 0.1, 0.0], [0.8, 0.1, 0.1], [0.2, 0.7, 0.1]])
-    assert {row["class"] for row in roc_rows(labels, probabilities, ["a", "b", "c"])} == {"a", "b"}
-    assert {row["class"] for row in precision_recall_rows(labels, probabilities, ["a", "b", "c"])} == {"a", "b"}
+    assert {row["class"] for row in roc_rows(class_tasks(labels, probabilities, ["a", "b", "c"]))} == {"a", "b"}
+    assert {row["class"] for row in precision_recall_rows(class_tasks(labels, probabilities, ["a", "b", "c"]))} == {
+        "a",
+        "b",
+    }
 
 
 def test_balanced_accuracy_is_scikit_learns_without_a_warning_when_a_predicted_class_is_absent() -> None:

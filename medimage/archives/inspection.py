@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from os.path import commonprefix
 from pathlib import Path
@@ -26,10 +26,12 @@ from medimage.archives.reading import (
     read_member,
 )
 from medimage.archives.tables import (
+    MULTI_LABEL_SEPARATORS,
     Table,
     decode_text,
     id_key,
     image_key,
+    multi_label_cells,
     parse_table,
     value_counts,
 )
@@ -40,8 +42,10 @@ TABLE_MAX_BYTES = 64 * 1024 * 1024  # larger "tables" are pixel dumps or logs, n
 SAMPLE_ROWS = 500  # rows read to judge a table; only the chosen label table is read whole
 ID_MATCH_SHARE = 0.9  # of a column's sampled cells that must name an image for it to be an id column
 MAX_LABELS = 200
+NONE_WORDS = {"no", "none", "normal", "nothing"}  # with one more word at most: No Finding, normal fundus
 POSITIVE_CODES = {"1", "1.0"}
 UNCERTAIN_CODES = {"-1", "-1.0"}  # CheXpert
+MULTI_LABEL_SHARE = 0.1  # of labelled rows giving several labels: a multi-label set, where nothing else says so
 LABEL_CODES = POSITIVE_CODES | UNCERTAIN_CODES | {"0", "0.0", ""}
 LABEL_FLAG_SHARE = 0.5  # of rows setting at least one flag column, for flags to be labels rather than attributes
 SPLIT_WORDS = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val"}
@@ -316,6 +320,16 @@ def patient_pattern(files: list[str]) -> tuple[str, int, int] | None:
 # --------------------------------------------------------------------------- tables
 
 
+@dataclass(frozen=True)
+class TableOptions:
+    """What the user named on `add`'s command line about the label table."""
+
+    label_column: str | None = None
+    group_column: str | None = None
+    encoding: str = "utf-8"
+    multi_label: bool = False  # read several labels per image even where few rows give several
+
+
 @dataclass
 class TableReading:
     """What one table is, as far as labelling the images goes."""
@@ -330,6 +344,8 @@ class TableReading:
     metadata: list[str] = field(default_factory=list)  # columns for subgroups: sex, age, site, ...
     per_image: dict[str, str] = field(default_factory=dict)  # rows naming several images: id column -> its label
     localisation: bool = False  # boxes, several rows per image: a label table only where no other is
+    multi_label: dict | None = None  # several labels per image: the registry's labels.multi_label
+    class_columns: list[str] = field(default_factory=list)  # a row's classes its images' keywords map to (ODIR's N..O)
     rejected: str | None = None  # why it is not a label table
     refusal: str | None = None  # why it labels the images in a way not supported: add stops, naming it
 
@@ -359,25 +375,79 @@ def _coded_columns(rows: Table, columns: list[str]) -> list[str]:
     return coded
 
 
-def _label_flags(reading: TableReading, rows: Table, columns: list[str]) -> None:
-    """One-hot label columns (exactly one set per row), or a refusal where they set several: multi-label.
+def _label_flags(reading: TableReading, rows: Table, columns: list[str], forced: bool) -> None:
+    """Label columns of 1/0 codes: one-hot (exactly one set per row), or multi-hot where rows set several or code
+    some uncertain (CheXpert's -1): a multi-label set, uncertain cells unknown, blank ones negative; a column named
+    for no finding (`No Finding`) is the absence of every label, not one of them.
 
     Flag columns that most rows leave unset are attributes (RSNA's biopsy, implant, invasive), not labels."""
     coded = _coded_columns(rows, columns)
     set_per_row = [sum(row.get(column, "") in POSITIVE_CODES for column in coded) for row in rows]
     if len(coded) < 2 or sum(count > 0 for count in set_per_row) < LABEL_FLAG_SHARE * len(rows):
         return
+    reading.one_hot = coded
     several = sum(count > 1 for count in set_per_row)
     uncertain = sum(row.get(column, "") in UNCERTAIN_CODES for row in rows for column in coded)
-    if several or uncertain:
-        reading.refusal = (
-            f"columns {', '.join(coded)} flag labels per image and {several:,} of the {len(rows):,} rows read "
-            f"set more than one"
-            + (f" ({uncertain:,} cells coded -1, uncertain)" if uncertain else "")
-            + ": multi-label, which is not supported yet; refusing rather than keeping one label per image"
-        )
+    if several or uncertain or forced:
+        found = {
+            "none": [column for column in coded if _means_none(column)],
+            "uncertain": "ignore",
+            "blank": "negative",
+        }
+        evidence = Several(f"columns {', '.join(coded)}", several, sum(map(bool, set_per_row)), bool(uncertain))
+        _multi_label_or_refusal(reading, found, evidence, forced)
+
+
+@dataclass(frozen=True)
+class Several:
+    """How a table's rows give several labels, for telling a multi-label set from a single-label one's slips."""
+
+    how: str  # the columns or cells that give them
+    rows: int  # rows giving several labels
+    labelled: int  # rows giving any
+    uncertain: bool  # some cells coded uncertain (CheXpert's -1): only multi-label sets have them
+
+
+def _multi_label_or_refusal(reading: TableReading, found: dict, several: Several, forced: bool) -> None:
+    """A multi-label set shows it: uncertain codes, or at least MULTI_LABEL_SHARE of its rows giving several labels
+    (NIH: 18%). A few rows giving several are slips of a single-label set (blood cells' `NEUTROPHIL, EOSINOPHIL`):
+    refused, with their count, unless `add --multi-label` says otherwise."""
+    if forced or several.uncertain or several.rows >= MULTI_LABEL_SHARE * several.labelled:
+        reading.multi_label = found
         return
-    reading.one_hot = coded
+    reading.refusal = (
+        f"{several.how} give several labels to {several.rows:,} of the {several.labelled:,} labelled rows read: too "
+        f"few for a multi-label set (under {MULTI_LABEL_SHARE:.0%}, no uncertain codes); "
+        "correct those rows or ignore their images, or pass --multi-label to read every label of every image"
+    )
+
+
+def _means_none(value: str) -> bool:
+    """`No Finding`, `none`, `Normal`: a value or column that says the image has no label at all."""
+    words = _words(value)
+    return bool(words & NONE_WORDS) and len(words) <= 2
+
+
+def _joined_labels(reading: TableReading, cells: list[str], forced: bool) -> None:
+    """labels.multi_label for label cells that join several labels (NIH's `Effusion|Mass`), the separator being the
+    one whose parts the cells also hold alone; nothing where no cell joins labels."""
+    several = multi_label_cells([{"cell": cell} for cell in cells], "cell")
+    cells = [cell for cell in cells if cell]
+    if not several:
+        return
+    alone = {cell for cell in cells if not any(separator in cell for separator in MULTI_LABEL_SEPARATORS)}
+
+    def joins(separator: str) -> int:
+        return sum(separator in cell and all(p.strip() in alone for p in cell.split(separator)) for cell in cells)
+
+    separator = max(MULTI_LABEL_SEPARATORS, key=lambda candidate: (joins(candidate), candidate == "|"))
+    if not joins(separator):  # nothing joined of values seen alone: `|` and the full-width comma all the same
+        separator = next(s for s in MULTI_LABEL_SEPARATORS if any(s in cell for cell in cells))
+    # joined to a label, a value for none adds nothing to it (ODIR's `normal fundus，lens dust`)
+    parts = {part.strip() for cell in cells for part in cell.split(separator)}
+    none = sorted(value for value in parts if _means_none(value))
+    found = {"separator": separator, "none": none, "uncertain": "ignore", "blank": "negative"}
+    _multi_label_or_refusal(reading, found, Several("label cells", several, len(cells), False), forced)
 
 
 def _localisation(columns: list[str], rows: Table, id_column: str) -> bool:
@@ -392,21 +462,13 @@ def _low_cardinality(rows: Table, column: str) -> bool:
     return 2 <= distinct <= MAX_LABELS and distinct < len(rows)
 
 
-def read_table(
-    member: str,
-    listing: Listing,
-    keys: set[str],
-    names: set[str],
-    label_column: str | None,
-    group_column: str | None,
-    encoding: str = "utf-8",
-) -> TableReading:
+def read_table(member: str, listing: Listing, keys: set[str], names: set[str], options: TableOptions) -> TableReading:
     """Judge one table from a sample of its rows: its id column, then its label and group columns."""
     size = listing.members[member].file_size
     if size > TABLE_MAX_BYTES:
         return TableReading(member, [], rejected=f"{size / 2**20:,.0f} MB: too large for a label table")
     try:
-        rows = parse_table(member, listing.read(member), SAMPLE_ROWS, encoding)
+        rows = parse_table(member, listing.read(member), SAMPLE_ROWS, options.encoding)
     except (PipelineError, UnicodeDecodeError, ValueError) as error:
         return TableReading(member, [], rejected=f"not a readable table ({error})")
     reading = TableReading(member, rows)
@@ -418,11 +480,12 @@ def read_table(
         reading.rejected = "no column names the images (e.g. a table of pixels or of boxes)"
         return reading
     if len(image_columns) > 1:
-        _rows_of_several_images(reading, rows, image_columns, group_column)
+        _rows_of_several_images(reading, rows, image_columns, options)
         return reading
     reading.id_column = image_columns[0]
     columns = [column for column in rows[0] if column != reading.id_column]
     reading.localisation = _localisation(columns, rows, reading.id_column)
+    label_column, group_column = options.label_column, options.group_column
     for named, what in ((label_column, "--label-column"), (group_column, "--group-column")):
         if named is not None and named not in columns:
             reading.rejected = f"no column {named!r} ({what}); its columns: {columns}"
@@ -436,11 +499,11 @@ def read_table(
     if label_column is not None:
         reading.label_column = label_column
     else:
-        _label_flags(reading, rows, others)
-        if reading.refusal is not None:
-            return reading
+        _label_flags(reading, rows, others, options.multi_label)
         if not reading.one_hot:
             _choose_label(reading, rows, others)
+    if reading.label_column:
+        _joined_labels(reading, [row.get(reading.label_column, "") for row in rows], options.multi_label)
     used = {reading.label_column, reading.group_column, reading.split_column, *reading.one_hot}
     reading.metadata = [column for column in others if _words(column) & METADATA_WORDS and column not in used]
     if reading.label_column and len(value_counts(rows, reading.label_column)) < 2:
@@ -452,7 +515,7 @@ def read_table(
 
 
 def _rows_of_several_images(
-    reading: TableReading, rows: Table, image_columns: list[str], group_column: str | None
+    reading: TableReading, rows: Table, image_columns: list[str], options: TableOptions
 ) -> None:
     """A row that names several images (ODIR's Left-Fundus, Right-Fundus): each image takes its label from its own
     column, the one named with the word that tells the images apart (Left-Diagnostic Keywords), never from the
@@ -466,7 +529,7 @@ def _rows_of_several_images(
         if len(found) == 1:
             own[image_column] = found[0]
     row_ids = [column for column in columns if "id" in _words(column) and len(value_counts(rows, column)) == len(rows)]
-    group = group_column or (row_ids[0] if row_ids else None)
+    group = options.group_column or (row_ids[0] if row_ids else None)
     missing = "" if group else "no column holds an id per row (to keep its images together)"
     missing = "not every image has a label column of its own" if len(own) < len(image_columns) else missing
     if missing:
@@ -478,6 +541,31 @@ def _rows_of_several_images(
     reading.id_column, reading.per_image, reading.group_column = image_columns[0], own, group
     used = {group, *own.values()}
     reading.metadata = [column for column in columns if _words(column) & METADATA_WORDS and column not in used]
+    _joined_labels(reading, [row.get(column, "") for row in rows for column in own.values()], options.multi_label)
+    if reading.multi_label:
+        reading.class_columns = _coded_columns(rows, [column for column in columns if column not in used])
+
+
+def keyword_classes(
+    rows: Table, own: dict[str, str], classes: list[str], separator: str, none: Sequence[str] = ()
+) -> dict[str, str]:
+    """Each keyword of the images' own columns -> the class column (a row's, i.e. a patient's: ODIR's N, D, G, ...)
+    set most often in the rows where one of its images carries the keyword, the rarer class where two tie, if
+    that class is set in at least half of them (else the keyword stays a label of its own). A keyword's own class
+    is set in every row that carries it; another class only where the row's other image has it."""
+    rows_with: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        for column in own.values():
+            for keyword in {part.strip() for part in row.get(column, "").split(separator) if part.strip()}:
+                rows_with.setdefault(keyword, []).append(row)
+    overall = {column: sum(row.get(column, "") in POSITIVE_CODES for row in rows) for column in classes}
+    names = {}
+    for keyword, found in sorted(rows_with.items()):
+        shares = {column: sum(row.get(column, "") in POSITIVE_CODES for row in found) for column in classes}
+        best = max(classes, key=lambda column: (shares[column], -overall[column]))
+        if keyword not in none and shares[best] >= len(found) / 2:
+            names[keyword] = best
+    return names
 
 
 def _group_column(columns: list[str], rows: Table) -> str | None:

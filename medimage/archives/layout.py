@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from medimage.archives.reading import member_name, member_suffix
+from medimage.manifest import Targets
 from medimage.settings.restructure import RestructureEntry
 
 NO_SPLIT = "all"
@@ -50,13 +51,15 @@ def matching_rule(member: str, rules: Iterable[str]) -> str | None:
 @dataclass(frozen=True)
 class Placement:
     source_split: str
-    label: str
+    label: str  # "" for an original, and for every image of a multi-label set (its labels are `targets`)
     file: str
     group: str
+    targets: Targets = ()
 
     @property
     def path(self) -> str:
-        """<source_split>/<label>/<file>; originals/<file> for an original (no label)."""
+        """<source_split>/<label>/<file>; <source_split>/<file> for a multi-label image, originals/<file> for an
+        original (no label)."""
         return "/".join(part for part in (self.source_split, self.label, self.file) if part)
 
 

@@ -45,6 +45,8 @@ class PlannedImage:
     member: str
     source: int | None  # the original this image is an augmentation of, when the dataset is augmented
     patient: int  # {patient}: consecutive images share one (images_per_patient)
+    follow_up: int = 0  # {follow_up}: the image's place among its patient's
+    findings: tuple[int, ...] = ()  # a multi-label set: the indices of the labels the image has, in sorted order
 
 
 # --------------------------------------------------------------------------- plan
@@ -57,6 +59,13 @@ def planned_counts(spec: SyntheticSpec, images_per_class: int) -> dict[str, dict
         for label, count in per_label.items():
             totals[label] = totals.get(label, 0) + count
     scale = images_per_class / (sum(totals.values()) / len(totals))
+    if spec.findings:  # several labels per image: as many images as give an average label that many positives
+        scale = (
+            images_per_class
+            * len(spec.findings.prevalence)
+            / sum(spec.findings.prevalence.values())
+            / sum(totals.values())
+        )
     return {
         split: {label: max(MIN_IMAGES, round(count * scale)) for label, count in per_label.items()}
         for split, per_label in spec.counts.items()
@@ -69,15 +78,36 @@ def labels_of(spec: SyntheticSpec) -> list[str]:
 
 def template_fields(spec: SyntheticSpec, image: PlannedImage) -> dict[str, object]:
     """What a file name or table cell template can use: {n}, {patient}, {source}, {label}, {split} and `fields`."""
+    findings = spec.findings
+    joined = findings.separator.join(finding_names(spec)[i] for i in image.findings) if findings else ""
     return {
         "n": image.n,
         "patient": image.patient,
+        "follow_up": image.follow_up,
+        "findings": joined or (findings.none if findings else ""),
+        # per-patient attributes for metadata columns: subgroups to score
+        "age": 20 + image.patient * 7 % 60,
+        "sex": ("M", "F")[image.patient % 2],
+        "view": ("PA", "AP")[image.n % 3 == 0],
         "source": image.source if image.source is not None else image.n,
         "label": image.label,
         "split": image.archive_split,
         **spec.fields.get(image.archive_split, {}),
         **spec.fields.get(image.label, {}),
     }
+
+
+def finding_names(spec: SyntheticSpec) -> list[str]:
+    return sorted(spec.findings.prevalence) if spec.findings else []
+
+
+def drawn_findings(spec: SyntheticSpec, member: str) -> tuple[int, ...]:
+    """The labels an image has, each drawn at its prevalence (seeded by the member: the same on every machine)."""
+    if spec.findings is None:
+        return ()
+    draws = _rng("findings", member).random(len(spec.findings.prevalence))
+    shares = [spec.findings.prevalence[name] for name in finding_names(spec)]
+    return tuple(index for index, (draw, share) in enumerate(zip(draws, shares, strict=True)) if draw < share)
 
 
 def plan_images(spec: SyntheticSpec, images_per_class: int) -> list[PlannedImage]:
@@ -90,10 +120,12 @@ def plan_images(spec: SyntheticSpec, images_per_class: int) -> list[PlannedImage
                 n = spec.start + numbers_before + index
                 source = index % spec.sources_per_label if spec.sources_per_label else None
                 patient = patients_before + index // spec.images_per_patient + 1
-                unnamed = PlannedImage(split, label, labels.index(label), index, n, "", source, patient)
+                follow_up = index % spec.images_per_patient
+                unnamed = PlannedImage(split, label, labels.index(label), index, n, "", source, patient, follow_up)
                 templates = spec.name_templates(label, n)
                 name = templates[index % len(templates)].format(**template_fields(spec, unnamed))
-                planned.append(replace(unnamed, member=spec.member.format(split=split, label=label, name=name)))
+                member = spec.member.format(split=split, label=label, name=name)
+                planned.append(replace(unnamed, member=member, findings=drawn_findings(spec, member)))
             if spec.numbering == "archive":
                 numbers_before += count
                 patients_before += -(-count // spec.images_per_patient)
@@ -182,6 +214,15 @@ def draw_image(label_index: int, rng: np.random.Generator, size: int, cells: int
     Integer operations and OpenCV's bit-exact 8-bit paths only (INTER_LINEAR_EXACT, 8-bit GaussianBlur): float
     kernels give different last bits under AVX2 and AVX-512, which would change the archive's bytes.
     """
+    canvas = background(rng, size, cells)
+    signal = np.zeros((size, size), np.uint8)
+    SHAPES[label_index % len(SHAPES)](signal, rng, size)
+    strength = int(rng.integers(192, 257))  # the shape's brightness, 0.75-1.0 in 1/256 steps
+    return np.where(signal > 0, (signal.astype(np.int32) * strength) >> 8, canvas)
+
+
+def background(rng: np.random.Generator, size: int, cells: int = 0) -> np.ndarray:
+    """The smooth background, the bright oval organ and the `cells` of `draw_image`, without a label's shape."""
     low = rng.integers(40, 111, (6, 6), dtype=np.uint8)
     canvas = cv2.resize(low, (size, size), interpolation=cv2.INTER_LINEAR_EXACT).astype(np.int32)
     organ = np.zeros((size, size), np.uint8)
@@ -196,10 +237,28 @@ def draw_image(label_index: int, rng: np.random.Generator, size: int, cells: int
             cv2.circle(texture, (int(x), int(y)), int(radius), 1, -1)
             cv2.circle(texture, (int(x), int(y)), int(radius), 2, max(1, size // 64))
         canvas += np.array([0, -25, 25], np.int32)[texture]
-    signal = np.zeros((size, size), np.uint8)
-    SHAPES[label_index % len(SHAPES)](signal, rng, size)
-    strength = int(rng.integers(192, 257))  # the shape's brightness, 0.75-1.0 in 1/256 steps
-    return np.where(signal > 0, (signal.astype(np.int32) * strength) >> 8, canvas)
+    return canvas
+
+
+def draw_findings(findings: tuple[int, ...], rng: np.random.Generator, size: int) -> np.ndarray:
+    """A multi-label image: the background of `draw_image` (no shape of its own) with every finding's shape.
+
+    Six shapes, each bright (findings 0-5), dark (6-11) or bright with a dark rim (12-17), so that up to 18
+    findings look different from one another and any number of them can share an image.
+    """
+    canvas = background(rng, size)
+    for finding in findings:
+        signal = np.zeros((size, size), np.uint8)
+        SHAPES[finding % len(SHAPES)](signal, rng, size)
+        style = finding // len(SHAPES) % 3
+        if style == 1:
+            canvas = np.where(signal > 0, 8, canvas)
+        else:
+            canvas = np.where(signal > 0, 235, canvas)
+            if style == 2:
+                rim = cv2.morphologyEx(signal, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+                canvas = np.where(rim > 0, 8, canvas)
+    return canvas
 
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -299,7 +358,9 @@ def render(dataset: FetchEntry, planned: PlannedImage, knobs: SyntheticSettings)
     the original itself."""
     spec = _spec(dataset)
     rng = _rng(knobs.seed, dataset.name, planned.member)
-    if planned.source is None:
+    if spec.findings is not None:
+        square = draw_findings(planned.findings, rng, min(base_size(spec, knobs), DRAW_SIZE))
+    elif planned.source is None:
         square = draw_image(planned.label_index, rng, min(base_size(spec, knobs), DRAW_SIZE), spec.cells)
     else:
         square = original_drawing(dataset, planned.label, planned.label_index, planned.source, knobs)
@@ -331,15 +392,35 @@ def stand_in_bytes(member: str) -> bytes:
 
 
 def table_bytes(spec: SyntheticSpec, table: SyntheticTable, planned: list[PlannedImage]) -> bytes:
-    """The label table: a header, then one row per image of the table's splits, in archive order."""
+    """The label table: a header, then one row per image of the table's splits (or, `with_findings`, per finding:
+    {findings} the one), in archive order."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.columns)
     for image in planned:
-        if table.splits is None or image.archive_split in table.splits:
-            fields = {**template_fields(spec, image), "stem": PurePosixPath(image.member).stem}
+        if table.splits is not None and image.archive_split not in table.splits:
+            continue
+        rows = [replace(image, findings=(finding,)) for finding in image.findings] if table.with_findings else [image]
+        for each in rows:
+            fields = {**template_fields(spec, each), "stem": PurePosixPath(image.member).stem}
             writer.writerow([template.format(**fields) for template in table.columns.values()])
     return buffer.getvalue().encode()
+
+
+def list_bytes(spec: SyntheticSpec, planned: list[PlannedImage], member: str, share: float) -> bytes:
+    """An official split list: the file names of the images of its share of the patients, one a line. Patients
+    are dealt to the lists in order of a seeded draw, so that the lists hold every patient once."""
+    lists = list(spec.findings.lists.items())
+    patients = sorted({image.patient for image in planned})
+    order = _rng("lists", len(patients)).permutation(len(patients))
+    position = {patients[index]: rank / len(patients) for rank, index in enumerate(order.tolist())}
+    start = sum(fraction for name, fraction in lists[: [name for name, _ in lists].index(member)])
+    names = [
+        PurePosixPath(image.member).name
+        for image in planned
+        if start <= position[image.patient] < start + share or (start + share >= 1 and position[image.patient] >= start)
+    ]
+    return "".join(f"{name}\n" for name in names).encode()
 
 
 def archive_members(dataset: FetchEntry, knobs: SyntheticSettings) -> Iterator[tuple[str, Callable[[], bytes]]]:
@@ -368,8 +449,12 @@ def archive_members(dataset: FetchEntry, knobs: SyntheticSettings) -> Iterator[t
     for template in spec.extras:
         for member in sorted({template.format(label=label) for label in labels_of(spec)}):
             yield member, lambda member=member: stand_in_bytes(member)
-    if spec.table:
-        yield spec.table.member, lambda table=spec.table: table_bytes(spec, table, planned)
+    for table in [spec.table] if spec.table else []:
+        yield table.member, lambda table=table: table_bytes(spec, table, planned)
+    for table in spec.more_tables:
+        yield table.member, lambda table=table: table_bytes(spec, table, planned)
+    for member, share in spec.findings.lists.items() if spec.findings else []:
+        yield member, lambda member=member, share=share: list_bytes(spec, planned, member, share)
 
 
 def write_archive(dataset: FetchEntry, knobs: SyntheticSettings, destination: Path) -> int:

@@ -15,12 +15,13 @@ import math
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from medimage.archives.reading import MB, Limits, checked_members, member_stem, member_suffix
 from medimage.errors import PipelineError
-from medimage.settings.restructure import LabelTable
+from medimage.manifest import Target, Targets
+from medimage.settings.restructure import LabelTable, MultiLabel
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
 MULTI_LABEL_SEPARATOR = "|"  # NIH ChestX-ray14 "Atelectasis|Effusion"
@@ -151,12 +152,18 @@ def one_hot_label(row: dict[str, str], columns: list[str]) -> str | None:
     return columns[values.index(top)]
 
 
+POLICY_VALUES: dict[str, Target] = {"ignore": None, "positive": 1, "negative": 0}
+# CheXpert's cells: 1.0 positive, 0.0 negative, -1.0 uncertain, blank not mentioned
+CODE_VALUES: dict[str, Target | str] = {"1": 1, "1.0": 1, "0": 0, "0.0": 0, "-1": "uncertain", "-1.0": "uncertain"}
+
+
 @dataclass(frozen=True)
 class TableLabel:
-    label: str
+    label: str  # "" for a multi-label set: its labels are `targets`
     group: str
     split: str | None  # the archive's split from the table or the list files; None: from the layout
     metadata: tuple[str, ...] = ()  # the cells of the registry's labels.metadata columns, in their order
+    targets: Targets = ()
 
 
 @dataclass
@@ -173,15 +180,17 @@ class TableLabels:
 
     def key_of(self, member: str) -> str:
         """The table key that names the member: the longest end of its path, without the extension, that the
-        table holds (a path id matches its folders too); the file name without the extension otherwise."""
+        table holds (a path id matches its folders too), the whole path where none is (files of one name lie in
+        many folders: CheXpert's view1_frontal.jpg); the file name without the extension in a table of names."""
         name = image_key(member)
-        if self.by_path:
-            folders = member.split("/")[:-1]
-            for start in range(len(folders)):
-                candidate = "/".join([*folders[start:], name])
-                if candidate in self.by_key:
-                    return candidate
-        return name
+        if not self.by_path:
+            return name
+        folders = member.split("/")[:-1]
+        for start in range(len(folders)):
+            candidate = "/".join([*folders[start:], name])
+            if candidate in self.by_key:
+                return candidate
+        return "/".join([*folders, name])
 
     def lookup(self, key: str) -> TableLabel | None:
         """The label of a table key (`key_of`), noting that an image was found for it."""
@@ -189,6 +198,12 @@ class TableLabels:
         if found is not None:
             self.used.add(key)
         return found
+
+    @cached_property
+    def target_names(self) -> list[str]:
+        """A multi-label set's labels ([] for one label per image)."""
+        first = next(iter(self.by_key.values()), None)
+        return [name for name, _ in first.targets] if first else []
 
     def missing_images(self) -> list[str]:
         """Table ids no image was found for."""
@@ -229,7 +244,7 @@ def build_labels(
     several = sum(multi_label_cells(rows, column) for column in spec.per_image.values())
     several += multi_label_cells(rows, spec.label_column) if spec.label_column else 0
     several += one_hot_several(rows, spec.one_hot) if spec.one_hot else 0
-    if several:
+    if several and spec.multi_label is None:
         label_columns = [spec.label_column] if spec.label_column else [*spec.per_image.values()] or spec.one_hot
         how = f"{'column' if len(label_columns) == 1 else 'columns'} {', '.join(map(repr, label_columns))}"
         raise PipelineError(
@@ -240,35 +255,89 @@ def build_labels(
     split_of_key = _split_lists(spec, read, image_suffixes, canonical_split)
     names = {str(raw): readable for raw, readable in spec.names.items()}
     labels = TableLabels(by_key={})
-    for row, id_column, raw in _labelled_cells(rows, spec):
+    values_of_key: dict[str, dict[str, Target]] = {}  # multi-label: every label the row sets, with its value
+    for row, id_column, raw in _labelled_cells(rows, spec, where):
         key = id_key(row.get(id_column, ""), image_suffixes)
         if not key:
             continue
-        if not raw:
+        if raw is None or raw == "":  # a multi-label row of no finding is {}: labelled
             labels.rows_without_label += 1
             continue
         row = joined.get(key, {}) | row
         split = canonical_split(row[spec.split_column]) if spec.split_column else split_of_key.get(key)
         group = row.get(spec.group_column, "") if spec.group_column else ""
-        found = TableLabel(names.get(raw, raw), group, split, tuple(row.get(column, "") for column in spec.metadata))
+        label = "" if isinstance(raw, dict) else names.get(raw, raw)
+        found = TableLabel(label, group, split, tuple(row.get(column, "") for column in spec.metadata))
+        if isinstance(raw, dict):
+            found = replace(found, targets=tuple(sorted(raw.items())))
         known = labels.by_key.setdefault(key, found)
         if known != found:
+            first, second = known.label or known.targets, found.label or found.targets
             raise PipelineError(
-                f"label table {spec.table!r} gives image {key!r} two labels or groups: {known.label!r} "
-                f"(group {known.group!r}) and {found.label!r} (group {found.group!r}); fix the table or ignore it"
+                f"label table {spec.table!r} gives image {key!r} two labels or groups: {first!r} (group "
+                f"{known.group!r}) and {second!r} (group {found.group!r}); fix the table or ignore it"
             )
+        if isinstance(raw, dict):
+            values_of_key[key] = raw
+    if spec.multi_label is not None:
+        every = sorted({name for values in values_of_key.values() for name in values} | _label_columns(spec))
+        for key, values in values_of_key.items():
+            targets = tuple((name, values.get(name, 0)) for name in every)  # a label a cell leaves out: absent
+            labels.by_key[key] = replace(labels.by_key[key], targets=targets)
     return labels
 
 
-def _labelled_cells(rows: Table, spec: LabelTable) -> Iterator[tuple[dict[str, str], str, str | None]]:
+Raw = str | dict[str, Target] | None  # one label, a multi-label set's values by label, or none found
+
+
+def _labelled_cells(rows: Table, spec: LabelTable, where: str) -> Iterator[tuple[dict[str, str], str, Raw]]:
     """(row, the column naming the image, its raw label) for every image a row names: one, or several (per_image)."""
     for row in rows:
         if spec.per_image:
             for id_column, label_column in spec.per_image.items():
-                yield row, id_column, row.get(label_column, "")
+                yield row, id_column, _raw_label(row, label_column, spec, where)
         else:
-            raw = row.get(spec.label_column, "") if spec.label_column else one_hot_label(row, spec.one_hot)
-            yield row, spec.id_column, raw
+            yield row, spec.id_column, _raw_label(row, spec.label_column, spec, where)
+
+
+def _raw_label(row: dict[str, str], column: str | None, spec: LabelTable, where: str) -> Raw:
+    cell = row.get(column, "") if column else ""
+    if spec.multi_label is None:
+        return cell if column else one_hot_label(row, spec.one_hot)
+    if column:
+        return joined_values(cell, spec.multi_label, spec.names) if cell else None
+    return coded_values(row, spec, where)
+
+
+def joined_values(cell: str, multi: MultiLabel, names: dict[str, str]) -> dict[str, Target]:
+    """The labels a cell joins (`Effusion|Mass`), each 1; the none value (`No Finding`) sets no label."""
+    parts = [part.strip() for part in cell.split(multi.separator)]
+    return {names.get(part, part): 1 for part in parts if part and part not in multi.none}
+
+
+def _label_columns(spec: LabelTable) -> set[str]:
+    """A multi-hot table's labels: its one_hot columns (through `names`) but those meaning no finding."""
+    return {spec.names.get(column, column) for column in spec.one_hot if column not in spec.multi_label.none}
+
+
+def coded_values(row: dict[str, str], spec: LabelTable, where: str) -> dict[str, Target]:
+    """Every one_hot column's value: 1 / 0, CheXpert's -1 (uncertain) and blank cells by the registry's policies."""
+    multi = spec.multi_label
+    values: dict[str, Target] = {}
+    for column in spec.one_hot:
+        if column in multi.none:
+            continue
+        cell = row.get(column, "")
+        code = CODE_VALUES.get(cell, "blank" if not cell else None)
+        if code is None:
+            raise PipelineError(
+                f"column {column!r} of {spec.table!r} holds {cell[:40]!r}, none of 1, 0, -1 (uncertain) or blank "
+                f"({where}: labels.one_hot)"
+            )
+        if isinstance(code, str):
+            code = POLICY_VALUES[multi.uncertain if code == "uncertain" else multi.blank]
+        values[spec.names.get(column, column)] = code
+    return values
 
 
 def _joined_rows(

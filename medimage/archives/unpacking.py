@@ -10,6 +10,7 @@ import hashlib
 import unicodedata
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -113,20 +114,25 @@ def checked_folders(split: str, label: str, where: str) -> tuple[str, str]:
     return checked_split, folder_name(label, "label", f"{where}: labels.names") if label else ""
 
 
-def with_table_label(placement: Placement, labels: TableLabels, key: str) -> Placement | None:
+def with_table_label(
+    placement: Placement, labels: TableLabels, key: str, patient_of: Callable[[str], str]
+) -> Placement | None:
     """The placement with the label, group and split the table gives `key`; a table that names images by path
-    names their files by it too (CheXpert's view1_frontal.jpg is in every study)."""
+    names their files by it too (CheXpert's view1_frontal.jpg is in every study), and the registry's patient_id
+    rule then reads the patient from it (its patient00001 folder)."""
     found = labels.lookup(key)
     if found is None:
         return None
     if labels.by_path:
         extension = placement.file[len(image_key(placement.file)) :]
-        placement = replace(placement, file=key.replace("/", "_") + extension)
+        file = key.replace("/", "_") + extension
+        placement = replace(placement, file=file, group=patient_of(file))
     return replace(
         placement,
         label=found.label,
         group=found.group or placement.group,
         source_split=found.split or placement.source_split,
+        targets=found.targets,
     )
 
 
@@ -163,7 +169,7 @@ def plan_members(
                 plan.duplicate_copies.append(name)
                 continue
             image_of_key[key] = name
-            placement = with_table_label(placement, labels, key)
+            placement = with_table_label(placement, labels, key, layout.patient_of)
             if placement is None:
                 plan.unlabelled.append(name)
                 continue
@@ -189,6 +195,13 @@ def plan_members(
     if labels is not None:
         plan.missing_images = labels.missing_images()
         plan.rows_without_label = labels.rows_without_label
+        for name in labels.target_names:
+            folder_name(name, "label", f"{where}: labels.names")  # a label names a column, a page entry, an output
+            spellings.refuse_look_alike(name, "label")
+            if manifest.JOINED in name:
+                raise PipelineError(
+                    f"label {name!r} holds {manifest.JOINED!r}; map it to a plain name ({where}: labels.names)"
+                )
     if not plan.placed:
         found = f"; {len(plan.unlabelled)} images have no row in {dataset.labels.table}" if plan.unlabelled else ""
         raise PipelineError(
@@ -207,9 +220,14 @@ def summarise(rows: list[InterimRow], skipped: list[Skipped], plan: Plan) -> dic
     hashes = Counter(row.sha256 for row in rows)
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
-        counts.setdefault(row.source_split, {}).setdefault(row.label, 0)
-        counts[row.source_split][row.label] += 1
+        split = counts.setdefault(row.source_split, {})
+        for label in [name for name, value in row.targets if value == 1] if row.targets else [row.label]:
+            split[label] = split.get(label, 0) + 1  # a multi-label set: positives per label
     reasons = Counter(item.reason for item in skipped)
+    values = {name: {"positive": 0, "negative": 0, "unknown": 0} for name in manifest.class_names(rows)}
+    for row in rows:
+        for name, value in row.targets:
+            values[name]["unknown" if value is None else "positive" if value else "negative"] += 1
     return {
         "images": len(rows),
         "skipped": {
@@ -222,6 +240,7 @@ def summarise(rows: list[InterimRow], skipped: list[Skipped], plan: Plan) -> dic
         "duplicates": sum(count for count in hashes.values() if count > 1),
         "extension_mismatch": sum(extension_mismatch(row) for row in rows),
         "counts": {split: dict(sorted(labels.items())) for split, labels in sorted(counts.items())},
+        **({"label_values": values} if manifest.is_multi_label(rows) else {}),
         "ignored_by_rule": dict(sorted(plan.ignored_by_rule.items())),
         "unmatched": len(plan.unmatched),
         "unmatched_examples": sorted(plan.unmatched)[:5],
@@ -261,7 +280,7 @@ def take_member(
     (staging / placement.path).write_bytes(data)
     return InterimRow(
         path=placement.path,
-        label=placement.label,
+        label=placement.label or manifest.joined_positives(placement.targets),
         source_split=placement.source_split,
         member=name,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -271,6 +290,7 @@ def take_member(
         channels=image.channels,
         bytes=len(data),
         format=image.format,
+        targets=placement.targets,
     )
 
 

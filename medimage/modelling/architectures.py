@@ -38,7 +38,7 @@ def augmentation(settings: TrainSettings, seed: int) -> keras.Sequential | None:
     return keras.Sequential(steps, name="augmentation") if steps else None
 
 
-def small_cnn(inputs: keras.KerasTensor, classes: int) -> keras.KerasTensor:
+def small_cnn(inputs: keras.KerasTensor, classes: int, activation: str) -> keras.KerasTensor:
     x = layers.Rescaling(1.0 / 255)(inputs)
     for filters in (16, 32, 64):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
@@ -47,7 +47,7 @@ def small_cnn(inputs: keras.KerasTensor, classes: int) -> keras.KerasTensor:
     # Max, not average: "is this pattern anywhere" learns in far fewer steps than "how much of it on average"
     x = layers.GlobalMaxPooling2D()(x)
     x = layers.Dropout(0.2)(x)
-    return layers.Dense(classes, activation="softmax", dtype="float32")(x)  # float32 softmax also under mixed_float16
+    return layers.Dense(classes, activation=activation, dtype="float32")(x)  # float32 output also under mixed_float16
 
 
 def load_backbone(name: str, settings: TrainSettings) -> keras.Model:
@@ -69,20 +69,24 @@ def load_backbone(name: str, settings: TrainSettings) -> keras.Model:
         ) from None
 
 
-def build_model(settings: TrainSettings, classes: int) -> tuple[keras.Model, keras.Model | None]:
-    """The model, and its backbone (None for the small CNN) so that training can freeze and unfreeze it."""
+def build_model(
+    settings: TrainSettings, classes: int, multi_label: bool = False
+) -> tuple[keras.Model, keras.Model | None]:
+    """The model, and its backbone (None for the small CNN) so that training can freeze and unfreeze it. One
+    softmax over the classes, or for a multi-label set one sigmoid per label."""
+    activation = "sigmoid" if multi_label else "softmax"
     inputs = keras.Input((settings.image_size, settings.image_size, 3), name="pixels")
     augment = augmentation(settings, settings.seed)
     x = augment(inputs) if augment is not None else inputs
     if settings.model == "small_cnn":
-        return keras.Model(inputs, small_cnn(x, classes), name="small_cnn"), None
+        return keras.Model(inputs, small_cnn(x, classes, activation), name="small_cnn"), None
     backbone = load_backbone(settings.model, settings)
     _, preprocess = BACKBONES[settings.model]
     x = preprocess()(x)
     backbone.trainable = False
     x = backbone(x, training=False)  # BatchNorm stays in inference mode, also when fine-tuning
     x = layers.Dropout(0.2)(x)
-    outputs = layers.Dense(classes, activation="softmax", dtype="float32")(x)
+    outputs = layers.Dense(classes, activation=activation, dtype="float32")(x)
     return keras.Model(inputs, outputs, name=settings.model), backbone
 
 

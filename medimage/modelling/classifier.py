@@ -25,3 +25,5 @@ class Classifier:
     split_probabilities: Callable[[ImageSet, Path], np.ndarray]
     # each image with the heat of the given class drawn over it (uint8 BGR); None where the family has no saliency
     overlays: Callable[[np.ndarray, np.ndarray], list[np.ndarray]] | None
+    # several labels per image: `probabilities` are each label's own (sigmoid), not one distribution over classes
+    multi_label: bool = False

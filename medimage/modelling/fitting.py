@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
 from medimage.atomic import write_json
+from medimage.errors import PipelineError
 from medimage.modelling import architectures, cluster, distributed, opencv_loader, resume
 from medimage.modelling.keras_family import configure
 from medimage.modelling.keras_loader import corrupt_images_named, data_for
@@ -54,13 +56,17 @@ def fit(
     replicas = strategy.num_replicas_in_sync if strategy else 1
     per_step = settings.model_copy(update={"batch_size": settings.batch_size * replicas})  # batch_size is per replica
     train_labels = opencv_loader.image_set(processed, "train", names).labels
-    weights = class_weights(train_labels, len(names), settings)
+    multi_label = train_labels.ndim == 2
+    if multi_label and settings.distribute == "multi_worker":
+        raise PipelineError("train.distribute multi_worker does not train multi-label sets yet; use none or mirrored")
+    weights = None if multi_label else class_weights(train_labels, len(names), settings)
+    loss = masked_binary_crossentropy(label_weights(train_labels, settings)) if multi_label else None
     if strategy:
         steps = math.ceil(len(train_labels) / per_step.batch_size)
         log.info("%s: %d replica(s) in sync, global batch %d", settings.distribute, replicas, per_step.batch_size)
         log.info("%d steps per epoch", steps)
     with strategy.scope() if strategy else nullcontext(), tempfile.TemporaryDirectory(prefix="train-cache-") as scratch:
-        model, backbone = architectures.build_model(settings, len(names))
+        model, backbone = architectures.build_model(settings, len(names), multi_label)
         train = data_for(processed, "train", names, per_step, True, Path(scratch))
         if settings.distribute == "multi_worker":  # Keras' fit cannot run under MultiWorkerMirroredStrategy: our loop
             with corrupt_images_named([processed / "train"]):
@@ -72,15 +78,17 @@ def fit(
             has_val = (processed / "val").is_dir()
             val = data_for(processed, "val", names, per_step, False, Path(scratch)) if has_val else None
             with corrupt_images_named([processed / "train", *([processed / "val"] if has_val else [])]):
-                epochs, unfrozen = fit_phases(model, backbone, train, val, weights, callbacks, backup, settings)
+                epochs, unfrozen = fit_phases(model, backbone, train, val, weights, callbacks, backup, settings, loss)
     summary = {
         "epochs": epochs,
         "unfrozen_layers": unfrozen,
-        "class_weight": weights,
+        "class_weight": label_weights(train_labels, settings) if multi_label else weights,
         "early_stopping": has_val,
         "dtype_policy": keras.mixed_precision.global_policy().name,
         "jit_compile": settings.jit_compile,
     }
+    if multi_label:  # written only then: a single-label model's train.json is as it was
+        summary["multi_label"] = True
     if strategy:
         summary |= {"distribute": settings.distribute, "replicas": replicas, "global_batch": per_step.batch_size}
     return model, summary
@@ -94,6 +102,53 @@ def class_weights(train_labels: np.ndarray, classes: int, settings: TrainSetting
     return {index: float(value) for index, value in enumerate(values)}
 
 
+def label_weights(labels: np.ndarray, settings: TrainSettings) -> dict[str, list[float]] | None:
+    """A multi-label set's train.class_weight: balanced weighs each label's positives and negatives by the inverse
+    of their share of that label's known values, as scikit-learn's balanced does for one binary label."""
+    if settings.class_weight != "balanced":
+        return None
+    known = ~np.isnan(labels)
+    positives, negatives = (np.sum(known & (labels == value), axis=0) for value in (1, 0))
+    total = positives + negatives
+
+    def weigh(counts: np.ndarray) -> list[float]:
+        return [
+            round(float(all_known / (2 * count)), 6) if count else 1.0
+            for all_known, count in zip(total, counts, strict=True)
+        ]
+
+    return {"positive": weigh(positives), "negative": weigh(negatives)}
+
+
+def masked_binary_crossentropy(weights: dict[str, list[float]] | None) -> Callable:
+    """Binary cross-entropy per label, left out where the label is unknown (NaN), averaged over the known labels
+    of each image; positives and negatives weighed per label (`label_weights`)."""
+    positive = tf.constant(weights["positive"], tf.float32) if weights else 1.0
+    negative = tf.constant(weights["negative"], tf.float32) if weights else 1.0
+
+    def loss(truth: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
+        known = tf.logical_not(tf.math.is_nan(truth))
+        target = tf.where(known, truth, 0.0)
+        p = tf.clip_by_value(tf.cast(probabilities, tf.float32), keras.config.epsilon(), 1 - keras.config.epsilon())
+        cells = -(target * tf.math.log(p) * positive + (1 - target) * tf.math.log(1 - p) * negative)
+        cells = tf.where(known, cells, 0.0)
+        return tf.reduce_sum(cells, -1) / tf.maximum(tf.reduce_sum(tf.cast(known, tf.float32), -1), 1.0)
+
+    return loss
+
+
+def masked_accuracy(truth: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
+    """The share of an image's known labels decided right at 0.5 (a multi-label set's training accuracy)."""
+    known = tf.logical_not(tf.math.is_nan(truth))
+    decided = tf.round(tf.cast(probabilities, tf.float32))
+    right = tf.logical_and(known, tf.equal(tf.where(known, truth, 0.0), decided))
+    counted = tf.maximum(tf.reduce_sum(tf.cast(known, tf.float32), -1), 1.0)
+    return tf.reduce_sum(tf.cast(right, tf.float32), -1) / counted
+
+
+masked_accuracy.__name__ = "accuracy"  # the curves' key, as for one label per image
+
+
 def fit_phases(
     model: keras.Model,
     backbone: keras.Model | None,
@@ -103,6 +158,7 @@ def fit_phases(
     callbacks: list[keras.callbacks.Callback],
     backup: Path,
     settings: TrainSettings,
+    loss: Callable | None = None,
 ) -> tuple[int, int]:
     """Keras' fit: the head (or the whole small model), then the backbone's top layers where asked; stopped early on
     val_loss where there is a val split. The epochs run in all and the layers unfrozen."""
@@ -111,7 +167,7 @@ def fit_phases(
             "val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
         )
         callbacks = [*callbacks, stop]
-    phase = Phase(model, train, val, weights, callbacks, backup, settings.jit_compile)
+    phase = Phase(model, train, val, weights, callbacks, backup, settings.jit_compile, loss)
     epochs = phase.run("train", settings.learning_rate, 0, settings.epochs)
     if backbone is None or settings.fine_tune_layers == 0 or settings.fine_tune_epochs == 0:
         return epochs, 0
@@ -132,6 +188,7 @@ class Phase:
         callbacks: list,
         backup: Path,
         jit_compile: bool,
+        loss: Callable | None = None,  # a multi-label set's masked loss; else sparse categorical cross-entropy
     ) -> None:
         self.model, self.train, self.val, self.class_weight, self.callbacks, self.backup = (
             model,
@@ -142,6 +199,7 @@ class Phase:
             backup,
         )
         self.jit_compile = jit_compile
+        self.loss = loss
 
     def run(self, name: str, learning_rate: float, first_epoch: int, last_epoch: int) -> int:
         """Train epochs [first_epoch, last_epoch) (fewer if stopped early); return how many the phase ran in all."""
@@ -159,8 +217,8 @@ class Phase:
             log.info("%s: resuming after epoch %d of %d (backup in %s)", name, resumed, last_epoch, checkpoints)
         self.model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            loss=self.loss or "sparse_categorical_crossentropy",
+            metrics=[masked_accuracy if self.loss else "accuracy"],
             jit_compile=self.jit_compile,
         )
         keep = keras.callbacks.BackupAndRestore(str(checkpoints), double_checkpoint=True, delete_checkpoint=False)

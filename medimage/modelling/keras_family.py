@@ -33,14 +33,18 @@ def load(model_dir: Path, names: list[str], summary: dict, settings: TrainSettin
     import keras
     import tensorflow as tf
 
-    from medimage.modelling.keras_loader import OpenCVBatches, corrupt_images_named, split_folder
+    from medimage.modelling.keras_loader import OpenCVBatches, corrupt_images_named, manifest_images, split_folder
 
     configure(settings)
-    model = keras.saving.load_model(model_dir / KERAS_MODEL)
+    model = keras.saving.load_model(model_dir / KERAS_MODEL, compile=False)  # scoring needs no loss (nor its code)
 
     def split_probabilities(images: opencv_loader.ImageSet, folder: Path) -> np.ndarray:
         if settings.loader == "opencv":
             return model.predict(OpenCVBatches(images, settings, shuffle=False), verbose=0)
+        if images.multi_label:
+            with corrupt_images_named([folder]):
+                batched = manifest_images(images, settings, settings.batch_size)
+                return model.predict(batched.prefetch(tf.data.AUTOTUNE), verbose=0)
         dataset = split_folder(folder, names, settings, batch_size=settings.batch_size)
         row_of = {Path(path).resolve(): row for row, path in enumerate(dataset.file_paths)}
         with corrupt_images_named([folder]):
@@ -59,4 +63,5 @@ def load(model_dir: Path, names: list[str], summary: dict, settings: TrainSettin
         lambda pixels: model.predict(pixels, verbose=0),
         split_probabilities,
         grad_cam_overlays,
+        summary.get("multi_label", False),
     )

@@ -106,15 +106,23 @@ def split_folder(folder: Path, names: list[str], settings: TrainSettings, batch_
             interpolation="bilinear",
             verbose=False,
         )
-    return decoded_by_opencv([str(path) for path, _ in files], [index for _, index in files], settings, batch_size)
+    paths, labels = [str(path) for path, _ in files], np.array([index for _, index in files], np.int32)
+    return listed_files(paths, labels, settings, batch_size)
 
 
-def decoded_by_opencv(
-    paths: list[str], labels: list[int], settings: TrainSettings, batch_size: int | None
+def manifest_images(images: opencv_loader.ImageSet, settings: TrainSettings, batch_size: int | None) -> tf.data.Dataset:
+    """A multi-label split (no label folders) in the manifest's order, its label matrix (NaN unknown) beside."""
+    return listed_files([str(path) for path in images.paths], images.labels, settings, batch_size)
+
+
+def listed_files(
+    paths: list[str], labels: np.ndarray, settings: TrainSettings, batch_size: int | None
 ) -> tf.data.Dataset:
-    """What `image_dataset_from_directory` gives (RGB, full decode, bilinear resize in the graph, int32 labels),
-    for files TensorFlow cannot read."""
+    """What `image_dataset_from_directory` gives (RGB, full decode, bilinear resize in the graph), for the files
+    listed: decoded by TensorFlow as Keras decodes them where it can read all of them, by OpenCV otherwise
+    (TensorFlow cannot decode TIFF)."""
     side = settings.image_size
+    by_tensorflow = all(Path(path).suffix.lower() in KERAS_LISTED for path in paths)
 
     def decode(path: bytes) -> np.ndarray:
         image = cv2.imdecode(np.fromfile(path.decode(), np.uint8), cv2.IMREAD_COLOR)
@@ -123,22 +131,23 @@ def decoded_by_opencv(
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def load(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
+        if by_tensorflow:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        else:
+            image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
         image.set_shape([None, None, 3])
         return tf.image.resize(image, (side, side), method="bilinear"), label
 
-    pairs = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, tf.int32)))
+    pairs = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels)))
     dataset = pairs.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size) if batch_size else dataset
     dataset.file_paths = paths
     return dataset
 
 
-def folder_dataset(
-    folder: Path, names: list[str], settings: TrainSettings, shuffle: bool, cache_file: Path
-) -> tf.data.Dataset:
+def for_training(dataset: tf.data.Dataset, settings: TrainSettings, shuffle: bool, cache_file: Path) -> tf.data.Dataset:
     """A split for training: decoded once into a file cache, reshuffled each epoch when asked, batched, prefetched."""
-    dataset = split_folder(folder, names, settings, batch_size=None).cache(str(cache_file))
+    dataset = dataset.cache(str(cache_file))
     if shuffle:
         dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=settings.seed, reshuffle_each_iteration=True)
     options = tf.data.Options()
@@ -151,6 +160,11 @@ def data_for(
     processed: Path, split: str, names: list[str], settings: TrainSettings, shuffle: bool, scratch: Path
 ) -> tf.data.Dataset | OpenCVBatches:
     """A split as the configured loader gives it to Keras; decoded images are cached under `scratch`."""
-    if settings.loader == "keras":
-        return folder_dataset(processed / split, names, settings, shuffle, scratch / f"{split}.cache")
-    return OpenCVBatches(opencv_loader.image_set(processed, split, names), settings, shuffle, scratch / f"{split}.npy")
+    images = opencv_loader.image_set(processed, split, names)
+    if settings.loader == "opencv":
+        return OpenCVBatches(images, settings, shuffle, scratch / f"{split}.npy")
+    if images.multi_label:
+        listed = manifest_images(images, settings, batch_size=None)
+    else:
+        listed = split_folder(processed / split, names, settings, batch_size=None)
+    return for_training(listed, settings, shuffle, scratch / f"{split}.cache")

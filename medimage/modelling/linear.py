@@ -51,16 +51,46 @@ def features(images: opencv_loader.ImageSet, settings: TrainSettings) -> np.ndar
     return np.array(rows, dtype=np.float32)
 
 
-def train(images: opencv_loader.ImageSet, settings: TrainSettings) -> Pipeline:
-    model = make_pipeline(
+def regression(settings: TrainSettings) -> Pipeline:
+    return make_pipeline(
         StandardScaler(),
         LogisticRegression(**REGRESSION, class_weight=settings.class_weight, random_state=settings.seed),
     )
-    model.fit(features(images, settings), images.labels)
-    return model
 
 
-def save(model: Pipeline, folder: Path) -> None:
+class PerLabel:
+    """A multi-label set's model: one logistic regression per label, fitted on the images whose value of that
+    label is known; a label that is all one value there gets that constant. `predict_proba` gives each label's
+    probability of being present, images x labels, as the Keras sigmoid outputs do."""
+
+    def __init__(self, settings: TrainSettings) -> None:
+        self.settings = settings
+        self.models: list[Pipeline | float] = []
+
+    def fit(self, rows: np.ndarray, labels: np.ndarray) -> PerLabel:
+        for column in labels.T:
+            known = ~np.isnan(column)
+            values = column[known].astype(int)
+            if len(np.unique(values)) < 2:
+                self.models.append(float(values[0]) if len(values) else 0.5)
+            else:
+                self.models.append(regression(self.settings).fit(rows[known], values))
+        return self
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        columns = [
+            np.full(len(rows), model) if isinstance(model, float) else model.predict_proba(rows)[:, 1]
+            for model in self.models
+        ]
+        return np.stack(columns, axis=1) if columns else np.zeros((len(rows), 0))
+
+    def score(self, rows: np.ndarray, labels: np.ndarray) -> float:
+        """The share of known label values decided right at 0.5."""
+        known = ~np.isnan(labels)
+        return float(np.mean((self.predict_proba(rows) >= 0.5)[known] == (labels[known] == 1)))
+
+
+def save(model: Pipeline | PerLabel, folder: Path) -> None:
     joblib.dump(model, folder / MODEL_FILE)
 
 
@@ -72,10 +102,11 @@ def fit_and_save(
 ) -> dict:
     """Fit on the train split (one pass: no epochs to back up) and write model.joblib into `staging`."""
     images = opencv_loader.image_set(processed, "train", names)
-    model = train(images, settings)
+    rows = features(images, settings)
+    model = (PerLabel(settings) if images.multi_label else regression(settings)).fit(rows, images.labels)
     save(model, staging)
-    live.log_metric("accuracy", float(model.score(features(images, settings), images.labels)))
-    return {"epochs": 1}
+    live.log_metric("accuracy", float(model.score(rows, images.labels)))
+    return {"epochs": 1} | ({"multi_label": True} if images.multi_label else {})
 
 
 def load(model_dir: Path, names: list[str], summary: dict, settings: TrainSettings) -> Classifier:
@@ -87,4 +118,12 @@ def load(model_dir: Path, names: list[str], summary: dict, settings: TrainSettin
     def split_probabilities(images: opencv_loader.ImageSet, folder: Path) -> np.ndarray:
         return pipeline.predict_proba(features(images, settings))
 
-    return Classifier(summary["model"], names, summary["image_size"], probabilities, split_probabilities, None)
+    return Classifier(
+        summary["model"],
+        names,
+        summary["image_size"],
+        probabilities,
+        split_probabilities,
+        None,
+        summary.get("multi_label", False),
+    )

@@ -24,7 +24,10 @@ from medimage.decoding import decode_or_fail
 
 @dataclass(frozen=True)
 class ImageSet:
-    """The images of one split: paths, integer labels in class order, and their stored sizes."""
+    """The images of one split: paths, labels in class order, and their stored sizes.
+
+    `labels` are integer class indices, or for a multi-label set an images x labels float32 matrix of 1, 0 and
+    NaN (unknown)."""
 
     paths: list[Path]
     labels: np.ndarray
@@ -35,6 +38,10 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
+
 
 def class_names(processed: Path) -> list[str]:
     return manifest.class_names(manifest.read_processed(processed))
@@ -44,15 +51,32 @@ def image_set(
     processed: Path, split: str, names: list[str], rows: Sequence[manifest.ProcessedRow] | None = None
 ) -> ImageSet:
     """One split of the processed manifest (`rows`, where the caller has read it already)."""
-    rows = [row for row in (manifest.read_processed(processed) if rows is None else rows) if row.split == split]
+    every = manifest.read_processed(processed) if rows is None else rows
+    rows = [row for row in every if row.split == split]
     index = {name: position for position, name in enumerate(names)}
+    if manifest.is_multi_label(every):
+        labels = target_matrix(rows, names)
+    else:
+        labels = np.array([index[row.label] for row in rows], dtype=np.int64)
     return ImageSet(
         paths=[processed / row.path for row in rows],
-        labels=np.array([index[row.label] for row in rows], dtype=np.int64),
+        labels=labels,
         sizes=[row.size for row in rows],
         class_names=names,
         groups=[row.group for row in rows],
     )
+
+
+def target_matrix(rows: Sequence[manifest.ProcessedRow], names: list[str]) -> np.ndarray:
+    """Images x labels: 1, 0, NaN where the label is unknown."""
+    matrix = np.full((len(rows), len(names)), np.nan, np.float32)
+    for position, row in enumerate(rows):
+        for column, (name, value) in enumerate(row.targets):
+            if name != names[column]:
+                raise ValueError(f"label {name!r} of {row.path} is not {names[column]!r}: rerun split")
+            if value is not None:
+                matrix[position, column] = value
+    return matrix
 
 
 def load_image(path: Path, size: tuple[int, int] | None, target: int) -> np.ndarray:

@@ -261,7 +261,7 @@ def subgroup_value(column: str, cell: str) -> str:
     """A metadata cell as a subgroup: ages in bands of ten years (a number a band apart from its neighbours)."""
     if not cell:
         return "unknown"
-    if column.lower() == "age":
+    if "age" in column.lower().replace("_", " ").split():  # age, Age, Patient Age
         try:
             decade = int(float(cell)) // 10 * 10
         except ValueError:
@@ -279,10 +279,12 @@ def subgroups(
     point: OperatingPoint,
     attributes: dict[str, Sequence[str]],
     settings: EvaluateSettings,
+    metrics: dict[str, Metric] | None = None,
 ) -> dict[str, list[dict]]:
     """Per attribute of the test images (the original split, grey or colour, ...) that takes two values or more:
-    each value's images, accuracy and ROC AUC, with intervals resampling its patients as the headline's do."""
-    metrics: dict[str, Metric] = {
+    each value's images, accuracy and ROC AUC (or the `metrics` given), with intervals resampling its patients
+    as the headline's do."""
+    metrics = metrics or {
         "accuracy": lambda truth, drawn: accuracy(truth, point.decide(drawn)),
         "roc_auc": macro_roc_auc,
     }

@@ -43,6 +43,17 @@ class SyntheticTable(Strict):
     member: str
     columns: dict[str, str]  # column -> its cell's template: the file name's fields and {stem}, the file's stem
     splits: list[str] | None = None  # archive splits whose images have a row (the others ship unlabelled); None: all
+    with_findings: bool = False  # a row per finding of each image (a localisation table such as NIH's boxes)
+
+
+class SyntheticFindings(Strict):
+    """Several labels per image (NIH ChestX-ray14): each drawn independently at its real prevalence, each with a
+    shape of its own in the image; {findings} in a table cell joins them (or names `none`)."""
+
+    prevalence: dict[str, float]  # label -> share of images that have it
+    none: str = "No Finding"
+    separator: str = "|"
+    lists: dict[str, float] = {}  # member -> share of patients whose image names it lists (official split lists)
 
 
 class SyntheticSpec(Strict):
@@ -73,6 +84,8 @@ class SyntheticSpec(Strict):
     masks: CopyRule | None = None  # a mask image per image, its member path made by prefix replacement
     extras: list[str] = []  # non-image members ({label} expands per label)
     table: SyntheticTable | None = None  # labels in a table instead of folders
+    more_tables: list[SyntheticTable] = []  # other tables beside it (boxes, metadata)
+    findings: SyntheticFindings | None = None  # several labels per image (counts then name one label each split)
 
     @model_validator(mode="after")
     def _every_label_has_names(self) -> SyntheticSpec:

@@ -26,6 +26,28 @@ class JoinedTable(Strict):
     id_column: str
 
 
+Policy = Literal["ignore", "positive", "negative"]
+
+
+class MultiLabel(Strict):
+    """Several labels per image (NIH ChestX-ray14, CheXpert, ODIR): every label's value is 1, 0 or unknown."""
+
+    separator: str = "|"  # label_column and per_image cells: the labels of one image joined by this
+    # values (label_column, per_image) or one_hot columns that mean no finding at all: never a label of their own
+    none: list[str] = []
+    # one_hot cells coded -1 (CheXpert's uncertain), and blank cells: ignore (unknown: masked in the loss, left out
+    # of that label's scores), positive or negative
+    uncertain: Policy = "ignore"
+    blank: Policy = "negative"
+
+    @field_validator("separator")
+    @classmethod
+    def _visible_separator(cls, separator: str) -> str:
+        if not separator.strip():
+            raise ValueError("the separator must hold a visible character (|, ;, , or the full-width comma)")
+        return separator
+
+
 class LabelTable(Strict):
     """Labels from a table inside the archive instead of from folder names (HAM10000, APTOS, ISIC 2019, ...)."""
 
@@ -36,7 +58,9 @@ class LabelTable(Strict):
     group_column: str | None = None  # patient or lesion id: kept in one split like patient_id; empty cell: own group
     split_column: str | None = None  # the archive's own split per row (through split_map)
     split_lists: dict[str, str] = {}  # or archive split -> member listing its image names, one per line
-    names: dict[str, str] = {}  # label value -> readable name (APTOS 0: no_dr), for folders, reports and plots
+    # label value -> readable name (APTOS 0: no_dr), for folders, reports and plots; with multi_label several values
+    # may share a name (ODIR's keywords -> its classes)
+    names: dict[str, str] = {}
     # more columns carried per image into data/interim/<ds>/metadata.csv (sex, age, site): the report's subgroups
     metadata: list[str] = []
     encoding: str = "utf-8"  # of the tables and the split lists (UTF-8 may carry a byte order mark)
@@ -46,6 +70,7 @@ class LabelTable(Strict):
     # id_column is then the first of them, and group_column names the row (ODIR's ID) so its images stay together
     per_image: dict[str, str] = {}
     more_tables: list[str] = []  # tables with the same columns labelling more images (CheXpert's valid.csv)
+    multi_label: MultiLabel | None = None  # null: one label per image (several are refused)
 
     @field_validator("encoding")
     @classmethod

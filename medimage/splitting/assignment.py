@@ -8,6 +8,12 @@ images, there are that many folds instead (coarser ratios, but every fold can ho
 the connected components of "same patient", "same bytes" and (with split.near_duplicates) "a copy of", so
 none of them ever straddles two splits; a group larger than a fold's share of its label is placed whole and
 reported. Input order does not matter: rows are sorted by path first.
+
+A multi-label set (several labels per image) is pooled by iterative stratification of its groups (after
+Sechidis et al. 2011, "On the stratification of multi-label data", with patients in place of samples): the
+label with the fewest positives left goes first, each group holding it to the split that most lacks that label,
+so that every label's prevalence is as even across splits as whole groups allow; groups with no positive label
+fill the splits to their ratios. A label too rare to reach every split is reported, not refused.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ class Item:
     source_split: str
     sha256: str
     group: str  # patient id, "" where unknown
+    positives: frozenset[str] = frozenset()  # a multi-label set: the labels this image has (its `label` joins them)
 
 
 class UnionFind:
@@ -184,6 +191,76 @@ def pool(labels: Sequence[str], components: np.ndarray, folds: int, settings: Sp
     return [split_of_fold[fold] for fold in fold_of]
 
 
+def multi_label_pool(items: Sequence[Item], components: np.ndarray, settings: SplitSettings) -> list[str]:
+    """New split per item of a multi-label set: its groups dealt by iterative stratification (split.stratify) or by
+    size alone, in seeded random order."""
+    names = sorted({name for item in items for name in item.positives}) if settings.stratify else []
+    ids, group_of = np.unique(components, return_inverse=True)
+    vectors = np.zeros((len(ids), len(names)), np.int64)
+    column = {name: index for index, name in enumerate(names)}
+    for item, group in zip(items, group_of.tolist(), strict=True):
+        for name in item.positives:
+            if name in column:
+                vectors[group, column[name]] += 1
+    splits = list(settings.ratios)
+    chosen = iterative_stratification(
+        vectors, np.bincount(group_of), [settings.ratios[name] for name in splits], settings.seed
+    )
+    return [splits[chosen[group]] for group in group_of.tolist()]
+
+
+def iterative_stratification(vectors: np.ndarray, sizes: np.ndarray, ratios: Sequence[float], seed: int) -> np.ndarray:
+    """The split index of each group (rows of `vectors`: positives per label; `sizes`: images), Sechidis et al.'s
+    algorithm over groups: the label with the fewest positives left first, each of its groups (largest first,
+    else in random order) to a split holding none of that label yet if any does (a rare label reaches every split
+    its groups allow: 3 patients, 3 splits), else to the split whose want of that label is largest, then whose
+    want of images is; the groups with no positive last, by want of images. Wants are a split's ratio of the
+    total minus what it holds."""
+    share = np.asarray(ratios, dtype=float)[:, None]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(sizes))
+    want_label = share * vectors.sum(axis=0)[None, :]
+    want_images = share[:, 0] * sizes.sum()
+    held = np.zeros_like(want_label, dtype=bool)  # split, label: holds a positive
+    chosen = np.full(len(sizes), -1)
+    tie_break = rng.permutation(len(share))  # the last key of each choice, seeded
+
+    def place(group: int, label: int | None) -> None:
+        if label is None:
+            keys = (tie_break, -want_images)
+        else:
+            lacking = ~held[:, label] & (share[:, 0] > 0)
+            keys = (tie_break, -want_images, -want_label[:, label], ~lacking)
+        split = int(np.lexsort(keys)[0])
+        chosen[group] = split
+        want_label[split] -= vectors[group]
+        want_images[split] -= sizes[group]
+        held[split] |= vectors[group] > 0
+
+    left = vectors.sum(axis=0)
+    while (left > 0).any():
+        label = int(np.argmin(np.where(left > 0, left, np.iinfo(np.int64).max)))
+        holding = order[(vectors[order, label] > 0) & (chosen[order] < 0)]
+        for group in holding[np.argsort(-vectors[holding, label], kind="stable")].tolist():
+            place(group, label)
+        left = vectors[chosen < 0].sum(axis=0)
+    rest = order[chosen[order] < 0]
+    for group in rest[np.argsort(-sizes[rest], kind="stable")].tolist():
+        place(group, None)
+    return chosen
+
+
+def labels_missing(items: Sequence[Item], splits: Sequence[str]) -> dict[str, list[str]]:
+    """A multi-label set's labels with positives that some split holds none of: split -> those labels."""
+    everything = {name for item in items for name in item.positives}
+    missing = {}
+    for name in sorted(set(splits)):
+        held = {label for item, split in zip(items, splits, strict=True) if split == name for label in item.positives}
+        if everything - held:
+            missing[name] = sorted(everything - held)
+    return missing
+
+
 def remap(source_splits: Sequence[str], settings: SplitSettings, dataset: str) -> list[str]:
     """keep: rename the archive's splits one to one; merge: fold some of them into others."""
     present = sorted(set(source_splits))
@@ -222,6 +299,8 @@ def carve_val(items: Sequence[Item], splits: list[str], settings: SplitSettings,
     members = [items[index] for index in train]
     labels = [item.label for item in members]
     components = leakage_components(members, settings.group)
+    if any(item.positives for item in members):
+        return _with_carved(splits, train, multi_label_pool(members, components, carving))
     try:
         folds = fold_count(labels, components, carving)
     except PipelineError:
@@ -229,7 +308,10 @@ def carve_val(items: Sequence[Item], splits: list[str], settings: SplitSettings,
             f"{dataset}'s train split has too few patients (or groups) of its rarest label to carve val out of it "
             f"(split.strategy keep, split.ratios in params.yaml); leave val out of split.ratios for no val"
         ) from None
-    carved = pool(labels, components, folds, carving)
+    return _with_carved(splits, train, pool(labels, components, folds, carving))
+
+
+def _with_carved(splits: list[str], train: list[int], carved: list[str]) -> list[str]:
     result = list(splits)
     for index, split in zip(train, carved, strict=True):
         result[index] = split
@@ -264,6 +346,7 @@ class OversizedGroup:
 class Assignment:
     splits: list[str]  # one per item, in the order given
     oversized: list[OversizedGroup]  # largest first
+    labels_missing: dict[str, list[str]]  # multi-label sets: split -> the labels too rare to reach it
 
 
 def oversized_groups(
@@ -295,17 +378,26 @@ def assign_splits(
     rank = {original: position for position, original in enumerate(order)}
     ordered = [items[index] for index in order]
     oversized: list[OversizedGroup] = []
+    multi_label = any(item.positives for item in ordered)
     if settings.strategy == "pool":
         labels = [item.label for item in ordered]
         pairs = [(rank[a], rank[b], strength) for a, b, strength in near_pairs]
         components = leakage_components(ordered, settings.group, pairs)
-        folds = fold_count(labels, components, settings)
-        ordered_splits = pool(labels, components, folds, settings)
-        oversized = oversized_groups(ordered, components, ordered_splits, folds)
+        if multi_label:
+            ordered_splits = multi_label_pool(ordered, components, settings)
+        else:
+            folds = fold_count(labels, components, settings)
+            ordered_splits = pool(labels, components, folds, settings)
+            oversized = oversized_groups(ordered, components, ordered_splits, folds)
     else:
         ordered_splits = remap([item.source_split for item in ordered], settings, dataset)
         if settings.strategy == "keep" and "val" in settings.ratios and "val" not in ordered_splits:
-            check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
+            if not multi_label:
+                check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
             ordered_splits = carve_val(ordered, ordered_splits, settings, dataset)
-    check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
-    return Assignment([ordered_splits[rank[index]] for index in range(len(items))], oversized)
+    if multi_label:
+        missing = labels_missing(ordered, ordered_splits)
+    else:
+        check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
+        missing = {}
+    return Assignment([ordered_splits[rank[index]] for index in range(len(items))], oversized, missing)

@@ -8,7 +8,9 @@
   images, cross-validated. 0.5 means the splits look alike; near 1 means test was acquired differently.
 - shortcut_auc: how well a random forest on width, height, channels and file size alone predicts the label
   (trained on train, scored on test; cross-validated when there is no train/test pair). High means a model
-  can score well without looking at the image.
+  can score well without looking at the image. For a multi-label set the label is "any finding or none".
+- counts per split and label; for a multi-label set the positives of each label, and its `prevalence` per split
+  (positives over the images whose value is known).
 """
 
 from __future__ import annotations
@@ -44,6 +46,26 @@ def split_counts(splits: Sequence[str], labels: Sequence[str]) -> dict[str, dict
     for split, label in zip(splits, labels, strict=True):
         counts[split][label] += 1
     return {split: dict(sorted(counts[split].items())) for split in sorted(counts)}
+
+
+def label_counts(rows: Sequence[InterimRow], splits: Sequence[str]) -> tuple[dict, dict]:
+    """A multi-label set's positives per split and label, and each label's prevalence there (of known values)."""
+    positives: dict[str, Counter[str]] = defaultdict(Counter)
+    known: dict[str, Counter[str]] = defaultdict(Counter)
+    for row, split in zip(rows, splits, strict=True):
+        for name, value in row.targets:
+            positives[split][name] += value == 1
+            known[split][name] += value is not None
+    names = [name for name, _ in rows[0].targets]
+    counts = {split: {name: positives[split][name] for name in names} for split in sorted(known)}
+    prevalence = {
+        split: {
+            name: round(positives[split][name] / known[split][name], 4) if known[split][name] else None
+            for name in names
+        }
+        for split in sorted(known)
+    }
+    return counts, prevalence
 
 
 def overlap(splits: Sequence[str], keys: Sequence[str]) -> int:
@@ -127,7 +149,10 @@ def audit_splits(
 
     `copies`: a copy-group key per row ("" for none), or None where no search for copies ran.
     """
-    labels = np.array([row.label for row in rows])
+    multi_label = bool(rows and rows[0].targets)
+    labels = np.array(
+        ["finding" if row.label else "none" for row in rows] if multi_label else [row.label for row in rows]
+    )
     original = [row.source_split for row in rows]
     metadata = np.array([[float(row.width), float(row.height), float(row.channels), float(row.bytes)] for row in rows])
     sampled = {
@@ -143,7 +168,10 @@ def audit_splits(
         chosen = sampled[name]
         side = np.array(assignment)[chosen]
         in_train, in_test = np.array(assignment) == "train", np.array(assignment) == "test"
-        result["counts"][name] = split_counts(assignment, labels.tolist())
+        if multi_label:
+            result["counts"][name], result.setdefault("prevalence", {})[name] = label_counts(rows, assignment)
+        else:
+            result["counts"][name] = split_counts(assignment, labels.tolist())
         result["group_overlap"][name] = overlap(assignment, [row.group for row in rows])
         result["duplicate_overlap"][name] = overlap(assignment, [row.sha256 for row in rows])
         result["copy_overlap"][name] = None if copies is None else overlap(assignment, copies)

@@ -42,16 +42,18 @@ def place_file(source: Path, target: Path | str, report: LinkReport) -> None:
 def target_paths(
     splits: Sequence[str], labels: Sequence[str], paths: Sequence[str], source_splits: Sequence[str]
 ) -> list[str]:
-    """`<split>/<label>/<file>`, prefixed with the source split where two archive splits held the same name."""
+    """`<split>/<label>/<file>` (`<split>/<file>` for the label "": a multi-label image), prefixed with the source
+    split where two archive splits held the same name."""
     taken: set[str] = set()
     targets = []
     for split, label, path, source_split in zip(splits, labels, paths, source_splits, strict=True):
         name = PurePosixPath(path).name
-        target = f"{split}/{label}/{name}"
+        folder = f"{split}/{label}" if label else split
+        target = f"{folder}/{name}"
         counter = 1
         while target in taken:
             prefix = source_split if counter == 1 else f"{source_split}{counter}"
-            target = f"{split}/{label}/{prefix}_{name}"
+            target = f"{folder}/{prefix}_{name}"
             counter += 1
         taken.add(target)
         targets.append(target)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from medimage import manifest
-from medimage.manifest import InterimRow, ProcessedRow
+from medimage.manifest import InterimRow, ProcessedRow, Targets
 from medimage.reporting.sheets import contact_sheet, write_png
 from medimage.settings.split import SplitSettings
 from medimage.splitting import copy_cache, matching, view
@@ -62,12 +62,17 @@ def copies_of(
     return copy_cache.cached_copies(cache, [f"inliers {settings.near_duplicate_inliers}", *digests], search)
 
 
+def positives_of(targets: Targets) -> frozenset[str]:
+    return frozenset(name for name, value in targets if value == 1)
+
+
 @dataclass(frozen=True)
 class SplitResult:
     rows: list[InterimRow]  # the interim rows, in manifest order
     processed: list[ProcessedRow]  # sorted by their new path
     copies: matching.Copies  # pairs (i, j, strength) into rows
     oversized: list[OversizedGroup]  # groups larger than one fold's share of their label, placed whole
+    labels_missing: dict[str, list[str]]  # multi-label sets: split -> labels too rare to reach it
     report: LinkReport  # how the view's files were placed
 
 
@@ -76,15 +81,16 @@ def write_split(
 ) -> SplitResult:
     """The split itself: give every interim row a split, lay out the view in `destination`, then write its manifest."""
     rows = manifest.read_interim(interim)
-    items = [Item(row.path, row.label, row.source_split, row.sha256, row.group) for row in rows]
+    items = [
+        Item(row.path, row.label, row.source_split, row.sha256, row.group, positives_of(row.targets)) for row in rows
+    ]
     copies = copies_of(rows, interim, settings, cache)
     # invalid settings stop here, before any output
     assignment = assign_splits(items, settings, dataset, copies.pairs)
     splits = assignment.splits
 
-    targets = target_paths(
-        splits, [row.label for row in rows], [row.path for row in rows], [row.source_split for row in rows]
-    )
+    folders = ["" if row.targets else row.label for row in rows]  # a multi-label image has no label folder
+    targets = target_paths(splits, folders, [row.path for row in rows], [row.source_split for row in rows])
     processed = [
         ProcessedRow(**{**asdict(row), "path": target}, interim_path=row.path, split=split)
         for row, target, split in zip(rows, targets, splits, strict=True)
@@ -93,7 +99,7 @@ def write_split(
     destination.mkdir(parents=True, exist_ok=True)
     report = view.build(destination, interim, processed, link=settings.link == "hardlink")
     manifest.write_manifest(destination, processed, ProcessedRow)  # last: a manifest means a finished split
-    return SplitResult(rows, processed, copies, assignment.oversized, report)
+    return SplitResult(rows, processed, copies, assignment.oversized, assignment.labels_missing, report)
 
 
 def split_dataset(
@@ -121,6 +127,15 @@ def split_dataset(
             largest.images,
             largest.example,
             largest.split,
+        )
+    if manifest.is_multi_label(rows):
+        metrics["labels_missing"] = result.labels_missing
+    for split, names in result.labels_missing.items():
+        log.warning(
+            "split %s holds no positive image of %s: too few patients with that label for every split to have one "
+            "(split_report.json: labels_missing)",
+            split,
+            ", ".join(names),
         )
     report = result.report
     metrics["files"] = {"linked": report.linked, "copied": report.copied, "renamed": len(report.renamed)}
