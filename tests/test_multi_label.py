@@ -7,19 +7,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
 
-from harness.project import make_project, run_in, stage, update_yaml
+from harness.browser import CHROMIUM, open_offline
+from harness.project import git, make_project, run_in, stage, update_yaml
 from medimage import manifest
 from medimage.archives.synthetic import write_archive
 from medimage.archives.unpacking import restructure
+from medimage.reporting import sheets
+from medimage.reporting.comparison import comparison_page, paired_difference, run_at
 from medimage.settings.fetch import SyntheticSettings
 from medimage.settings.project import DatasetSpec
 from medimage.settings.restructure import RestructureSettings
@@ -84,6 +89,9 @@ def test_the_official_test_list_stays_test_and_no_patient_straddles_two_splits(
     assert {row.split for row in rows} == {"train", "val", "test"}
     assert set(metrics["prevalence"]["new"]) == {"train", "val", "test"}
     assert set(metrics["prevalence"]["new"]["test"]) == set(manifest.class_names(rows))
+    assert metrics["images"]["new"] == dict(sorted(Counter(row.split for row in rows).items()))
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))  # a row per label with positives, one for images with none
+    assert sheet.shape[0] == sheets.TITLE + (len(manifest.class_names(rows)) + 1) * (sheets.THUMB + 4)
 
 
 def prevalence(rows: list[manifest.ProcessedRow], split: str, label: str) -> float:
@@ -164,17 +172,31 @@ TINY = {
     "train": {"image_size": 32, "epochs": 3, "batch_size": 16},
     "evaluate": {"bootstrap_resamples": 200},
 }
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Chromium not installed (make test installs Debian's chromium; under CI its absence fails this test)",
+)
 
 
-def test_a_multi_label_set_trains_and_evaluates_with_every_family_and_the_headline_keys_of_all(
-    tmp_path: Path,
-) -> None:
-    project = make_project(tmp_path / "project", TINY)
-    run_in(project, "dvc", "repro", f"evaluate@{NIH}")
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in through `dvc repro report@nih_chest_xray` with the small CNN and Keras's reader, committed."""
+    project = make_project(tmp_path_factory.mktemp("project"), TINY)
+    run_in(project, "dvc", "repro", f"report@{NIH}")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "small CNN")
+    return project
+
+
+def reported(project: Path) -> dict:
+    return json.loads((project / "metrics" / NIH / "eval_report.json").read_text())
+
+
+def test_a_multi_label_run_has_the_headline_keys_of_all_per_label_scores_and_decisions(project: Path) -> None:
     headline = json.loads((project / "metrics" / NIH / "eval.json").read_text())
     assert set(headline) == EVAL_KEYS == set(json.loads(Path("metrics/chest_xray/eval.json").read_text()))
     assert 0.5 < headline["roc_auc"] <= 1 and headline["roc_auc_ci_low"] <= headline["roc_auc"]
-    report = json.loads((project / "metrics" / NIH / "eval_report.json").read_text())
+    report = reported(project)
     names = report["classes"]
     assert report["multi_label"] and set(report["per_label"]) == set(names) and "No Finding" not in names
     effusion = report["per_label"]["Effusion"]
@@ -189,6 +211,30 @@ def test_a_multi_label_set_trains_and_evaluates_with_every_family_and_the_headli
     line = json.loads(printed.splitlines()[0])
     assert set(line["probabilities"]) == set(names) and set(line["decisions"]) == set(names)
     assert line["label"] == "|".join(name for name in names if line["decisions"][name])
+    thresholds = report["operating_point"]["thresholds"]
+    assert line["decisions"] == {name: line["probabilities"][name] >= thresholds[name] for name in names}
+
+
+@needs_chromium
+def test_the_multi_label_page_opens_offline_with_each_labels_scores_and_prevalence(project: Path) -> None:
+    opened = open_offline(project / "reports" / f"{NIH}.html")
+    assert opened.console_errors == [] and opened.requests == []
+    charts = [(width, height) for tag, width, height in opened.figure_sizes if tag == "svg"]
+    # loss and accuracy by epoch; ROC and precision-recall per label, co-occurrence, reliability
+    assert len(charts) == 6 and all(width > 200 and height > 200 for width, height in charts), charts
+    report = reported(project)
+    for name, scores in report["per_label"].items():
+        shown = opened.numbers[f"eval_report.per_label.{name}.roc_auc"]
+        assert shown == ("n/a" if scores["roc_auc"] is None else str(scores["roc_auc"])), name
+        assert opened.numbers[f"eval_report.per_label.{name}.threshold"] == str(scores["threshold"])
+    split = json.loads((project / "metrics" / NIH / "split_report.json").read_text())
+    for name, positives in split["counts"]["new"]["test"].items():
+        assert opened.numbers[f"split.prevalence.new.test.{name}"].startswith(f"{positives:,} ("), name
+    assert "ROC AUC (macro over labels)" in opened.text and "labels present together" in opened.text
+    assert "By Patient Gender" in opened.text and "By View Position" in opened.text
+
+
+def test_every_family_trains_on_the_multi_label_set_and_two_runs_compare_label_by_label(project: Path) -> None:
     for model, loader in (("sklearn_linear", "opencv"), ("small_cnn", "opencv")):
         update_yaml(project / "params.yaml", {"train": {"model": model, "loader": loader}})
         for module in ("train", "evaluate"):
@@ -196,3 +242,17 @@ def test_a_multi_label_set_trains_and_evaluates_with_every_family_and_the_headli
             assert done.returncode == 0, done.stderr[-2000:]
         again = json.loads((project / "metrics" / NIH / "eval.json").read_text())
         assert set(again) == EVAL_KEYS and again["roc_auc"] is not None and again["roc_auc"] > 0.5, (model, again)
+        git(project, "add", "-A")
+        git(project, "commit", "-q", "-m", model)
+    first, second = (run_at(revision, NIH, project) for revision in ("HEAD~2", "HEAD~1"))  # CNN, then sklearn
+    paired = paired_difference(first, second)
+    names = reported(project)["classes"]
+    assert paired.mcnemar_p is None and set(paired.per_label) == set(names)
+    auc = {
+        run: json.loads(run_in(project, "git", "show", f"{run}:metrics/{NIH}/eval.json").stdout)["roc_auc"]
+        for run in ("HEAD~2", "HEAD~1")
+    }
+    assert paired.auc_difference == pytest.approx(auc["HEAD~1"] - auc["HEAD~2"], abs=2e-4)
+    assert paired.auc_interval[0] <= paired.auc_difference <= paired.auc_interval[1]
+    text = comparison_page(first, second)
+    assert "ROC AUC of Effusion, B minus A" in text and "McNemar" not in text.split("Paired difference")[1]

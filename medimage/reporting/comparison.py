@@ -3,13 +3,15 @@
 Each run is read from git alone (a commit, branch, tag or DVC experiment): its metrics, plot rows and per-image
 test predictions. On the same test images the difference is paired: a bootstrap interval of the ROC AUC and
 accuracy differences (resampling patients, as the headline intervals do) and McNemar's exact test on the images
-one run gets right and the other wrong. When the test images differ, the page says so and gives no paired figure.
+one run gets right and the other wrong. A multi-label set is paired on its macro ROC AUC, each label's ROC AUC
+and the accuracy of known label values; McNemar's test is left out there (one image's decisions on its labels are
+not independent pairs). When the test images differ, the page says so and gives no paired figure.
 """
 
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +20,9 @@ from scipy.stats import binomtest
 from medimage.errors import PipelineError
 from medimage.reporting import figures
 from medimage.reporting.clinical import resampling_units
-from medimage.reporting.page import HEADLINE, STYLE, cell, esc, figure, interval, number, table
+from medimage.reporting.page import HEADLINE, MULTI_LABEL_HEADLINE, STYLE, cell, esc, figure, interval, number, table
 from medimage.reporting.runs import Run, git_reader, load_run, settings_from
-from medimage.reporting.scores import macro_roc_auc
+from medimage.reporting.scores import label_auc, macro_auc, macro_roc_auc
 
 RESAMPLES, LEVEL, SEED = 2000, 0.95, 42
 NOISE = 0.05  # McNemar's p below this, or an interval that excludes 0, is called more than noise
@@ -62,14 +64,16 @@ class Paired:
     accuracy_interval: tuple[float | None, float | None]
     only_first_right: int
     only_second_right: int
-    mcnemar_p: float
+    mcnemar_p: float | None  # None for a multi-label set
+    # a multi-label set: label -> its ROC AUC difference and interval
+    per_label: dict[str, tuple[float | None, tuple[float | None, float | None]]] = field(default_factory=dict)
 
     @property
     def beyond_noise(self) -> bool:
         excludes_zero = [
             low is not None and (low > 0 or high < 0) for low, high in (self.auc_interval, self.accuracy_interval)
         ]
-        return self.mcnemar_p < NOISE or any(excludes_zero)
+        return (self.mcnemar_p is not None and self.mcnemar_p < NOISE) or any(excludes_zero)
 
 
 def same_test_images(first: Run, second: Run) -> bool:
@@ -80,14 +84,25 @@ def same_test_images(first: Run, second: Run) -> bool:
 
 
 def _arrays(run: Run, order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, probabilities and right-or-wrong per image, in `order` of paths."""
+    """Labels, probabilities and right-or-wrong per image, in `order` of paths; for a multi-label set, labels and
+    right-or-wrong per image and label (NaN where the label is unknown)."""
     by_path = {row["path"]: row for row in run.predictions}
     rows = [by_path[path] for path in order]
-    index = {name: position for position, name in enumerate(run.class_names)}
+    names = run.class_names
+    probabilities = np.array([[float(row[f"p_{name}"]) for name in names] for row in rows])
+    if run.evaluation.get("multi_label"):
+        labels = np.array([[float(row[f"y_{name}"] or "nan") for name in names] for row in rows])
+        decided = np.array([[name in row["predicted"].split("|") for name in names] for row in rows])
+        return labels, probabilities, np.where(np.isnan(labels), np.nan, decided == (labels == 1))
+    index = {name: position for position, name in enumerate(names)}
     labels = np.array([index[row["label"]] for row in rows])
-    probabilities = np.array([[float(row[f"p_{name}"]) for name in run.class_names] for row in rows])
     right = np.array([row["label"] == row["predicted"] for row in rows])
     return labels, probabilities, right
+
+
+def mcnemar(only_first: int, discordant: int) -> float:
+    """McNemar's exact p: how likely so uneven a split of the images only one run gets right, were they alike."""
+    return 1.0 if discordant == 0 else round(float(binomtest(only_first, discordant, 0.5).pvalue), 4)
 
 
 def paired_difference(first: Run, second: Run) -> Paired:
@@ -95,18 +110,31 @@ def paired_difference(first: Run, second: Run) -> Paired:
     order = sorted(row["path"] for row in first.predictions)
     labels, first_scores, first_right = _arrays(first, order)
     _, second_scores, second_right = _arrays(second, order)
+    multi_label = bool(first.evaluation.get("multi_label"))
+    score = macro_auc if multi_label else macro_roc_auc
+    columns = range(len(first.class_names)) if multi_label else range(0)
+
+    def difference(chosen: np.ndarray, column: int | None) -> float | None:
+        found = [
+            score(labels[chosen], scores[chosen])
+            if column is None
+            else label_auc(labels[chosen], scores[chosen], column)
+            for scores in (first_scores, second_scores)
+        ]
+        return None if None in found else found[1] - found[0]
+
     groups = {row["path"]: row.get("group", "") for row in first.predictions}
     units = resampling_units([groups[path] for path in order])
     rng = np.random.default_rng(SEED)
     auc_draws, accuracy_draws = [], []
+    label_draws: dict[int, list[float]] = {column: [] for column in columns}
     for _ in range(RESAMPLES):
         chosen = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
-        first_auc, second_auc = (
-            macro_roc_auc(labels[chosen], scores[chosen]) for scores in (first_scores, second_scores)
-        )
-        if first_auc is not None and second_auc is not None:
-            auc_draws.append(second_auc - first_auc)
-        accuracy_draws.append(float(second_right[chosen].mean() - first_right[chosen].mean()))
+        for column, draws in [(None, auc_draws), *label_draws.items()]:
+            drawn = difference(chosen, column)
+            if drawn is not None:
+                draws.append(drawn)
+        accuracy_draws.append(float(np.nanmean(second_right[chosen]) - np.nanmean(first_right[chosen])))
     tail = (1 - LEVEL) / 2 * 100
 
     def percentiles(draws: list[float]) -> tuple[float | None, float | None]:
@@ -114,18 +142,26 @@ def paired_difference(first: Run, second: Run) -> Paired:
             return None, None
         return round(float(np.percentile(draws, tail)), 4), round(float(np.percentile(draws, 100 - tail)), 4)
 
-    first_auc, second_auc = macro_roc_auc(labels, first_scores), macro_roc_auc(labels, second_scores)
-    only_first, only_second = int(np.sum(first_right & ~second_right)), int(np.sum(~first_right & second_right))
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 4) + 0.0  # + 0.0: no "-0.0"
+
+    everything = np.arange(len(order))
+    first_wins, second_wins = first_right == 1, second_right == 1  # NaN (unknown) is neither
+    only_first, only_second = int(np.sum(first_wins & ~second_wins)), int(np.sum(~first_wins & second_wins))
     discordant = only_first + only_second
     return Paired(
         images=len(order),
-        auc_difference=None if first_auc is None or second_auc is None else round(second_auc - first_auc, 4) + 0.0,
+        auc_difference=rounded(difference(everything, None)),
         auc_interval=percentiles(auc_draws),
-        accuracy_difference=round(float(second_right.mean() - first_right.mean()), 4) + 0.0,  # + 0.0: no "-0.0"
+        accuracy_difference=rounded(float(np.nanmean(second_right) - np.nanmean(first_right))),
         accuracy_interval=percentiles(accuracy_draws),
         only_first_right=only_first,
         only_second_right=only_second,
-        mcnemar_p=1.0 if discordant == 0 else round(float(binomtest(only_first, discordant, 0.5).pvalue), 4),
+        mcnemar_p=None if multi_label else mcnemar(only_first, discordant),
+        per_label={
+            first.class_names[column]: (rounded(difference(everything, column)), percentiles(draws))
+            for column, draws in label_draws.items()
+        },
     )
 
 
@@ -142,19 +178,24 @@ def _paired_section(first: Run, second: Run) -> str:
             "are not paired, and no paired difference is given. Compare them only as two separate estimates.</p>"
         )
     paired = paired_difference(first, second)
+    decided = "label values" if paired.per_label else "images"
     differences = [
         ("ROC AUC, B minus A", paired.auc_difference, "paired.auc_difference", interval(*paired.auc_interval)),
         ("accuracy, B minus A", paired.accuracy_difference, "paired.accuracy_difference",
          interval(*paired.accuracy_interval)),
-        ("images only A gets right", paired.only_first_right, None, ""),
-        ("images only B gets right", paired.only_second_right, None, ""),
-        ("McNemar's exact test, p", paired.mcnemar_p, "paired.mcnemar_p", ""),
+        (f"{decided} only A gets right", paired.only_first_right, None, ""),
+        (f"{decided} only B gets right", paired.only_second_right, None, ""),
     ]  # fmt: skip
+    if paired.mcnemar_p is not None:
+        differences.append(("McNemar's exact test, p", paired.mcnemar_p, "paired.mcnemar_p", ""))
+    differences += [
+        (f"ROC AUC of {name}, B minus A", value, f"paired.per_label.{name}", interval(*spread))
+        for name, (value, spread) in paired.per_label.items()
+    ]
     rows = [[cell(what), number(value, key), cell(spread)] for what, value, key, spread in differences]
+    noise = "neither interval excludes 0" + ("" if paired.mcnemar_p is None else " and McNemar's p is at least 0.05")
     verdict = (
-        "The difference is more than noise."
-        if paired.beyond_noise
-        else "The difference is within noise: neither interval excludes 0 and McNemar's p is at least 0.05."
+        "The difference is more than noise." if paired.beyond_noise else f"The difference is within noise: {noise}."
     )
     return (
         f"<p>The same {paired.images:,} test images; {RESAMPLES:,} paired bootstrap resamples of patients, "
@@ -166,8 +207,13 @@ def _paired_section(first: Run, second: Run) -> str:
 
 def comparison_page(first: Run, second: Run) -> str:
     """One page: both runs' headline scores and curves, then the paired difference."""
+    captions = MULTI_LABEL_HEADLINE if first.evaluation.get("multi_label") else {}
     scores = [
-        [cell(what), number(first.evaluation.get(key), f"a.{key}"), number(second.evaluation.get(key), f"b.{key}")]
+        [
+            cell(captions.get(key, what)),
+            number(first.evaluation.get(key), f"a.{key}"),
+            number(second.evaluation.get(key), f"b.{key}"),
+        ]
         for what, key, _ in HEADLINE
     ]
     curves = "".join(

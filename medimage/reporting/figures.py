@@ -64,9 +64,14 @@ def precision_recall_curves(rows: Sequence[dict]) -> str:
 
 def confusion_matrix(rows: Sequence[dict]) -> str:
     """`rows`: {"actual", "predicted", "images", "share"} (share of the actual class), every pair of classes."""
+    return heatmap(rows, "confusion matrix (test)", "predicted", "actual")
+
+
+def heatmap(rows: Sequence[dict], title: str, x_title: str, y_title: str) -> str:
+    """Counts in a grid shaded by share: `rows` as confusion_matrix takes them (x: predicted, y: actual)."""
     base = {
-        "x": {"field": "predicted", "type": "nominal", "title": "predicted"},
-        "y": {"field": "actual", "type": "nominal", "title": "actual"},
+        "x": {"field": "predicted", "type": "nominal", "title": x_title},
+        "y": {"field": "actual", "type": "nominal", "title": y_title},
     }
     cells = {
         "mark": "rect",
@@ -83,7 +88,7 @@ def confusion_matrix(rows: Sequence[dict]) -> str:
             "color": {"condition": {"test": "datum.share > 0.5", "value": "white"}, "value": "black"},
         },
     }
-    return svg({"title": "confusion matrix (test)", "data": {"values": list(rows)}, "layer": [cells, counts]})
+    return svg({"title": title, "data": {"values": list(rows)}, "layer": [cells, counts]})
 
 
 def reliability_diagram(rows: Sequence[dict]) -> str:
@@ -107,3 +112,27 @@ def reliability_diagram(rows: Sequence[dict]) -> str:
         "encoding": {**axes, "size": {"field": "images", "type": "quantitative", "title": "images"}},
     }
     return svg({"title": "reliability (test; the diagonal is perfect calibration)", "layer": [diagonal, line, points]})
+
+
+def per_label_curves(rows: Sequence[dict], x: str, y: str, title: str, chance: bool) -> str:
+    """One small chart per label (`rows`: roc.csv or precision_recall.csv of a multi-label set), five a row: a
+    multi-label set's labels are separate tasks, and fourteen lines in one chart cannot be told apart."""
+    titles = {"fpr": "false positive rate", "tpr": "true positive rate", "recall": "recall", "precision": "precision"}
+    axes = {
+        "x": {"field": x, "type": "quantitative", "title": titles[x], "scale": {"domain": [0, 1]}},
+        "y": {"field": y, "type": "quantitative", "title": titles[y], "scale": {"domain": [0, 1]}},
+    }
+    layers: list[dict] = [{"mark": {"type": "line", "interpolate": "step-after"}, "encoding": axes}]
+    if chance:
+        diagonal = {"x": {"datum": 0}, "y": {"datum": 0}, "x2": {"datum": 1}, "y2": {"datum": 1}}
+        layers.insert(0, {"mark": {"type": "rule", "color": "#bbbbbb", "strokeDash": [4, 4]}, "encoding": diagonal})
+    spec = {
+        "config": CONFIG,
+        "title": title,
+        "data": {"values": list(rows)},
+        "facet": {"field": "class", "type": "nominal", "title": None},
+        "columns": 5,
+        "spec": {"width": 140, "height": 110, "layer": layers},
+    }
+    drawn = vl_convert.vegalite_to_svg(spec)
+    return drawn[drawn.index("<svg") :]

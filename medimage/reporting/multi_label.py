@@ -27,25 +27,9 @@ from medimage.modelling.opencv_loader import ImageSet, load_image
 from medimage.reporting.clinical import Metric, bootstrap, expected_calibration_error, resampling_units
 from medimage.reporting.galleries import gallery
 from medimage.reporting.plot_data import Task
-from medimage.reporting.scores import binary_roc_auc
+from medimage.reporting.scores import known, label_auc, macro_auc
 from medimage.reporting.sheets import thumbnail
 from medimage.settings.evaluate import EvaluateSettings
-
-
-def known(labels: np.ndarray, column: int) -> np.ndarray:
-    return ~np.isnan(labels[:, column])
-
-
-def label_auc(labels: np.ndarray, probabilities: np.ndarray, column: int) -> float | None:
-    rows = known(labels, column)
-    return binary_roc_auc(labels[rows, column] == 1, probabilities[rows, column])
-
-
-def macro_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
-    """The mean of the labels' ROC AUCs, over those with a known positive and negative; None without any."""
-    values = [label_auc(labels, probabilities, column) for column in range(labels.shape[1])]
-    defined = [value for value in values if value is not None]
-    return float(np.mean(defined)) if defined else None
 
 
 def label_average_precision(labels: np.ndarray, probabilities: np.ndarray, column: int) -> float | None:
@@ -179,7 +163,16 @@ def assess_multi_label(
     def label_metric(column: int, score: object) -> Metric:
         return lambda truth, drawn: score(truth, drawn, column)
 
-    statistics: dict[str, Metric] = {"roc_auc": macro_auc}
+    def at_thresholds(score: object) -> Metric:
+        return lambda truth, drawn: score(per_label_rates(truth, point.decide(drawn)))
+
+    statistics: dict[str, Metric] = {
+        "roc_auc": macro_auc,
+        "accuracy": lambda truth, drawn: known_accuracy(truth, point.decide(drawn)),
+        "balanced_accuracy": at_thresholds(balanced),
+        "sensitivity": at_thresholds(lambda rates: mean_of([row["sensitivity"] for row in rates])),
+        "specificity": at_thresholds(lambda rates: mean_of([row["specificity"] for row in rates])),
+    }
     for column in range(len(names)):
         statistics[f"roc_auc {column}"] = label_metric(column, label_auc)
         statistics[f"pr_auc {column}"] = label_metric(column, label_average_precision)
@@ -237,7 +230,10 @@ def assess_multi_label(
             "method": f"percentile bootstrap, {resamples} resamples of {units} patients "
             f"(images without a patient id count as their own), seed {seed}",
             "level": level,
-            "roc_auc": intervals["roc_auc"],
+            **{
+                key: intervals[key]
+                for key in ("roc_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity")
+            },
         },
         "calibration": {
             "ece_bins": f"{settings.calibration_bins} equal-width bins of each label's probability, then the mean "

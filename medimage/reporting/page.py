@@ -28,7 +28,7 @@ text-align: left; vertical-align: top; } th { background: #f3f5f8; font-weight: 
 font-variant-numeric: tabular-nums; } .figures { display: flex; flex-wrap: wrap; gap: 16px; }
 figure { margin: 0; } figcaption { color: #4a5868; font-size: 13px; } img { max-width: 100%; }
 .note { background: #fff8e5; border-left: 4px solid #e0b000; padding: 6px 12px; } code { font-size: 13px; }
-nav a { margin-right: 12px; }
+nav a { margin-right: 12px; } .wide { overflow-x: auto; } .wide td, .wide th { white-space: nowrap; padding: 3px 6px; }
 """
 
 SECTIONS = {  # id -> heading, in page order
@@ -151,6 +151,9 @@ def flow(run: Run) -> str:
         ["identical copies inside the archive (kept once)", restructured["duplicates"], "restructure.duplicates"],
     ]
     flow_rows = [[cell(what), number(count, key)] for what, count, key in steps]
+    lead = '<p class="lead">From the archive to the images each split holds.</p>' + table(["step", "images"], flow_rows)
+    if "prevalence" in split:
+        return lead + label_prevalence(run)
     new = split["counts"]["new"]
     labels = sorted({label for per_label in new.values() for label in per_label})
     per_split = [
@@ -163,10 +166,42 @@ def flow(run: Run) -> str:
         for name in sorted(new)
     ]
     return (
-        '<p class="lead">From the archive to the images each split holds.</p>'
-        + table(["step", "images"], flow_rows)
+        lead
         + "<h3>Images per split and label (after the split stage)</h3>"
         + table(["split", *labels, "images", "patients or groups"], per_split)
+    )
+
+
+def label_prevalence(run: Run) -> str:
+    """A multi-label set's positives per split and label, with the prevalence among the known values, and the
+    labels too rare to reach every split."""
+    split = run.split
+    positives, prevalence, images = split["counts"]["new"], split["prevalence"]["new"], split["images"]["new"]
+    splits = sorted(positives)
+    rows = [
+        [cell("images"), *(number(images.get(name)) for name in splits)],
+        [cell("patients or groups"), *(number(run.patients.get(name)) for name in splits)],
+    ]
+    for label in run.class_names:
+        rows.append(
+            [cell(label)]
+            + [
+                tagged(
+                    f"{positives[name][label]:,}"
+                    + ("" if prevalence[name][label] is None else f" ({prevalence[name][label]:.1%})"),
+                    f"split.prevalence.new.{name}.{label}",
+                )
+                for name in splits
+            ]
+        )
+    missing = "".join(
+        f'<p class="note">{esc(name)} holds no positive image of {esc(", ".join(labels))}: too few patients have '
+        "that label for every split to hold one; its scores there are undefined.</p>"
+        for name, labels in sorted(split.get("labels_missing", {}).items())
+    )
+    return (
+        "<h3>Positive images per split and label, and the prevalence among known values (after the split stage)"
+        "</h3>" + table(["", *splits], rows) + missing
     )
 
 
@@ -219,7 +254,11 @@ def model(run: Run) -> str:
     train = run.settings.get("train", {})
     size = summary.get("image_size", train.get("image_size"))
     named = summary.get("class_weight") or {}
-    weights = ", ".join(f"{run.class_names[int(index)]} {value:.3g}" for index, value in named.items())
+    if "positive" in named:  # a multi-label set: each label's weight on its positives (negatives near 0.5)
+        pairs = zip(run.class_names, named["positive"], strict=True)
+        weights = "on positives: " + ", ".join(f"{name} {value:.3g}" for name, value in pairs)
+    else:
+        weights = ", ".join(f"{run.class_names[int(index)]} {value:.3g}" for index, value in named.items())
     facts = [
         ("architecture", summary.get("model", train.get("model"))),
         ("weights", train.get("weights") or "trained from scratch"),
@@ -251,16 +290,39 @@ HEADLINE = [
 ]
 
 
-def performance(run: Run) -> str:
-    evaluated = run.evaluation
+# what the shared keys mean for a multi-label set (reporting/multi_label.py says how each is computed)
+MULTI_LABEL_HEADLINE = {
+    "accuracy": "accuracy (known label values decided right)",
+    "balanced_accuracy": "balanced accuracy (macro over labels)",
+    "roc_auc": "ROC AUC (macro over labels)",
+    "sensitivity": "sensitivity (macro over labels)",
+    "specificity": "specificity (macro over labels)",
+    "macro_f1": "F1 (macro over labels)",
+    "ece": "expected calibration error (mean over labels)",
+    "brier": "Brier score (known label values)",
+}
+
+
+def headline_table(evaluated: dict, captions: dict[str, str]) -> str:
+    """The headline scores, captioned by `captions` where given, with their intervals."""
     intervals = evaluated["confidence_intervals"]
     level = int(round(intervals["level"] * 100))
     headline = [
-        [cell(what), number(evaluated[key], f"eval.{key}"),
+        [cell(captions.get(key, what)), number(evaluated[key], f"eval.{key}"),
          tagged(interval(intervals[ci]["low"], intervals[ci]["high"]), f"eval_report.intervals.{ci}") if ci
          else cell("")]
         for what, key, ci in HEADLINE
     ]  # fmt: skip
+    return (
+        f'<p class="lead">{evaluated["test_images"]:,} test images; intervals: {esc(intervals["method"])}.</p>'
+        + table(["score", "value", f"{level} % interval"], headline)
+    )
+
+
+def performance(run: Run) -> str:
+    evaluated = run.evaluation
+    if evaluated.get("multi_label"):
+        return multi_label_performance(run)
     point = evaluated["operating_point"]
     rates = point.get("at_threshold", {})  # two classes; with more, the decision is the most probable class
     operating = [
@@ -297,8 +359,7 @@ def performance(run: Run) -> str:
         figure(figures.reliability_diagram(run.calibration), "reliability diagram"),
     ]
     return (
-        f'<p class="lead">{evaluated["test_images"]:,} test images; intervals: {esc(intervals["method"])}.</p>'
-        + table(["score", "value", f"{level} % interval"], headline)
+        headline_table(evaluated, {})
         + "<h3>Operating point</h3>"
         + table(["", ""], operating)
         + "<h3>Per class</h3>"
@@ -307,11 +368,66 @@ def performance(run: Run) -> str:
     )
 
 
+def multi_label_performance(run: Run) -> str:
+    """Several labels per image: the headline keys as macro means (captioned so), then each label as a task of its
+    own on the images whose value of it is known, with its threshold chosen on val."""
+    evaluated = run.evaluation
+    per_label = [
+        [
+            cell(name),
+            number(f"{scores['positive']:,} / {scores['negative']:,} / {scores['unknown']:,}"),
+            number(scores["prevalence"], f"eval_report.per_label.{name}.prevalence"),
+            number(scores["roc_auc"], f"eval_report.per_label.{name}.roc_auc"),
+            tagged(interval(*scores["roc_auc_ci"]), f"eval_report.per_label.{name}.roc_auc_ci"),
+            number(scores["pr_auc"], f"eval_report.per_label.{name}.pr_auc"),
+            cell(interval(*scores["pr_auc_ci"])),
+            number(scores["threshold"], f"eval_report.per_label.{name}.threshold"),
+            *(number(scores[key]) for key in ("sensitivity", "specificity", "ppv", "npv", "ece")),
+        ]
+        for name, scores in evaluated["per_label"].items()
+    ]
+    header = ["label", "positive/negative/unknown", "prevalence", "ROC AUC", "interval", "PR AUC", "interval"]
+    header += ["threshold", "sensitivity", "specificity", "PPV", "NPV", "ECE"]
+    together = evaluated["co_occurrence"]
+    co_occurrence = [
+        {"actual": name, "predicted": other, "images": count, "share": count / max(together[name][name], 1)}
+        for name, row in together.items()
+        for other, count in row.items()
+    ]
+    charts = [
+        figure(figures.per_label_curves(run.roc, "fpr", "tpr", "ROC per label (test)", True), "ROC curve per label"),
+        figure(
+            figures.per_label_curves(run.precision_recall, "recall", "precision", "precision-recall per label", False),
+            "precision-recall curve per label",
+        ),
+        figure(
+            figures.heatmap(co_occurrence, "labels present together (test)", "with label", "images with label"),
+            "label co-occurrence in test: images positive for both, shaded by the share of the row label's images",
+        ),
+        figure(figures.reliability_diagram(run.calibration), "reliability diagram, every known label value"),
+    ]
+    return (
+        headline_table(evaluated, MULTI_LABEL_HEADLINE)
+        + f"<h3>Operating point</h3><p>{esc(evaluated['operating_point']['rule'])}; an image may have every label "
+        "or none. A label without a known positive and negative in test has no ROC AUC and is left out of the "
+        "macro mean; unknown values are left out of every score.</p>"
+        + "<h3>Per label</h3>"
+        + f'<div class="wide">{table(header, per_label)}</div>'
+        + "".join(f'<div class="figures">{chart}</div>' for chart in charts[:2])
+        + f'<div class="figures">{"".join(charts[2:])}</div>'
+    )
+
+
 def subgroups(run: Run) -> str:
     found = run.evaluation.get("subgroups") or {}
     if not found:
         return "<p>The test images fall into no subgroups the manifest records (one original split, one colour).</p>"
-    parts = []
+    parts = (
+        ['<p class="lead">Accuracy of the known label values and ROC AUC as the macro mean over labels, each with '
+         "its patient bootstrap interval.</p>"]
+        if run.evaluation.get("multi_label")
+        else []
+    )  # fmt: skip
     for attribute, entries in found.items():
         rows = [
             [
@@ -364,7 +480,10 @@ def page(run: Run) -> str:
         f'<section id="{anchor}"><h2>{esc(title)}</h2>{bodies[anchor]}</section>' for anchor, title in SECTIONS.items()
     )
     summary = (
-        f"{len(run.class_names)} classes ({', '.join(run.class_names)}); test accuracy {evaluated['accuracy']}, "
+        f"{len(run.class_names)} labels, several per image ({', '.join(run.class_names)}); macro ROC AUC "
+        f"{evaluated['roc_auc']} over labels, accuracy of known label values {evaluated['accuracy']}"
+        if evaluated.get("multi_label")
+        else f"{len(run.class_names)} classes ({', '.join(run.class_names)}); test accuracy {evaluated['accuracy']}, "
         f"ROC AUC {evaluated['roc_auc']}"
     )
     return (

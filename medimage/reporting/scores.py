@@ -57,3 +57,22 @@ def per_class_scores(labels: np.ndarray, predicted: np.ndarray, names: Sequence[
 
 def macro_f1(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
     return float(f1_score(labels, predicted, labels=np.arange(classes), average="macro", zero_division=0))
+
+
+def known(labels: np.ndarray, column: int) -> np.ndarray:
+    """A multi-label set's images whose value of the label is known (labels: 1, 0 or NaN for unknown)."""
+    return ~np.isnan(labels[:, column])
+
+
+def label_auc(labels: np.ndarray, probabilities: np.ndarray, column: int) -> float | None:
+    """One label's ROC AUC over the images whose value of it is known."""
+    rows = known(labels, column)
+    return binary_roc_auc(labels[rows, column] == 1, probabilities[rows, column])
+
+
+def macro_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """A multi-label set's mean of the labels' ROC AUCs, over those with a known positive and negative; None
+    without any."""
+    values = [label_auc(labels, probabilities, column) for column in range(labels.shape[1])]
+    defined = [value for value in values if value is not None]
+    return float(np.mean(defined)) if defined else None

@@ -33,16 +33,29 @@ def thumbnail(path: Path, width: int, height: int) -> np.ndarray:
     return tile
 
 
+NO_LABEL = "(no label)"  # a multi-label image positive for none of its labels
+
+
+def sheet_lines(row: ProcessedRow) -> set[str]:
+    """The contact sheet's rows an image belongs in: its label, or each label a multi-label image is positive for."""
+    if not row.targets:
+        return {row.label}
+    return {name for name, value in row.targets if value == 1} or {NO_LABEL}
+
+
 def contact_sheet(rows: Sequence[ProcessedRow], root: Path, per_label: int = 4) -> np.ndarray:
-    """One panel per split (rows: labels; columns: the first `per_label` images by path), panels side by side."""
+    """One panel per split (rows: labels; columns: the first `per_label` images by path), panels side by side. A
+    multi-label set has a row per label, of images positive for it, and one of images with no label."""
     splits = [name for name in SPLIT_NAMES if any(row.split == name for row in rows)]
-    labels = sorted({row.label for row in rows})
+    lines_of = {row.path: sheet_lines(row) for row in rows}
+    found = set().union(*lines_of.values())
+    labels = sorted(found - {NO_LABEL}) + sorted(found & {NO_LABEL})  # images with no label last
     panels = []
     for split in splits:
         panel = np.full((TITLE + len(labels) * (THUMB + 4), per_label * (THUMB + 4), 3), BACKGROUND, np.uint8)
         cv2.putText(panel, split, (4, TITLE - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.7, INK, 2, cv2.LINE_AA)
         for line, label in enumerate(labels):
-            members = (row for row in rows if row.split == split and row.label == label)
+            members = (row for row in rows if row.split == split and label in lines_of[row.path])
             for column, row in enumerate(sorted(members, key=lambda row: row.path)[:per_label]):
                 top, left = TITLE + line * (THUMB + 4), column * (THUMB + 4)
                 panel[top : top + THUMB, left : left + THUMB] = thumbnail(root / row.path, row.width, row.height)

@@ -9,8 +9,8 @@
 - shortcut_auc: how well a random forest on width, height, channels and file size alone predicts the label
   (trained on train, scored on test; cross-validated when there is no train/test pair). High means a model
   can score well without looking at the image. For a multi-label set the label is "any finding or none".
-- counts per split and label; for a multi-label set the positives of each label, and its `prevalence` per split
-  (positives over the images whose value is known).
+- counts per split and label; for a multi-label set the positives of each label, its `prevalence` per split
+  (positives over the images whose value is known), and the `images` per split.
 """
 
 from __future__ import annotations
@@ -168,8 +168,9 @@ def audit_splits(
         chosen = sampled[name]
         side = np.array(assignment)[chosen]
         in_train, in_test = np.array(assignment) == "train", np.array(assignment) == "test"
-        if multi_label:
+        if multi_label:  # counts are positives: the images per split are counted beside them
             result["counts"][name], result.setdefault("prevalence", {})[name] = label_counts(rows, assignment)
+            result.setdefault("images", {})[name] = dict(sorted(Counter(assignment).items()))
         else:
             result["counts"][name] = split_counts(assignment, labels.tolist())
         result["group_overlap"][name] = overlap(assignment, [row.group for row in rows])
