@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 import sys
 import zipfile
 from collections import Counter, defaultdict
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from harness.browser import CHROMIUM, open_offline
-from harness.project import git, make_project, run_in, stage, update_yaml
+from harness.project import environment, git, make_project, run_in, stage, update_yaml
 from medimage import manifest
 from medimage.archives.synthetic import write_archive
 from medimage.archives.unpacking import restructure
@@ -240,6 +241,16 @@ def test_every_family_trains_on_the_multi_label_set_and_two_runs_compare_label_b
         for module in ("train", "evaluate"):
             done = stage(project, module, NIH)
             assert done.returncode == 0, done.stderr[-2000:]
+        models = project / "models" / NIH
+        trained = {path.name: path.read_bytes() for path in models.iterdir() if path.is_file()}
+        rerun = subprocess.run(  # another process, another hash seed: the same bytes
+            [sys.executable, "-m", "stages.train", NIH],
+            cwd=project,
+            env=environment(project, PYTHONHASHSEED="7"),
+            capture_output=True,
+        )
+        assert rerun.returncode == 0
+        assert {path.name: path.read_bytes() for path in models.iterdir() if path.is_file()} == trained, model
         again = json.loads((project / "metrics" / NIH / "eval.json").read_text())
         assert set(again) == EVAL_KEYS and again["roc_auc"] is not None and again["roc_auc"] > 0.5, (model, again)
         git(project, "add", "-A")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import cv2
 import joblib
 import numpy as np
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -64,7 +65,8 @@ class PerLabel:
     probability of being present, images x labels, as the Keras sigmoid outputs do."""
 
     def __init__(self, settings: TrainSettings) -> None:
-        self.settings = settings
+        # the unfitted pipeline, not the settings: a pydantic model pickles a set, whose order varies run to run
+        self.template = regression(settings)
         self.models: list[Pipeline | float] = []
 
     def fit(self, rows: np.ndarray, labels: np.ndarray) -> PerLabel:
@@ -74,7 +76,7 @@ class PerLabel:
             if len(np.unique(values)) < 2:
                 self.models.append(float(values[0]) if len(values) else 0.5)
             else:
-                self.models.append(regression(self.settings).fit(rows[known], values))
+                self.models.append(clone(self.template).fit(rows[known], values))
         return self
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:

@@ -89,8 +89,12 @@ def brier_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 def calibration_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> list[dict[str, float | int]]:
     """Per equal-width bin of top-class probability: mean confidence, accuracy and image count (empty bins left out)."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
+    return reliability_rows(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
+
+
+def reliability_rows(confidence: np.ndarray, outcome: np.ndarray, bins: int) -> list[dict[str, float | int]]:
+    """Per equal-width bin of `confidence`: its mean, how often `outcome` (1 or True) holds, and the count (empty
+    bins left out)."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     rows = []
@@ -101,7 +105,7 @@ def calibration_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int) -
                 {
                     "bin": index,
                     "confidence": round(float(confidence[members].mean()), 4),
-                    "accuracy": round(float(correct[members].mean()), 4),
+                    "accuracy": round(float(outcome[members].mean()), 4),
                     "images": int(members.sum()),
                 }
             )

@@ -24,7 +24,13 @@ from sklearn.metrics import average_precision_score, roc_curve
 
 from medimage.modelling.classifier import Classifier
 from medimage.modelling.opencv_loader import ImageSet, load_image
-from medimage.reporting.clinical import Metric, bootstrap, expected_calibration_error, resampling_units
+from medimage.reporting.clinical import (
+    Metric,
+    bootstrap,
+    expected_calibration_error,
+    reliability_rows,
+    resampling_units,
+)
 from medimage.reporting.galleries import gallery
 from medimage.reporting.plot_data import Task
 from medimage.reporting.scores import known, label_auc, macro_auc
@@ -127,26 +133,6 @@ def balanced(rates: Sequence[dict[str, float | None]]) -> float | None:
     return mean_of([(a + b) / 2 if a is not None and b is not None else None for a, b in pairs])
 
 
-def calibration_rows(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> list[dict]:
-    """A reliability diagram of label probabilities: per equal-width bin, the mean probability, how often the
-    label is present, and the (image, label) values in it (empty bins left out)."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(probabilities, edges[1:-1], right=True), 0, bins - 1)
-    rows = []
-    for index in range(bins):
-        members = which == index
-        if members.any():
-            rows.append(
-                {
-                    "bin": index,
-                    "confidence": round(float(probabilities[members].mean()), 4),
-                    "accuracy": round(float(labels[members].mean()), 4),
-                    "images": int(members.sum()),
-                }
-            )
-    return rows
-
-
 def assess_multi_label(
     test: ImageSet,
     probabilities: np.ndarray,
@@ -181,7 +167,7 @@ def assess_multi_label(
     for column, name in enumerate(names):
         rows = known(labels, column)
         truth = labels[rows, column]
-        reliability = calibration_rows(truth, probabilities[rows, column], settings.calibration_bins)
+        reliability = reliability_rows(probabilities[rows, column], truth, settings.calibration_bins)
         auc, pr = label_auc(labels, probabilities, column), label_average_precision(labels, probabilities, column)
         per_label[name] = {
             "positive": int(np.sum(truth == 1)),
@@ -216,7 +202,7 @@ def assess_multi_label(
         else round(train_accuracy - accuracy, 4),
     }
     units = len(resampling_units(test.groups))
-    calibration = calibration_rows(labels[mask], probabilities[mask], settings.calibration_bins)  # every label
+    calibration = reliability_rows(probabilities[mask], labels[mask], settings.calibration_bins)  # every label
     report = {
         "test_images": len(test),
         "classes": names,
