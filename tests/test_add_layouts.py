@@ -266,12 +266,13 @@ def test_chexpert_path_ids_match_by_path_and_its_codes_are_multi_label_with_a_po
     found = manifest.read_interim(tmp_path / "interim")
     assert {row.member: row.label for row in found} == {row[0]: row[5] for row in rows + valid}  # none collide
     assert {row.member.split("/")[1]: row.source_split for row in found} == {"train": "train", "valid": "val"}
-    coded = [
-        [row[0], *row[1:5], *("1.0" if row[5] == "yes" else "", "-1.0" if n % 4 else "0.0", "1.0")]
+    coded = [  # No Finding set where no finding is (Support Devices is not one)
+        [row[0], *row[1:5], "1.0" if row[5] != "yes" and n % 4 == 1 else ""]
+        + ["1.0" if row[5] == "yes" else "", "-1.0" if n % 4 else "0.0", "1.0"]
         for n, row in enumerate(rows)
     ]
     members["CheXpert-v1.0-small/train.csv"] = csv_bytes(
-        [*header[:5], "Lung Lesion", "Edema", "Support Devices"], coded
+        [*header[:5], "No Finding", "Lung Lesion", "Edema", "Support Devices"], coded
     )
     del members["CheXpert-v1.0-small/valid.csv"]  # its 8 images unlabelled: each its own path, none collide
     archive = write(tmp_path / "coded.zip", members)
@@ -279,7 +280,7 @@ def test_chexpert_path_ids_match_by_path_and_its_codes_are_multi_label_with_a_po
     assert entry.labels is not None and entry.labels.multi_label is not None
     assert entry.labels.multi_label.model_dump() == {
         "separator": "|",
-        "none": [],
+        "none": ["No Finding"],  # the absence of every label, never one
         "uncertain": "ignore",
         "blank": "negative",
     }

@@ -236,7 +236,7 @@ def test_the_multi_label_page_opens_offline_with_each_labels_scores_and_prevalen
 
 
 def test_every_family_trains_on_the_multi_label_set_and_two_runs_compare_label_by_label(project: Path) -> None:
-    for model, loader in (("sklearn_linear", "opencv"), ("small_cnn", "opencv")):
+    for model, loader in (("sklearn_linear", "opencv"), ("small_cnn", "opencv"), ("mobilenet_v2", "keras")):
         update_yaml(project / "params.yaml", {"train": {"model": model, "loader": loader}})
         for module in ("train", "evaluate"):
             done = stage(project, module, NIH)
@@ -252,18 +252,24 @@ def test_every_family_trains_on_the_multi_label_set_and_two_runs_compare_label_b
         assert rerun.returncode == 0
         assert {path.name: path.read_bytes() for path in models.iterdir() if path.is_file()} == trained, model
         again = json.loads((project / "metrics" / NIH / "eval.json").read_text())
-        assert set(again) == EVAL_KEYS and again["roc_auc"] is not None and again["roc_auc"] > 0.5, (model, again)
+        assert set(again) == EVAL_KEYS and again["roc_auc"] is not None, (model, again)
+        if model != "mobilenet_v2":  # from scratch on 290 images of 32 px it learns nothing in 3 epochs: only runs
+            assert again["roc_auc"] > 0.5, (model, again)
+        with (project / "metrics" / NIH / "test_predictions.csv").open() as handle:
+            first_row = next(csv.DictReader(handle))
+        sums = sum(float(value) for key, value in first_row.items() if key.startswith("p_"))
+        assert sums != pytest.approx(1.0, abs=1e-3), (model, sums)  # a sigmoid per label, not one softmax
         git(project, "add", "-A")
         git(project, "commit", "-q", "-m", model)
-    first, second = (run_at(revision, NIH, project) for revision in ("HEAD~2", "HEAD~1"))  # CNN, then sklearn
+    first, second = (run_at(revision, NIH, project) for revision in ("HEAD~3", "HEAD~2"))  # CNN, then sklearn
     paired = paired_difference(first, second)
     names = reported(project)["classes"]
     assert paired.mcnemar_p is None and set(paired.per_label) == set(names)
     auc = {
         run: json.loads(run_in(project, "git", "show", f"{run}:metrics/{NIH}/eval.json").stdout)["roc_auc"]
-        for run in ("HEAD~2", "HEAD~1")
+        for run in ("HEAD~3", "HEAD~2")
     }
-    assert paired.auc_difference == pytest.approx(auc["HEAD~1"] - auc["HEAD~2"], abs=2e-4)
+    assert paired.auc_difference == pytest.approx(auc["HEAD~2"] - auc["HEAD~3"], abs=2e-4)
     assert paired.auc_interval[0] <= paired.auc_difference <= paired.auc_interval[1]
     text = comparison_page(first, second)
     assert "ROC AUC of Effusion, B minus A" in text and "McNemar" not in text.split("Paired difference")[1]
