@@ -45,9 +45,16 @@ def decode_reduced(path: Path, size: tuple[int, int] | None, target: int, colour
 
     `size` is the stored (width, height); None decodes at full size. OSError when the file cannot be read.
     """
-    factor = reduction_factor(*size, target) if size else 1
     # imdecode, not imread: cv2.imread mangles non-ASCII paths on some builds
-    return cv2.imdecode(np.fromfile(path, np.uint8), _REDUCED_FLAGS[colour][factor])
+    return decode_reduced_bytes(np.fromfile(path, np.uint8), size, target, colour)
+
+
+def decode_reduced_bytes(
+    data: np.ndarray, size: tuple[int, int] | None, target: int, colour: bool
+) -> np.ndarray | None:
+    """decode_reduced of bytes in memory (a DICOM file's PNG, made as restructure makes it)."""
+    factor = reduction_factor(*size, target) if size else 1
+    return cv2.imdecode(data, _REDUCED_FLAGS[colour][factor])
 
 
 def restore_hint(path: Path) -> str:

@@ -8,7 +8,7 @@
 Types are converted once, on reading; the CSV columns are the dataclass fields, in order. A multi-label set
 (labels from a table with several per image) adds one column per label, `label:<name>`, holding 1, 0 or nothing
 (unknown: never 0); its `label` column joins the image's positive labels by `|` (empty for none), and its paths
-have no label folder.
+have no label folder. An image converted from DICOM has `dicom:<what>` columns saying how (archives/dicom.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from medimage.paths import MANIFEST, METADATA, ORIGINALS
 Target = int | None  # one label's value for one image: 1, 0, or None (unknown)
 Targets = tuple[tuple[str, Target], ...]  # every label of a multi-label set, in sorted order, with its value
 TARGET_PREFIX = "label:"  # the column of one label of a multi-label set
+Made = tuple[tuple[str, str], ...]  # how a DICOM file's pixels were made (dicom.py), as (what, value)
+MADE_PREFIX = "dicom:"  # the columns of Made: transfer_syntax, photometric, bits_stored, window, rows, columns
 JOINED = "|"  # how a multi-label image's positive labels are joined in its `label` column
 
 
@@ -47,6 +49,7 @@ class InterimRow:
     bytes: int
     format: str  # what the bytes are (JPEG, PNG, ...), whatever the extension says
     targets: Targets = field(default=(), kw_only=True)  # multi-label sets: the label columns, not a column itself
+    made: Made = field(default=(), kw_only=True)  # a DICOM file's conversion: the `dicom:` columns
 
     @property
     def size(self) -> tuple[int, int]:
@@ -70,7 +73,11 @@ def manifest_path(folder: Path) -> Path:
 
 
 def columns(kind: type[InterimRow]) -> list[str]:
-    return [column.name for column in fields(kind) if column.name != "targets"]
+    return [column.name for column in fields(kind) if column.name not in ("targets", "made")]
+
+
+def _made(raw: dict[str, str], made_columns: list[str]) -> Made:
+    return tuple((column.removeprefix(MADE_PREFIX), raw[column]) for column in made_columns if raw[column])
 
 
 def _targets(raw: dict[str, str], label_columns: list[str]) -> Targets:
@@ -92,11 +99,13 @@ def _read(folder: Path, kind: type[Row], stage: str) -> list[Row]:
                 f"{path} lacks the column(s) {missing}: rerun the {stage} stage (dvc repro -f {stage}@<dataset>)"
             )
         label_columns = [column for column in reader.fieldnames or [] if column.startswith(TARGET_PREFIX)]
+        made_columns = [column for column in reader.fieldnames or [] if column.startswith(MADE_PREFIX)]
         try:
             return [
                 kind(
                     **{name: int(raw[name]) if name in _INTEGERS else raw[name] for name in names},
                     targets=_targets(raw, label_columns),
+                    made=_made(raw, made_columns),
                 )
                 for raw in reader
             ]
@@ -120,13 +129,15 @@ def read_processed(folder: Path) -> list[ProcessedRow]:
 
 def write_manifest(folder: Path, rows: Sequence[InterimRow], kind: type[InterimRow]) -> None:
     label_columns = [TARGET_PREFIX + name for name, _ in rows[0].targets] if rows else []
+    made_columns = list(dict.fromkeys(MADE_PREFIX + what for row in rows for what, _ in row.made))  # DICOM sets only
     names = columns(kind)
 
     def cells(row: InterimRow) -> dict:  # not asdict: it deep-copies every label value (a third of a restructure)
         values = {TARGET_PREFIX + name: "" if value is None else value for name, value in row.targets}
-        return {name: getattr(row, name) for name in names} | values
+        made = {MADE_PREFIX + what: value for what, value in row.made}
+        return {name: getattr(row, name) for name in names} | values | made
 
-    write_csv(manifest_path(folder), names + label_columns, (cells(row) for row in rows))
+    write_csv(manifest_path(folder), names + label_columns + made_columns, (cells(row) for row in rows))
 
 
 def is_multi_label(rows: Sequence[InterimRow]) -> bool:

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medimage.archives import dicom
 from medimage.archives.validation import IMAGE_SUFFIXES, InvalidImage, file_dimensions
-from medimage.decoding import decode_reduced
+from medimage.decoding import decode_reduced, decode_reduced_bytes
 from medimage.errors import PipelineError
 from medimage.modelling.classifier import Classifier
 from medimage.modelling.families import load_classifier
@@ -36,10 +37,16 @@ from medimage.reporting.clinical import POSITIVE, OperatingPoint
 from medimage.reporting.multi_label import LabelThresholds
 from medimage.reporting.sheets import write_png
 from medimage.settings.files import DatasetEntry
+from medimage.settings.restructure import DicomSettings, RestructureParams
 from medimage.settings.train import TrainParams
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
+SUFFIXES = IMAGE_SUFFIXES | dicom.DICOM_SUFFIXES  # what a folder's files are searched for
+
+
+class PredictParams(TrainParams, RestructureParams):
+    """The model's settings, and restructure.dicom: a .dcm file becomes pixels as the training images did."""
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,17 +58,22 @@ def image_files(paths: list[Path]) -> Iterator[Path]:
     """Named files as given (whatever their suffix); folders' image files by suffix, recursively, sorted."""
     for path in paths:
         if path.is_dir():
-            yield from sorted(found for found in path.rglob("*") if found.suffix.lower() in IMAGE_SUFFIXES)
+            yield from sorted(found for found in path.rglob("*") if found.suffix.lower() in SUFFIXES)
         else:
             yield path
 
 
-def read_pixels(path: Path, size: int) -> np.ndarray:
+def read_pixels(path: Path, size: int, settings: DicomSettings) -> np.ndarray:
     """The model's pixels of one file; PipelineError for anything that is not a readable image, checked on its
-    header before a pixel is decoded."""
+    header before a pixel is decoded. A DICOM file goes through restructure's conversion first."""
     try:
-        dimensions = file_dimensions(path)
-        image = decode_reduced(path, dimensions, size, colour=True)
+        if path.is_file() and (path.suffix.lower() in dicom.DICOM_SUFFIXES or dicom.is_dicom(path.name, _head(path))):
+            converted = dicom.convert(path.read_bytes(), settings)
+            data, dimensions = np.frombuffer(converted.png, np.uint8), (converted.width, converted.height)
+            image = decode_reduced_bytes(data, dimensions, size, colour=True)
+        else:
+            dimensions = file_dimensions(path)
+            image = decode_reduced(path, dimensions, size, colour=True)
     except InvalidImage as problem:
         raise PipelineError(f"{path}: {problem.detail} (skipped)") from None
     except OSError as error:
@@ -69,6 +81,12 @@ def read_pixels(path: Path, size: int) -> np.ndarray:
     if image is None:
         raise PipelineError(f"{path}: not an image OpenCV can decode (skipped)")
     return model_pixels(image, size)
+
+
+def _head(path: Path) -> bytes:
+    """The first bytes of a file: where a DICOM file has its DICM magic."""
+    with path.open("rb") as handle:
+        return handle.read(dicom.PREAMBLE + 4)
 
 
 Decisions = OperatingPoint | LabelThresholds
@@ -110,7 +128,11 @@ def prediction(path: Path, probabilities: np.ndarray, names: list[str], point: D
 
 
 def predict_files(
-    classifier: Classifier, paths: Iterator[Path], cam: Path | None, batch_size: int, point: Decisions
+    classifier: Classifier,
+    paths: Iterator[Path],
+    cam: Path | None,
+    point: Decisions,
+    params: PredictParams,
 ) -> tuple[int, int]:
     """Print one JSON line per readable image; return (predicted, failed) counts."""
     predicted = failed = 0
@@ -137,18 +159,18 @@ def predict_files(
 
     for path in paths:
         try:
-            batch.append((path, read_pixels(path, classifier.image_size)))
+            batch.append((path, read_pixels(path, classifier.image_size, params.restructure.dicom)))
         except PipelineError as error:
             print(f"predict: error: {error}", file=sys.stderr)
             failed += 1
-        if len(batch) == batch_size:
+        if len(batch) == params.train.batch_size:
             flush()
     if batch:
         flush()
     return predicted, failed
 
 
-def main(params: TrainParams, dataset: DatasetEntry, args: argparse.Namespace) -> None:
+def main(params: PredictParams, dataset: DatasetEntry, args: argparse.Namespace) -> None:
     classifier = load_classifier(MODELS_DIR / dataset.name, params.train)
     point = operating_point(dataset.name, classifier)
     if args.cam is not None:
@@ -157,7 +179,7 @@ def main(params: TrainParams, dataset: DatasetEntry, args: argparse.Namespace) -
                 "--cam: no Grad-CAM for the %s model (no convolutional layers); predicting only", classifier.model
             )
         args.cam.mkdir(parents=True, exist_ok=True)
-    predicted, failed = predict_files(classifier, image_files(args.paths), args.cam, params.train.batch_size, point)
+    predicted, failed = predict_files(classifier, image_files(args.paths), args.cam, point, params)
     if not predicted and not failed:
         raise PipelineError(f"no images found in {', '.join(str(path) for path in args.paths)}")
     log.info("%d image(s) predicted with %s, %d file(s) unreadable", predicted, MODELS_DIR / dataset.name, failed)
@@ -166,4 +188,4 @@ def main(params: TrainParams, dataset: DatasetEntry, args: argparse.Namespace) -
 
 
 if __name__ == "__main__":
-    run_stage("predict", main, __doc__, (TrainParams, DatasetEntry), arguments=arguments)
+    run_stage("predict", main, __doc__, (PredictParams, DatasetEntry), arguments=arguments)

@@ -27,13 +27,14 @@ def main(params: RestructureParams, dataset: RestructureEntry) -> None:
     write_metrics(dataset.name, "restructure", metrics, HEADLINE)
     skipped = metrics["skipped"]
     log.info(
-        "%d images in %d split(s) -> %s; skipped %d corrupt, %d not images (see %s), %d outside the layout; "
-        "%d duplicate images kept and flagged",
+        "%d images in %d split(s) -> %s; skipped %d corrupt, %d not images, %d DICOM files not shown (see %s), "
+        "%d outside the layout; %d duplicate images kept and flagged",
         metrics["images"],
         len(metrics["counts"]),
         destination,
         skipped["corrupt"],
         skipped["not_image"],
+        skipped["unsupported"],
         destination / SKIPPED,
         skipped["ignored_by_layout"],
         metrics["duplicates"],

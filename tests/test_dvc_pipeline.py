@@ -69,6 +69,7 @@ def test_run_metrics_are_readable_by_dvc(small_project: Path) -> None:
     assert metrics["images"] > 0 and set(metrics["skipped"]) == {
         "corrupt",
         "not_image",
+        "unsupported",
         "ignored_by_layout",
         "unlabelled",
         "duplicate_copy",

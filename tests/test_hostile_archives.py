@@ -151,6 +151,7 @@ def test_corrupt_and_non_image_files_are_skipped_counted_and_listed(tmp_path: Pa
     assert metrics["skipped"] == {
         "corrupt": 2,
         "not_image": 1,
+        "unsupported": 0,
         "ignored_by_layout": 2,
         "unlabelled": 0,
         "duplicate_copy": 0,

@@ -18,16 +18,17 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from medimage import manifest
+from medimage.archives import dicom
 from medimage.archives.layout import Layout, Placement, top_level_entries
 from medimage.archives.reading import MAX_SEGMENT_BYTES, CorruptMember, Limits, checked_members, open_zip, read_member
 from medimage.archives.tables import TableLabels, build_labels, image_key
-from medimage.archives.validation import EXTENSION_FORMATS, InvalidImage, inspect_image
+from medimage.archives.validation import EXTENSION_FORMATS, ImageInfo, InvalidImage, inspect_image
 from medimage.atomic import atomic_dir, write_csv
 from medimage.errors import PipelineError
 from medimage.manifest import InterimRow
 from medimage.paths import MANIFEST, METADATA, ORIGINALS, SKIPPED
 from medimage.settings.files import dataset_file
-from medimage.settings.restructure import RestructureEntry, RestructureSettings
+from medimage.settings.restructure import DicomSettings, RestructureEntry, RestructureSettings
 from medimage.threads import image_threads
 
 MEMBERS_IN_FLIGHT = 8  # each is in memory whole (up to restructure.max_member_mb)
@@ -37,7 +38,7 @@ RESERVED_NAMES = {ORIGINALS, MANIFEST, SKIPPED, METADATA}  # what restructure wr
 @dataclass(frozen=True)
 class Skipped:
     member: str
-    reason: str  # corrupt | not_image
+    reason: str  # corrupt | not_image | unsupported (a DICOM file we cannot show: multi-frame, no decoder, too big)
     detail: str
 
 
@@ -158,6 +159,8 @@ def plan_members(
         if placement is None:
             plan.unmatched.append(name)
             continue
+        if PurePosixPath(placement.file).suffix.lower() in dicom.DICOM_SUFFIXES:  # written as a PNG
+            placement = replace(placement, file=str(PurePosixPath(placement.file).with_suffix(".png")))
         if labels is not None:
             key = labels.key_of(name)
             if key in image_of_key:
@@ -233,6 +236,7 @@ def summarise(rows: list[InterimRow], skipped: list[Skipped], plan: Plan) -> dic
         "skipped": {
             "corrupt": reasons["corrupt"],
             "not_image": reasons["not_image"],
+            "unsupported": reasons["unsupported"],
             "ignored_by_layout": sum(plan.ignored_by_rule.values()) + len(plan.unmatched),
             "unlabelled": len(plan.unlabelled),
             "duplicate_copy": len(plan.duplicate_copies),
@@ -269,16 +273,32 @@ def read_table_member(
 
 
 def take_member(
-    archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo, placement: Placement, limits: Limits, staging: Path
-) -> InterimRow | Skipped:
-    """Read, validate, hash and write one member (its folder already exists); a Skipped when it is not a good image."""
+    archive: zipfile.ZipFile,
+    name: str,
+    info: zipfile.ZipInfo,
+    placement: Placement,
+    limits: Limits,
+    staging: Path,
+    settings: DicomSettings,
+) -> tuple[InterimRow, dict[str, str]] | Skipped:
+    """Read, validate, hash and write one member (its folder already exists): its row and, for a DICOM file, its
+    subgroup tags; a Skipped when it is not a good image. A DICOM file is written as the PNG it displays as."""
+    made: manifest.Made = ()
+    tags: dict[str, str] = {}
+    group = placement.group
     try:
         data = read_member(archive, info, limits)
-        image = inspect_image(data)
+        if dicom.is_dicom(name, data):
+            converted = dicom.convert(data, settings)
+            data, made, tags = converted.png, converted.made, converted.tags
+            image = ImageInfo(converted.width, converted.height, converted.channels, "PNG")
+            group = group or converted.patient  # the table's or the layout's patient first
+        else:
+            image = inspect_image(data)
     except (CorruptMember, InvalidImage) as problem:
         return Skipped(name, problem.reason if isinstance(problem, InvalidImage) else "corrupt", str(problem))
     (staging / placement.path).write_bytes(data)
-    return InterimRow(
+    row = InterimRow(
         path=placement.path,
         label=placement.label or manifest.joined_positives(placement.targets),
         source_split=placement.source_split,
@@ -286,12 +306,14 @@ def take_member(
         sha256=hashlib.sha256(data).hexdigest(),
         width=image.width,
         height=image.height,
-        group=placement.group,
+        group=group,
         channels=image.channels,
         bytes=len(data),
         format=image.format,
         targets=placement.targets,
+        made=made,
     )
+    return row, tags
 
 
 def restructure(
@@ -313,10 +335,15 @@ def restructure(
             )
         plan = plan_members(infos, layout, dataset, labels)
         with atomic_dir(destination) as staging:
-            taken, skipped = take_members(archive, infos, plan, limits, staging, dataset.name, settings.on_corrupt)
+            taken, skipped, tags = take_members(archive, infos, plan, limits, staging, dataset.name, settings)
             rows, originals = write_interim(staging, taken, skipped, dataset.name)
             metadata_columns = dataset.labels.metadata if dataset.labels else []
-            write_metadata(staging, rows, metadata_columns, plan.metadata)
+            found = [tag for tag in dicom.METADATA_TAGS if any(tag in cells for cells in tags.values())]
+            metadata = {path: plan.metadata.get(path, ("",) * len(metadata_columns)) for path in tags} | plan.metadata
+            metadata = {  # a DICOM set's subgroup tags after the table's columns
+                path: (*cells, *(tags.get(path, {}).get(tag, "") for tag in found)) for path, cells in metadata.items()
+            }
+            write_metadata(staging, rows, [*metadata_columns, *found], metadata)
     return summarise(rows, skipped, plan) | {"originals": len(originals)}
 
 
@@ -340,10 +367,10 @@ def take_members(
     limits: Limits,
     staging: Path,
     name: str,
-    on_corrupt: str,
-) -> tuple[list[InterimRow], list[Skipped]]:
+    settings: RestructureSettings,
+) -> tuple[list[InterimRow], list[Skipped], dict[str, dict[str, str]]]:
     """Every planned member written under `staging`: its row, or why it was skipped (restructure.on_corrupt: fail
-    stops at the first).
+    stops at the first); and the subgroup tags of each image converted from DICOM, by its path.
 
     Members are taken by a few threads at once: inflating, decoding and hashing release the GIL, and the
     JPEG decode that proves an image is whole is most of the work. Only the members in flight are in memory.
@@ -353,15 +380,19 @@ def take_members(
         folder.mkdir(parents=True, exist_ok=True)
     rows: list[InterimRow] = []
     skipped: list[Skipped] = []
+    tags: dict[str, dict[str, str]] = {}
     pool = ThreadPoolExecutor(max_workers=image_threads(MEMBERS_IN_FLIGHT))
     try:
         results = pool.map(
-            lambda item: take_member(archive, item[0], infos[item[0]], item[1], limits, staging), everything
+            lambda item: take_member(archive, item[0], infos[item[0]], item[1], limits, staging, settings.dicom),
+            everything,
         )
         for result in tqdm(results, total=len(everything), desc=f"restructure {name}", unit="img", disable=None):
-            if isinstance(result, InterimRow):
-                rows.append(result)
-            elif on_corrupt == "fail":
+            if isinstance(result, tuple):
+                rows.append(result[0])
+                if result[1]:
+                    tags[result[0].path] = result[1]
+            elif settings.on_corrupt == "fail":
                 raise PipelineError(
                     f"{name}: {result.member!r} is {result.reason} ({result.detail}); "
                     "set restructure.on_corrupt: skip to skip such files"
@@ -370,7 +401,7 @@ def take_members(
                 skipped.append(result)
     finally:
         pool.shutdown(cancel_futures=True)
-    return rows, skipped
+    return rows, skipped, tags
 
 
 def write_interim(

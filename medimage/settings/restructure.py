@@ -11,12 +11,23 @@ from pydantic import Field, field_validator, model_validator
 from medimage.settings.files import DatasetEntry, StageParams, Strict
 
 
+class DicomSettings(Strict):
+    """How DICOM files become images (medimage/archives/dicom.py)."""
+
+    # file: the file's own window or VOI LUT (a percentile window where it has none); percentile: 0.5-99.5 %
+    # of the image's values; none: its minimum to its maximum
+    window: Literal["file", "percentile", "none"] = "file"
+    bits: Literal[8, 16] = 8  # of the PNG written: 8, or 16 to keep a 12-16-bit file's grey levels
+    frames: Literal["skip", "first"] = "skip"  # multi-frame files: skipped with the reason, or their first frame
+
+
 class RestructureSettings(Strict):
     on_corrupt: Literal["skip", "fail"] = "skip"
     max_member_mb: float = Field(256, gt=0)
     max_total_gb: float = Field(16, gt=0)
     max_ratio: float = Field(100, gt=1)
     max_members: int = Field(1_000_000, ge=1)
+    dicom: DicomSettings = DicomSettings()
 
 
 class JoinedTable(Strict):

@@ -1,0 +1,250 @@
+"""DICOM archives: every transfer syntax the Kaggle sets use, the display pipeline (modality LUT, window, MONOCHROME1),
+bad files counted, identifying tags never in an output, and a folder-labelled DICOM set through `dvc repro`."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+
+from harness.project import REALDATA, make_project, run_in
+from medimage import manifest
+from medimage.archives import dicom
+from medimage.archives.unpacking import restructure
+from medimage.archives.validation import InvalidImage
+from medimage.errors import PipelineError
+from medimage.settings.project import DatasetSpec
+from medimage.settings.restructure import DicomSettings, RestructureSettings
+from tests.dicoms import IDENTIFYING, LOSSLESS, LOSSY, Spec, dicom_bytes, stored_values
+from tests.samples import TOY, write_zip
+
+NONE = DicomSettings(window="none")
+
+
+def chest(seed: int, size: tuple[int, int] = (96, 80)) -> np.ndarray:
+    """A smooth grey picture with structure (lossy codecs are judged on it as on an X-ray)."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros(size, np.uint8)
+    for _ in range(6):
+        centre = (int(rng.integers(0, size[1])), int(rng.integers(0, size[0])))
+        cv2.circle(image, centre, int(rng.integers(5, 30)), int(rng.integers(60, 255)), -1)
+    return cv2.GaussianBlur(image, (9, 9), 3)
+
+
+def shown(data: bytes, settings: DicomSettings = NONE) -> np.ndarray:
+    converted = dicom.convert(data, settings)
+    return cv2.imdecode(np.frombuffer(converted.png, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def min_max(values: np.ndarray, inverted: bool) -> np.ndarray:
+    """What window `none` shows: the stored values from their minimum to their maximum, bone bright."""
+    values = values.astype(np.float64)
+    scaled = (values - values.min()) / (values.max() - values.min())
+    return np.rint((1 - scaled if inverted else scaled) * 255).astype(np.uint8)
+
+
+CASES = [
+    (syntax, bits, inverted)
+    for syntax in [*LOSSLESS, *LOSSY]
+    for bits in (8, 12, 16)
+    for inverted in (False, True)
+    if not (syntax == "jpeg_baseline" and bits != 8) and not (syntax == "jpeg_extended" and bits == 16)
+]
+
+
+@pytest.mark.parametrize(("syntax", "bits", "inverted"), CASES)
+def test_every_transfer_syntax_decodes_to_the_image_a_viewer_shows(syntax: str, bits: int, inverted: bool) -> None:
+    grey = chest(bits)
+    spec = Spec(syntax=syntax, bits=bits, monochrome1=inverted)
+    found = shown(dicom_bytes(grey, spec))
+    expected = min_max(stored_values(grey, spec), inverted)
+    if syntax in LOSSLESS:
+        np.testing.assert_array_equal(found, expected)  # exactly, after the same window
+    else:
+        assert np.corrcoef(found.ravel(), expected.ravel())[0, 1] > 0.95, syntax
+    assert found.mean() == pytest.approx(min_max(grey, False).mean(), abs=12)  # never inverted: bone stays bright
+
+
+def test_rescale_then_the_files_window_then_monochrome1_in_that_order() -> None:
+    grey = chest(3)
+    spec = Spec(bits=12, rescale=(2.0, -1024.0), window=(1500.0, 2000.0), monochrome1=True)
+    data = dicom_bytes(grey, spec)
+    stored = stored_values(grey, spec).astype(np.float64)
+    values = stored * 2.0 - 1024.0  # the modality LUT first
+    window = np.clip((values - (1500 - 0.5)) / (2000 - 1) + 0.5, 0, 1)
+    np.testing.assert_array_equal(shown(data, DicomSettings()), np.rint((1 - window) * 255).astype(np.uint8))
+    made = dict(dicom.convert(data, DicomSettings()).made)
+    assert made["window"] == "file linear center 1500 width 2000; MONOCHROME1 inverted"
+    assert (made["photometric"], made["bits_stored"], made["rows"], made["columns"]) == (
+        "MONOCHROME1",
+        "12",
+        "96",
+        "80",
+    )
+    sigmoid = dicom_bytes(grey, Spec(bits=12, window=(2048.0, 1000.0), function="SIGMOID"))
+    values = stored_values(grey, Spec(bits=12)).astype(np.float64)
+    expected = np.rint(255 / (1 + np.exp(-4 * (values - 2048) / 1000))).astype(np.uint8)
+    np.testing.assert_array_equal(shown(sigmoid, DicomSettings()), expected)
+    no_window = dicom_bytes(grey, Spec(bits=12))
+    assert dict(dicom.convert(no_window, DicomSettings()).made)["window"].startswith("percentile 0.5-99.5")
+
+
+def test_sixteen_bit_output_keeps_twelve_bits_of_grey_and_signed_pixels_are_read_signed() -> None:
+    grey = chest(5)
+    wide = shown(dicom_bytes(grey, Spec(bits=12)), DicomSettings(window="none", bits=16))
+    assert wide.dtype == np.uint16 and len(np.unique(wide)) > 256 // 2
+    signed = dicom_bytes(grey, Spec(bits=16, signed=True))
+    np.testing.assert_array_equal(shown(signed), min_max(stored_values(grey, Spec(bits=16, signed=True)), False))
+    jpeg_signed = dicom_bytes(grey, Spec(syntax="jpeg_lossless", bits=16, signed=True))
+    np.testing.assert_array_equal(shown(jpeg_signed), shown(signed))
+
+
+def bad_files() -> dict[str, tuple[bytes, str]]:
+    """Member name -> (bytes, the reason restructure gives)."""
+    good = dicom_bytes(chest(1), Spec(bits=12))
+    header = pydicom.dcmread(io.BytesIO(good))
+    files: dict[str, tuple[bytes, str]] = {"truncated.dcm": (good[: len(good) - 3000], "corrupt")}
+    report = pydicom.dcmread(io.BytesIO(good))
+    del report.PixelData
+    report.Modality = "SR"
+    files["report.dcm"] = (_saved(report), "not_image")
+    huge = pydicom.dcmread(io.BytesIO(good))
+    huge.Rows = huge.Columns = 60000
+    files["huge.dcm"] = (_saved(huge), "unsupported")
+    unknown = pydicom.dcmread(io.BytesIO(good))
+    unknown.file_meta.TransferSyntaxUID = pydicom.uid.UID("1.2.840.10008.1.2.4.100")  # MPEG2: no decoder
+    unknown.PixelData = pydicom.encaps.encapsulate([b"\x00" * 64])
+    files["mpeg.dcm"] = (_saved(unknown), "unsupported")
+    frames = pydicom.dcmread(io.BytesIO(good))
+    frames.NumberOfFrames = 2
+    frames.PixelData = header.PixelData * 2
+    files["cine.dcm"] = (_saved(frames), "unsupported")
+    files["garbage.dcm"] = (b"\x00" * 128 + b"DICM" + b"\xff" * 40, "corrupt")
+    return files
+
+
+def _saved(dataset: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def dicom_entry(**changes: object) -> DatasetSpec:
+    return DatasetSpec.model_validate({**TOY.model_dump(), "extensions": [".dcm"], **changes})
+
+
+def test_bad_dicom_files_are_counted_by_reason_and_the_good_ones_kept(tmp_path: Path) -> None:
+    members = {f"root/train/a/{name}": data for name, (data, _) in bad_files().items()}
+    members |= {f"root/train/{label}/ok{n}.dcm": dicom_bytes(chest(n), Spec()) for n in range(3) for label in "ab"}
+    archive = write_zip(tmp_path / "bad.zip", members)
+    metrics = restructure(archive, dicom_entry(), RestructureSettings(), tmp_path / "out")
+    assert metrics["images"] == 6
+    reasons = {why: 0 for why in ("corrupt", "not_image", "unsupported")}
+    for _, why in bad_files().values():
+        reasons[why] += 1
+    assert {why: metrics["skipped"][why] for why in reasons} == reasons
+    skipped = (tmp_path / "out" / "skipped.csv").read_text()
+    for name, (_, why) in bad_files().items():
+        assert f"root/train/a/{name},{why}," in skipped, name
+    assert "60000 x 60000 pixels, over the" in skipped and "2 frames" in skipped
+    with pytest.raises(PipelineError, match=r"is (corrupt|not_image|unsupported) \(") as failed:
+        restructure(archive, dicom_entry(), RestructureSettings(on_corrupt="fail"), tmp_path / "failed")
+    assert "\n" not in str(failed.value) and not (tmp_path / "failed").exists()
+    frames = bad_files()["cine.dcm"][0]
+    assert shown(frames, DicomSettings(window="none", frames="first")).shape == (96, 80)
+    with pytest.raises(InvalidImage, match="2 frames"):
+        dicom.convert(frames, NONE)
+
+
+def test_no_identifying_tag_reaches_any_output_and_patients_group_by_a_hash(tmp_path: Path) -> None:
+    members = {}
+    for n in range(12):
+        tags = {**IDENTIFYING, "PatientID": f"MRN-{n // 3:04d}-Doe", "PatientSex": "MF"[n % 2], "ViewPosition": "PA"}
+        members[f"root/train/{'ab'[n % 2]}/{n}.dcm"] = dicom_bytes(chest(n), Spec(bits=12, tags=tags))
+    archive = write_zip(tmp_path / "tagged.zip", members)
+    restructure(archive, dicom_entry(), RestructureSettings(), tmp_path / "out")
+    written = b"".join(path.read_bytes() for path in (tmp_path / "out").rglob("*") if path.is_file())
+    for value in [*IDENTIFYING.values(), "MRN-0001", "Doe"]:
+        for piece in {value, *value.split("^")}:
+            assert piece.encode() not in written, piece
+    rows = manifest.read_interim(tmp_path / "out")
+    assert all(row.path.endswith(".png") and row.format == "PNG" for row in rows)
+    groups = {row.member: row.group for row in rows}
+    assert len(set(groups.values())) == 4 and all(len(group) == 16 for group in groups.values())
+    assert groups["root/train/a/0.dcm"] == groups["root/train/a/2.dcm"]  # one patient, one group
+    made = dict(rows[0].made)
+    assert made["transfer_syntax"] == "Explicit VR Little Endian" and made["bits_stored"] == "12"
+    metadata = (tmp_path / "out" / "metadata.csv").read_text().splitlines()
+    assert metadata[0] == "path,PatientSex,ViewPosition" and len(metadata) == 13
+
+
+def test_a_folder_labelled_dicom_set_trains_and_evaluates_under_dvc(tmp_path: Path) -> None:
+    members = {}
+    for n in range(48):
+        label = "ab"[n % 2]
+        grey = chest(n)
+        if label == "b":
+            cv2.rectangle(grey, (10, 10), (40, 40), 255, -1)  # something to learn
+        syntax = ["explicit", "rle", "jpeg_ls", "jpeg2000_lossless", "jpeg_lossless", "jpeg_baseline"][n % 6]
+        bits, patient = 8 if syntax == "jpeg_baseline" else 12, {"PatientID": f"P{n // 2:03d}"}
+        spec = Spec(syntax=syntax, bits=bits, monochrome1=n % 4 == 1, tags=patient)
+        members[f"dicoms/{label}/{n:03d}.dcm"] = dicom_bytes(grey, spec)
+    archive = write_zip(tmp_path / "dicoms.zip", members)
+    entry = {**{k: v for k, v in TOY.model_dump().items() if k != "name"}, "layout": ["dicoms/{label}/{file}"]}
+    entry |= {"extensions": [".dcm"], "split": {"strategy": "pool"}, "archive": "dicoms.zip"}
+    project = make_project(
+        tmp_path / "project",
+        {
+            "datasets": ["dicoms"],
+            "fetch": {"source": "path", "paths": {"dicoms": str(archive)}},
+            "train": {"model": "sklearn_linear", "loader": "opencv", "image_size": 32},
+            "evaluate": {"bootstrap_resamples": 100},
+        },
+        datasets={"dicoms": entry},
+    )
+    run_in(project, "dvc", "repro", "evaluate@dicoms")
+    rows = manifest.read_processed(project / "data" / "processed" / "dicoms")
+    assert len(rows) == 48 and {dict(row.made)["transfer_syntax"] for row in rows} >= {
+        "RLE Lossless",
+        "JPEG-LS Lossless Image Compression",
+    }
+    headline = json.loads((project / "metrics" / "dicoms" / "eval.json").read_text())
+    assert headline["roc_auc"] is not None and headline["roc_auc"] > 0.8
+    # predict reads a .dcm as restructure did: the same probabilities as for the PNG it became
+    interim = {row.member: row.path for row in manifest.read_interim(project / "data" / "interim" / "dicoms")}
+    originals = []
+    for member in ("dicoms/a/000.dcm", "dicoms/b/005.dcm"):
+        (tmp_path / member).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / member).write_bytes(members[member])
+        originals.append(str(tmp_path / member))
+    pngs = [
+        str(project / "data" / "interim" / "dicoms" / interim[member])
+        for member in ("dicoms/a/000.dcm", "dicoms/b/005.dcm")
+    ]
+    lines = [
+        [
+            json.loads(line)["probabilities"]
+            for line in run_in(project, sys.executable, "-m", "stages.predict", "dicoms", *files).stdout.splitlines()
+        ]
+        for files in (originals, pngs)
+    ]
+    assert lines[0] == lines[1] and len(lines[0]) == 2
+
+
+@pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real sample images not found at {REALDATA}")
+@pytest.mark.parametrize("syntax", sorted(LOSSY))
+def test_real_radiographs_survive_lossy_syntaxes(syntax: str) -> None:
+    sources = sorted((REALDATA / "covid19-radiography-DERIVATIVE-resized224").rglob("*.png"))[:3]
+    assert sources
+    for source in sources:
+        grey = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+        bits = 8 if syntax == "jpeg_baseline" else 12
+        found = shown(dicom_bytes(grey, Spec(syntax=syntax, bits=bits)))
+        expected = min_max(stored_values(grey, Spec(bits=bits)), False)
+        assert np.corrcoef(found.ravel(), expected.ravel())[0, 1] > 0.98, (syntax, source.name)
