@@ -64,12 +64,12 @@ def propose(
     rules += inspection.segment_rules(names, inspection.MASK_FOLDERS, "segmentation masks, not class images")
     rules += inspection.duplicate_trees(listing.members, rules)
     images = inspection.image_members(listing, rules)
-    dicom = inspection.dicom_members(listing, rules)
     if not images:
-        if dicom:
+        bare = inspection.bare_dicom_members(listing, rules)
+        if bare:
             raise PipelineError(
-                f"{name}: {len(dicom):,} DICOM files found (e.g. {dicom[0]}) and no other images: DICOM is not read "
-                "yet; convert them to PNG first"
+                f"{name}: {len(bare):,} DICOM files without an extension (e.g. {bare[0]}): a layout matches files by "
+                "extension; rename them to .dcm"
             )
         raise PipelineError(f"{name}: no image files found; top-level entries: {top_level_entries(names)}")
     keys, file_names = inspection.image_keys(images)
@@ -94,8 +94,17 @@ def propose(
     proposal = Proposal(name, dict(origin), rules=rules)
     more_tables = [] if len(label_tables) < 2 or not _alike(label_tables) else [t.member for t in label_tables[1:]]
     if len(label_tables) > 1 and not more_tables:
-        listed = ", ".join(f"{t.member} ({t.label_column or 'one-hot'})" for t in label_tables)
-        raise Ambiguous(f"{name}: several tables label the images: {listed}; choose one with --table MEMBER")
+        coarsest = inspection.coarsest(label_tables)
+        if coarsest is None:
+            listed = ", ".join(f"{t.member} ({t.label_column or 'one-hot'})" for t in label_tables)
+            raise Ambiguous(f"{name}: several tables label the images: {listed}; choose one with --table MEMBER")
+        proposal.evidence += [
+            f"table {t.member} labels the same images more finely ({t.label_column}, each value within one "
+            f"{coarsest.label_column} of {coarsest.member}): --table {t.member} takes it instead"
+            for t in label_tables
+            if t is not coarsest
+        ]
+        label_tables = [coarsest]
     if label_tables:
         _table_entry(proposal, label_tables[0], tables, shapes, listing, candidates, images, encoding)
         if more_tables:
@@ -109,8 +118,6 @@ def propose(
         raise _no_labels(name, tables, shapes, forced)
     _check_by_planning(proposal, listing, images)
     proposal.evidence += [f"table {t.member} not used: {t.rejected}" for t in tables if t.rejected is not None]
-    if dicom:
-        proposal.evidence.append(f"{len(dicom):,} DICOM files (e.g. {dicom[0]}) are left out: DICOM is not read yet")
     return proposal
 
 

@@ -297,20 +297,13 @@ def test_chexpert_path_ids_match_by_path_and_its_codes_are_multi_label_with_a_po
         assert {row.group for row in found.values()} == {f"{n:05d}" for n in range(12)}  # patient00000 ... 00011
 
 
-def test_dicom_archives_are_counted_and_refused_in_one_line(tmp_path: Path) -> None:
+def test_dicom_files_without_an_extension_are_refused_in_one_line(tmp_path: Path) -> None:
     dicom = bytes(128) + b"DICM" + bytes(64)
-    members = {f"stage_2_train_images/{n:04x}-patient.dcm": dicom for n in range(6)}
-    members["stage_2_train_labels.csv"] = csv_bytes(
-        ["patientId", "x", "y", "width", "height", "Target"],
-        [[f"{n:04x}-patient", "", "", "", "", 0] for n in range(6)],
-    )
-    message = refusal(write(tmp_path / "rsna.zip", members))
-    assert message == (
-        "added: 6 DICOM files found (e.g. stage_2_train_images/0000-patient.dcm) and no other images: DICOM is not "
-        "read yet; convert them to PNG first"
-    )
     bare = {f"images/{n}": dicom for n in range(3)}
-    assert "3 DICOM files found" in refusal(write(tmp_path / "bare.zip", bare))
+    assert refusal(write(tmp_path / "bare.zip", bare)) == (
+        "added: 3 DICOM files without an extension (e.g. images/0): a layout matches files by extension; rename them "
+        "to .dcm"
+    )
 
 
 def test_blood_cell_labels_joined_by_commas_are_refused_not_a_new_class(tmp_path: Path) -> None:

@@ -12,10 +12,14 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
+import yaml
 
 from harness.project import REALDATA, make_project, run_in
 from medimage import manifest
+from medimage.adding import propose, render
 from medimage.archives import dicom
+from medimage.archives.inspection import list_archive
+from medimage.archives.reading import Limits
 from medimage.archives.unpacking import restructure
 from medimage.archives.validation import InvalidImage
 from medimage.errors import PipelineError
@@ -23,6 +27,7 @@ from medimage.settings.project import DatasetSpec
 from medimage.settings.restructure import DicomSettings, RestructureSettings
 from tests.dicoms import IDENTIFYING, LOSSLESS, LOSSY, Spec, dicom_bytes, stored_values
 from tests.samples import TOY, write_zip
+from tests.tables import csv_bytes
 
 NONE = DicomSettings(window="none")
 
@@ -93,6 +98,21 @@ def test_rescale_then_the_files_window_then_monochrome1_in_that_order() -> None:
     np.testing.assert_array_equal(shown(sigmoid, DicomSettings()), expected)
     no_window = dicom_bytes(grey, Spec(bits=12))
     assert dict(dicom.convert(no_window, DicomSettings()).made)["window"].startswith("percentile 0.5-99.5")
+
+
+def test_a_voi_lut_sequence_is_applied_in_place_of_a_window() -> None:
+    from pydicom.sequence import Sequence
+
+    grey = chest(2)
+    dataset = pydicom.dcmread(io.BytesIO(dicom_bytes(grey, Spec(bits=12, window=(100.0, 10.0)))))
+    table = np.clip((np.arange(4096) - 500) / 3000 * 65535, 0, 65535).astype(np.uint16)
+    lut = pydicom.Dataset()
+    lut.LUTDescriptor, lut.LUTData = [4096, 0, 16], table.tobytes()
+    lut["LUTData"].VR = "OW"
+    dataset.VOILUTSequence = Sequence([lut])
+    expected = np.rint(table[stored_values(grey, Spec(bits=12)).astype(int)] / 65535 * 255).astype(np.uint8)
+    np.testing.assert_array_equal(shown(_saved(dataset), DicomSettings()), expected)  # the LUT, not the window
+    assert dict(dicom.convert(_saved(dataset), DicomSettings()).made)["window"] == "file VOI LUT"
 
 
 def test_sixteen_bit_output_keeps_twelve_bits_of_grey_and_signed_pixels_are_read_signed() -> None:
@@ -248,3 +268,52 @@ def test_real_radiographs_survive_lossy_syntaxes(syntax: str) -> None:
         found = shown(dicom_bytes(grey, Spec(syntax=syntax, bits=bits)))
         expected = min_max(stored_values(grey, Spec(bits=bits)), False)
         assert np.corrcoef(found.ravel(), expected.ravel())[0, 1] > 0.98, (syntax, source.name)
+
+
+def rsna_archive(path: Path) -> tuple[Path, dict[str, str]]:
+    """RSNA Pneumonia Detection's layout: stage_2_train_images/<patientId>.dcm, a box table with several rows for a
+    positive image and `Target`, the 3-way class table (a row per box row), unlabelled test images, a submission."""
+    members, boxes, classes, targets = {}, [], [], {}
+    for n in range(24):
+        image_id = f"{n:08x}-1c2d-4e5f-8a9b-{n:012x}"
+        target = n % 3 == 0
+        grey = chest(n)
+        if target:
+            cv2.circle(grey, (40, 50), 18, 255, -1)
+        tags = {"PatientID": image_id, "PatientName": image_id, "PatientSex": "MF"[n % 2], "ViewPosition": "PA"}
+        members[f"stage_2_train_images/{image_id}.dcm"] = dicom_bytes(grey, Spec(syntax="jpeg_baseline", tags=tags))
+        rows = (
+            [[image_id, 10, 20, 30, 40, 1], [image_id, 50, 20, 30, 40, 1]]
+            if target
+            else [[image_id, "", "", "", "", 0]]
+        )
+        boxes += rows
+        classes += [[image_id, "Lung Opacity" if target else ("Normal", "No Lung Opacity / Not Normal")[n % 2]]] * len(
+            rows
+        )
+        targets[image_id] = str(int(target))
+    for n in range(3):
+        members[f"stage_2_test_images/test{n}.dcm"] = dicom_bytes(chest(100 + n), Spec(syntax="jpeg_baseline"))
+    members["stage_2_train_labels.csv"] = csv_bytes(["patientId", "x", "y", "width", "height", "Target"], boxes)
+    members["stage_2_detailed_class_info.csv"] = csv_bytes(["patientId", "class"], classes)
+    members["stage_2_sample_submission.csv"] = csv_bytes(
+        ["patientId", "PredictionString"], [["test0", "0.5 0 0 10 10"]]
+    )
+    return write_zip(path, members), targets
+
+
+def test_add_reads_the_rsna_pneumonia_layout_target_per_image_and_offers_the_three_way_class(tmp_path: Path) -> None:
+    archive, targets = rsna_archive(tmp_path / "rsna-pneumonia-detection-challenge.zip")
+    limits = Limits.from_settings(RestructureSettings())
+    proposal = propose(
+        "rsna", list_archive(archive, limits), {"kaggle": None, "archive": archive.name, "fetch": "path"}
+    )
+    text = render(proposal, "test")
+    entry = DatasetSpec.model_validate({"name": "rsna", **yaml.safe_load(text)})
+    assert entry.labels is not None and entry.labels.table == "stage_2_train_labels.csv"
+    assert entry.labels.label_column == "Target" and entry.extensions == [".dcm"]
+    assert "stage_2_detailed_class_info.csv" in text  # the alternative, named in the evidence
+    restructure(archive, entry, RestructureSettings(), tmp_path / "interim")
+    rows = manifest.read_interim(tmp_path / "interim")
+    assert {Path(row.member).stem: row.label for row in rows} == targets  # each image once, box rows or not
+    assert all(row.member.startswith("stage_2_train_images/") for row in rows)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from os.path import commonprefix
 from pathlib import Path
 
+from medimage.archives.dicom import DICOM_SUFFIXES
 from medimage.archives.layout import matching_rule
 from medimage.archives.reading import (
     Limits,
@@ -60,7 +61,6 @@ METADATA_WORDS = {"sex", "gender", "age", "site", "localization", "location", "v
 MASK_FOLDERS = re.compile(r"(?i)^(masks?|segmentations?|.*_masks?)$")
 PATIENT_WORDS = re.compile(r"(?i)(patient|person|subject|case|pid)([-_ ]?)(\d+)([-_ .])")
 JUNK_NAMES = ("._*", ".DS_Store", "Thumbs.db", "desktop.ini")
-DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 class Ambiguous(PipelineError):
@@ -450,6 +450,39 @@ def _joined_labels(reading: TableReading, cells: list[str], forced: bool) -> Non
     _multi_label_or_refusal(reading, found, Several("label cells", several, len(cells), False), forced)
 
 
+def coarsest(readings: list[TableReading]) -> TableReading | None:
+    """Of tables labelling the same images, the one every other refines (RSNA Pneumonia's `Target`, which its
+    `class` table splits: No Lung Opacity / Not Normal and Normal are both Target 0): each other table's label
+    determines this one's on the images both name, and it has fewer labels. None where no table is so."""
+
+    def labels(reading: TableReading) -> dict[str, str]:
+        column, key = reading.label_column or "", reading.id_column or ""
+        return {row.get(key, ""): row.get(column, "") for row in reading.rows}
+
+    def refines(finer: TableReading, coarse: TableReading) -> bool:
+        fine_labels, coarse_labels = labels(finer), labels(coarse)
+        shared = set(fine_labels) & set(coarse_labels)
+        mapping: dict[str, set[str]] = defaultdict(set)
+        for key in shared:
+            mapping[fine_labels[key]].add(coarse_labels[key])
+        fewer = len({coarse_labels[key] for key in shared}) < len({fine_labels[key] for key in shared})
+        return bool(shared) and fewer and all(len(found) == 1 for found in mapping.values())
+
+    single = [reading for reading in readings if reading.label_column]
+    if len(single) < len(readings):
+        return None
+    found = [r for r in single if all(refines(other, r) for other in single if other is not r)]
+    return found[0] if len(found) == 1 else None
+
+
+def _one_per_image(rows: Table, id_column: str, column: str) -> bool:
+    """Every image's rows hold one value of `column`."""
+    values: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        values[row.get(id_column, "")].add(row.get(column, ""))
+    return all(len(found) == 1 for found in values.values())
+
+
 def _localisation(columns: list[str], rows: Table, id_column: str) -> bool:
     """A table of boxes (x, y, width, height; NIH's `Bbox [x`): several rows per image, no per-image labels."""
     words = set().union(*(_words(column) for column in columns))
@@ -504,6 +537,8 @@ def read_table(member: str, listing: Listing, keys: set[str], names: set[str], o
             _choose_label(reading, rows, others)
     if reading.label_column:
         _joined_labels(reading, [row.get(reading.label_column, "") for row in rows], options.multi_label)
+    if reading.localisation and reading.label_column and _one_per_image(rows, reading.id_column, reading.label_column):
+        reading.localisation = False  # boxes with the image's label on every row (RSNA's Target): a label table
     used = {reading.label_column, reading.group_column, reading.split_column, *reading.one_hot}
     reading.metadata = [column for column in others if _words(column) & METADATA_WORDS and column not in used]
     if reading.label_column and len(value_counts(rows, reading.label_column)) < 2:
@@ -652,16 +687,13 @@ def parse_column(listing: Listing, member: str, column: str, encoding: str = "ut
 
 
 def image_members(listing: Listing, ignored: list[Rule]) -> list[str]:
-    return [name for name in listing.members if member_suffix(name) in IMAGE_SUFFIXES and not is_ignored(name, ignored)]
+    """Images by extension: the ordinary formats and DICOM (restructure converts it)."""
+    suffixes = IMAGE_SUFFIXES | DICOM_SUFFIXES
+    return [name for name in listing.members if member_suffix(name) in suffixes and not is_ignored(name, ignored)]
 
 
-def dicom_members(listing: Listing, ignored: list[Rule], sniffed: int = 20) -> list[str]:
-    """DICOM files: by extension, or by the `DICM` preamble at byte 128 for files without one (the first few)."""
-    found = [
-        name for name in listing.members if member_suffix(name) in DICOM_SUFFIXES and not is_ignored(name, ignored)
-    ]
-    if found:
-        return found
+def bare_dicom_members(listing: Listing, ignored: list[Rule], sniffed: int = 20) -> list[str]:
+    """DICOM files without an extension, known by the `DICM` preamble at byte 128 (of the first few)."""
     bare = [name for name in listing.members if not member_suffix(name) and not is_ignored(name, ignored)]
     sample = [name for name in bare[:sniffed] if listing.members[name].file_size <= TABLE_MAX_BYTES]
     if sample and all(listing.read(name)[128:132] == b"DICM" for name in sample):
