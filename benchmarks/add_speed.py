@@ -47,13 +47,17 @@ def ham_archive(images: int) -> Path:
 
 def measure(repeat: int, images: int) -> tuple[float, float]:
     """Median seconds of `unzip -l` and of `stages.add`'s work (without writing) on the archive."""
-    archive = ham_archive(images)
+    return versus_listing(ham_archive(images), repeat)
+
+
+def versus_listing(archive: Path, repeat: int) -> tuple[float, float]:
+    """Median seconds of `unzip -l` of any archive and of `stages.add`'s work on it (without writing)."""
     limits = Limits.from_settings(RestructureSettings())
     origin = {"kaggle": None, "archive": archive.name, "fetch": "path"}
     listing = median_seconds(
         lambda: subprocess.run(["unzip", "-l", str(archive)], check=True, capture_output=True), repeat
     )
-    ours = median_seconds(lambda: render(propose("ham", list_archive(archive, limits), origin), "bench"), repeat)
+    ours = median_seconds(lambda: render(propose("added", list_archive(archive, limits), origin), "bench"), repeat)
     return listing, ours
 
 

@@ -14,14 +14,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.add_speed import versus_listing
 from benchmarks.common import CACHE, arguments, in_scratch, median_seconds
 from harness.project import registry_entry
-from medimage.adding import propose, render
 from medimage.archives.inspection import list_archive
 from medimage.archives.reading import Limits
 from medimage.archives.synthetic import write_archive
@@ -55,13 +54,8 @@ def stand_in(images_per_class: int) -> Path:
 def add_seconds(repeat: int) -> tuple[float, float, int]:
     """Median seconds of `unzip -l` and of add's work (without writing) on the real-scale stand-in; its members."""
     archive = stand_in(REAL_SCALE)
-    limits = Limits.from_settings(RestructureSettings())
-    origin = {"kaggle": None, "archive": archive.name, "fetch": "path"}
-    listing = median_seconds(
-        lambda: subprocess.run(["unzip", "-l", str(archive)], check=True, capture_output=True), repeat
-    )
-    ours = median_seconds(lambda: render(propose("nih", list_archive(archive, limits), origin), "bench"), repeat)
-    return listing, ours, len(list_archive(archive, limits).members)
+    listing, ours = versus_listing(archive, repeat)
+    return listing, ours, len(list_archive(archive, Limits.from_settings(RestructureSettings())).members)
 
 
 def nih_items(multi_label: bool) -> list[Item]:

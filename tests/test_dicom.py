@@ -317,3 +317,37 @@ def test_add_reads_the_rsna_pneumonia_layout_target_per_image_and_offers_the_thr
     rows = manifest.read_interim(tmp_path / "interim")
     assert {Path(row.member).stem: row.label for row in rows} == targets  # each image once, box rows or not
     assert all(row.member.startswith("stage_2_train_images/") for row in rows)
+
+
+def test_add_reads_the_rsna_mammography_layout_with_cancer_named_and_patients_whole(tmp_path: Path) -> None:
+    """train_images/<patient_id>/<image_id>.dcm, much of it JPEG 2000, some MONOCHROME1; `cancer` is a flag most
+    rows leave unset, so add asks for it by name; the patient folders are groups, not labels."""
+    members, rows = {}, []
+    for n in range(40):
+        patient, image_id, cancer = 100 + n // 4, 5000 + n, int(n % 8 == 0)
+        grey = chest(n)
+        if cancer:
+            cv2.circle(grey, (30, 30), 10, 255, -1)
+        spec = Spec(syntax=("jpeg2000_lossless", "explicit")[n % 2], bits=12, monochrome1=n % 3 == 0)
+        members[f"train_images/{patient}/{image_id}.dcm"] = dicom_bytes(grey, spec)
+        rows.append([1 + n % 2, patient, image_id, "LR"[n % 2], "CC", 60, cancer, cancer, cancer, "", 0, "B", 49, 0])
+    header = ["site_id", "patient_id", "image_id", "laterality", "view", "age", "cancer", "biopsy", "invasive"]
+    header += ["BIRADS", "implant", "density", "machine_id", "difficult_negative_case"]
+    members["train.csv"] = csv_bytes(header, rows)
+    members["test.csv"] = csv_bytes(["site_id", "patient_id", "image_id"], [row[:3] for row in rows[:4]])
+    archive = write_zip(tmp_path / "rsna-breast-cancer-detection.zip", members)
+    limits = Limits.from_settings(RestructureSettings())
+    origin = {"kaggle": None, "archive": archive.name, "fetch": "path"}
+    with pytest.raises(PipelineError, match="--label-column"):
+        propose("mammo", list_archive(archive, limits), origin)
+    text = render(propose("mammo", list_archive(archive, limits), origin, label_column="cancer"), "test")
+    entry = DatasetSpec.model_validate({"name": "mammo", **yaml.safe_load(text)})
+    assert entry.labels is not None and entry.labels.group_column == "patient_id"
+    assert "laterality" in entry.labels.metadata or "view" in entry.labels.metadata
+    restructure(archive, entry, RestructureSettings(), tmp_path / "interim")
+    found = {Path(row.member).stem: row for row in manifest.read_interim(tmp_path / "interim")}
+    assert {key: (row.label, row.group) for key, row in found.items()} == {
+        str(row[2]): (str(row[6]), str(row[1])) for row in rows
+    }
+    inverted = [row for row in found.values() if "MONOCHROME1 inverted" in dict(row.made)["window"]]
+    assert len(inverted) == 14  # n % 3 == 0 of 40

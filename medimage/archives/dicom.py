@@ -174,7 +174,8 @@ def _displayed(dataset, pixels: np.ndarray, window: str, inverted: bool) -> tupl
             low, high = float(values.min()), float(values.max())
             applied = f"none (minimum {low:g} to maximum {high:g})"
         else:
-            low, high = (float(value) for value in np.percentile(values, PERCENTILES))
+            # on every other pixel of every other row: the same window to a grey level, at a quarter of the cost
+            low, high = (float(value) for value in np.percentile(values[::2, ::2], PERCENTILES))
             applied = f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g} ({low:g} to {high:g})"
         shown = (values - low) / (high - low) if high > low else np.zeros_like(values)
     shown = np.clip(shown, 0.0, 1.0)
