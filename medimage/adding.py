@@ -20,12 +20,13 @@ import yaml
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
-from medimage.archives import inspection
+from medimage.archives import dicom, inspection
 from medimage.archives.inspection import Ambiguous, Listing, Rule, TableReading
 from medimage.archives.layout import NO_SPLIT, Layout, top_level_entries
 from medimage.archives.reading import member_suffix
 from medimage.archives.tables import build_labels, is_table, parse_table
 from medimage.archives.unpacking import Plan, plan_members
+from medimage.archives.validation import InvalidImage
 from medimage.atomic import atomic_files
 from medimage.errors import PipelineError
 from medimage.settings.files import PARAMS_FILE, dataset_file
@@ -117,8 +118,25 @@ def propose(
     else:
         raise _no_labels(name, tables, shapes, forced)
     _check_by_planning(proposal, listing, images)
+    proposal.evidence += _dicom_tags(listing, images)
     proposal.evidence += [f"table {t.member} not used: {t.rejected}" for t in tables if t.rejected is not None]
     return proposal
+
+
+def _dicom_tags(listing: Listing, images: list[str], sampled: int = 20) -> list[str]:
+    """The subgroup tags the DICOM files carry (of the first few), which restructure writes to metadata.csv."""
+    files = [image for image in images if member_suffix(image) in dicom.DICOM_SUFFIXES][:sampled]
+    found: Counter[str] = Counter()
+    for member in files:
+        try:
+            header = dicom.read_header(listing.read(member))
+        except InvalidImage:
+            continue
+        found.update(tag for tag in dicom.METADATA_TAGS if str(header.get(tag) or "").strip())
+    if not found:
+        return []
+    tags = ", ".join(f"{tag} ({count} of {len(files)})" for tag, count in found.items())
+    return [f"DICOM headers carry {tags}: restructure writes them to metadata.csv, the report's subgroups"]
 
 
 def _alike(readings: list[TableReading]) -> bool:
