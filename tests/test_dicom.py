@@ -351,3 +351,16 @@ def test_add_reads_the_rsna_mammography_layout_with_cancer_named_and_patients_wh
     }
     inverted = [row for row in found.values() if "MONOCHROME1 inverted" in dict(row.made)["window"]]
     assert len(inverted) == 14  # n % 3 == 0 of 40
+
+
+def test_dicom_age_strings_fall_in_the_reports_ten_year_bands() -> None:
+    from medimage.reporting.clinical import subgroup_value
+
+    assert [subgroup_value("PatientAge", age) for age in ("045Y", "100Y", "006M", "010W", "")] == [
+        "40-49",
+        "100-109",
+        "0-9",
+        "0-9",
+        "unknown",
+    ]
+    assert subgroup_value("Patient Age", "58") == "50-59" and subgroup_value("PatientSex", "F") == "F"

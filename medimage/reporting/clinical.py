@@ -16,6 +16,7 @@ No TensorFlow here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -261,15 +262,22 @@ def confidence_intervals(
     }
 
 
+AGE_STRING = re.compile(r"(\d{1,3})([DWMY])")  # DICOM's Age String: 045Y, 006M, 010W, 003D
+
+
 def subgroup_value(column: str, cell: str) -> str:
-    """A metadata cell as a subgroup: ages in bands of ten years (a number a band apart from its neighbours)."""
+    """A metadata cell as a subgroup: ages in bands of ten years (a number a band apart from its neighbours),
+    DICOM's age strings (045Y; months, weeks and days are under a year) among them."""
     if not cell:
         return "unknown"
-    if "age" in column.lower().replace("_", " ").split():  # age, Age, Patient Age
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", column).lower().replace("_", " ").split()
+    if "age" in words:  # age, Age, Patient Age, PatientAge
+        dicom_age = AGE_STRING.fullmatch(cell.strip().upper())
         try:
-            decade = int(float(cell)) // 10 * 10
+            years = (int(dicom_age[1]) if dicom_age[2] == "Y" else 0) if dicom_age else int(float(cell))
         except ValueError:
             return cell
+        decade = years // 10 * 10
         return f"{decade}-{decade + 9}"
     return cell
 
