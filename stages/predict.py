@@ -67,7 +67,7 @@ def read_pixels(path: Path, size: int, settings: DicomSettings) -> np.ndarray:
     """The model's pixels of one file; PipelineError for anything that is not a readable image, checked on its
     header before a pixel is decoded. A DICOM file goes through restructure's conversion first."""
     try:
-        if path.is_file() and (path.suffix.lower() in dicom.DICOM_SUFFIXES or dicom.is_dicom(path.name, _head(path))):
+        if path.is_file() and dicom.is_dicom(path.name, _head(path)):
             converted = dicom.convert(path.read_bytes(), settings)
             data, dimensions = np.frombuffer(converted.png, np.uint8), (converted.width, converted.height)
             image = decode_reduced_bytes(data, dimensions, size, colour=True)

@@ -8,9 +8,10 @@ MONOCHROME1 inverted, so that bone is bright in every output. Colour (RGB, YBR) 
 uncompressed, deflated and RLE data itself and calls the pip-installed plugins (requirements.txt) for JPEG-LS and
 JPEG 2000; the JPEG processes (baseline, 12-bit extended, lossless) go to libjpeg-turbo through imagecodecs.
 
-Only a few tags are ever read back out, by name (ALLOWED_TAGS): the pixel module, the window, and the subgroup tags
-(PatientSex, PatientAge, ViewPosition, Manufacturer). PatientID is only hashed into a group id. Nothing else of a
-file's header (names, birth dates, accession numbers, institutions) reaches a manifest, a page or a message.
+Only a few tags are ever read back out, by name: the pixel module, the window, and the subgroup tags
+(METADATA_TAGS: PatientSex, PatientAge, ViewPosition, Manufacturer). PatientID is only hashed into a group id.
+Nothing else of a file's header (names, birth dates, accession numbers, institutions) reaches a manifest, a page
+or a message.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def convert(data: bytes, settings: DicomSettings) -> Converted:
         ("rows", str(rows)),
         ("columns", str(columns)),
     )
-    tags = {tag: _text(dataset, tag)[:32] for tag in METADATA_TAGS if _text(dataset, tag)}
+    tags = {tag: value[:32] for tag in METADATA_TAGS if (value := _text(dataset, tag))}
     patient = _text(dataset, "PatientID")
     group = hashlib.sha256(patient.encode()).hexdigest()[:16] if patient else ""
     return Converted(png, columns, rows, 3 if image.ndim == 3 else 1, made, tags, group)

@@ -337,14 +337,24 @@ def restructure(
         with atomic_dir(destination) as staging:
             taken, skipped, tags = take_members(archive, infos, plan, limits, staging, dataset.name, settings)
             rows, originals = write_interim(staging, taken, skipped, dataset.name)
-            metadata_columns = dataset.labels.metadata if dataset.labels else []
-            found = [tag for tag in dicom.METADATA_TAGS if any(tag in cells for cells in tags.values())]
-            metadata = {path: plan.metadata.get(path, ("",) * len(metadata_columns)) for path in tags} | plan.metadata
-            metadata = {  # a DICOM set's subgroup tags after the table's columns
-                path: (*cells, *(tags.get(path, {}).get(tag, "") for tag in found)) for path, cells in metadata.items()
-            }
-            write_metadata(staging, rows, [*metadata_columns, *found], metadata)
+            columns, metadata = with_dicom_tags(dataset.labels.metadata if dataset.labels else [], plan.metadata, tags)
+            write_metadata(staging, rows, columns, metadata)
     return summarise(rows, skipped, plan) | {"originals": len(originals)}
+
+
+def with_dicom_tags(
+    columns: list[str], metadata: dict[str, tuple[str, ...]], tags: dict[str, dict[str, str]]
+) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    """The table's metadata columns and cells (by interim path) followed by the subgroup tags any DICOM file carried."""
+    found = [tag for tag in dicom.METADATA_TAGS if any(tag in cells for cells in tags.values())]
+    if not found:
+        return columns, metadata
+    blank = ("",) * len(columns)
+    cells = {
+        path: (*metadata.get(path, blank), *(tags.get(path, {}).get(tag, "") for tag in found))
+        for path in {*metadata, *tags}
+    }
+    return [*columns, *found], cells
 
 
 def write_metadata(
