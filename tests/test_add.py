@@ -60,6 +60,10 @@ def test_add_on_a_stand_in_restructures_to_the_committed_entrys_manifest(
     synthetic.write_archive(registered[name], SyntheticSettings(images_per_class=12, image_size=32), archive)
     text = added_text(name, archive)
     entry = DatasetSpec.model_validate({"name": name, **yaml.safe_load(text)})
+    if "name them under labels.names" in text:  # numbers for labels: the one edit add asks for
+        assert entry.labels is not None and registered[name].labels is not None and registered[name].labels.names
+        named = entry.labels.model_copy(update={"names": registered[name].labels.names})
+        entry = entry.model_copy(update={"labels": named})
     if registered[name].sources:  # left for the user to set, but named in the evidence
         assert f"set sources: {json.dumps(registered[name].sources)}" in text
     assert (entry.labels is None) == (registered[name].labels is None)

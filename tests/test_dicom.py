@@ -1,11 +1,15 @@
 """DICOM archives: every transfer syntax the Kaggle sets use, the display pipeline (modality LUT, window, MONOCHROME1),
-bad files counted, identifying tags never in an output, and a folder-labelled DICOM set through `dvc repro`."""
+bad files counted, identifying tags never in an output, a folder-labelled DICOM set and the RSNA Pneumonia stand-in
+through `dvc repro`."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import sys
+import uuid
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -364,3 +368,46 @@ def test_dicom_age_strings_fall_in_the_reports_ten_year_bands() -> None:
         "unknown",
     ]
     assert subgroup_value("Patient Age", "58") == "50-59" and subgroup_value("PatientSex", "F") == "F"
+
+
+def test_the_rsna_pneumonia_stand_in_has_the_real_layout_and_runs_offline_under_dvc(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "project",
+        {
+            "datasets": ["rsna_pneumonia"],
+            "fetch": {"synthetic": {"images_per_class": 30, "image_size": 32}},
+            "train": {"model": "sklearn_linear", "loader": "opencv", "image_size": 32},
+            "evaluate": {"bootstrap_resamples": 100},
+        },
+    )
+    run_in(project, "dvc", "repro", "evaluate@rsna_pneumonia")
+    with zipfile.ZipFile(project / "data" / "raw" / "rsna_pneumonia.zip") as archive:
+        tables = {
+            name: list(csv.DictReader(io.StringIO(archive.read(name).decode())))
+            for name in ("stage_2_train_labels.csv", "stage_2_detailed_class_info.csv", "stage_2_sample_submission.csv")
+        }
+        images = {name: archive.read(name) for name in archive.namelist() if name.endswith(".dcm")}
+    boxes, classes = tables["stage_2_train_labels.csv"], tables["stage_2_detailed_class_info.csv"]
+    assert [row["patientId"] for row in boxes] == [row["patientId"] for row in classes]  # row for row
+    assert all(
+        (box["Target"] == "1") == (row["class"] == "Lung Opacity") for box, row in zip(boxes, classes, strict=True)
+    )
+    targets = {row["patientId"]: row["Target"] for row in boxes}
+    positives = sum(target == "1" for target in targets.values())
+    assert len(boxes) == len(targets) + positives  # two box rows a positive image, one row a negative
+    assert {row["patientId"] for row in tables["stage_2_sample_submission.csv"]} == {
+        Path(name).stem for name in images if name.startswith("stage_2_test_images/")
+    }
+    for name, data in images.items():
+        header = pydicom.dcmread(io.BytesIO(data))
+        assert header.file_meta.TransferSyntaxUID == pydicom.uid.JPEGBaseline8Bit, name
+        assert (header.PhotometricInterpretation, header.BitsStored) == ("MONOCHROME2", 8)
+        assert header.PatientID == Path(name).stem and str(uuid.UUID(Path(name).stem)) == Path(name).stem
+    rows = manifest.read_interim(project / "data" / "interim" / "rsna_pneumonia")
+    names = {"0": "no_lung_opacity", "1": "lung_opacity"}
+    assert {Path(row.member).stem: row.label for row in rows} == {key: names[value] for key, value in targets.items()}
+    assert {dict(row.made)["transfer_syntax"] for row in rows} == {"JPEG Baseline (Process 1)"}
+    metadata = (project / "data" / "interim" / "rsna_pneumonia" / "metadata.csv").read_text().splitlines()
+    assert metadata[0] == "path,PatientSex,PatientAge,ViewPosition" and len(metadata) == len(rows) + 1
+    headline = json.loads((project / "metrics" / "rsna_pneumonia" / "eval.json").read_text())
+    assert headline["roc_auc"] > 0.8

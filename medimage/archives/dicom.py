@@ -5,8 +5,9 @@ The display order is DICOM's (PS3.3 C.7.6.3, C.11): the stored values (BitsStore
 PixelRepresentation is 1), the modality LUT (RescaleSlope and RescaleIntercept, or a modality LUT sequence), the
 VOI (the file's window, LINEAR, LINEAR_EXACT or SIGMOID, or its VOI LUT sequence; `restructure.dicom.window`), then
 MONOCHROME1 inverted, so that bone is bright in every output. Colour (RGB, YBR) comes out as RGB. pydicom decodes
-uncompressed, deflated and RLE data itself and calls the pip-installed plugins (requirements.txt) for JPEG-LS and
-JPEG 2000; the JPEG processes (baseline, 12-bit extended, lossless) go to libjpeg-turbo through imagecodecs.
+uncompressed, deflated and RLE data itself and calls the pip-installed plugins (requirements.txt) for JPEG-LS; the
+JPEG processes (baseline, 12-bit extended, lossless) go to libjpeg-turbo and JPEG 2000 to OpenJPEG, both through
+imagecodecs, which releases the GIL (pylibjpeg-openjpeg does not: restructure's threads would take turns).
 
 Only a few tags are ever read back out, by name: the pixel module, the window, and the subgroup tags
 (METADATA_TAGS: PatientSex, PatientAge, ViewPosition, Manufacturer). PatientID is only hashed into a group id.
@@ -32,6 +33,7 @@ PREAMBLE = 128  # bytes before the `DICM` magic of a DICOM Part 10 file
 METADATA_TAGS = ("PatientSex", "PatientAge", "ViewPosition", "Manufacturer")  # subgroups; Manufacturer: the site
 # JPEG baseline, extended, lossless (process 14) and lossless first-order: libjpeg-turbo decodes them all
 JPEG_SYNTAXES = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"}
+JPEG_2000_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}  # lossless and lossy: OpenJPEG
 PERCENTILES = (0.5, 99.5)  # restructure.dicom.window percentile, and where a file has no window of its own
 
 
@@ -96,13 +98,10 @@ def convert(data: bytes, settings: DicomSettings) -> Converted:
         pixels = pixels[0]
     photometric = _text(dataset, "PhotometricInterpretation").upper()
     if pixels.ndim == 3:
-        shown, window = _colour(pixels, int(dataset.get("BitsStored") or 8)), "none (colour)"
-    else:
-        shown, window = _displayed(dataset, pixels, settings.window, photometric == "MONOCHROME1")
-    scale = 65535 if settings.bits == 16 else 255
-    image = np.rint(shown * scale).astype(np.uint16 if settings.bits == 16 else np.uint8)
-    if image.ndim == 3:
+        image, window = _greys(_colour(pixels, int(dataset.get("BitsStored") or 8)), settings.bits), "none (colour)"
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    else:
+        image, window = _displayed(dataset, pixels, settings, photometric == "MONOCHROME1")
     png = cv2.imencode(".png", image)[1].tobytes()
     made = (
         ("transfer_syntax", syntax_name),
@@ -122,8 +121,8 @@ def _decoded(dataset, syntax: object, syntax_name: str, frames: int) -> np.ndarr
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if str(syntax) in JPEG_SYNTAXES:
-                return _jpeg_frame(dataset, frames)
+            if str(syntax) in JPEG_SYNTAXES | JPEG_2000_SYNTAXES:
+                return _first_frame(dataset, str(syntax), frames)
             return dataset.pixel_array
     except (NotImplementedError, RuntimeError) as error:
         message = str(error).lower()
@@ -134,19 +133,22 @@ def _decoded(dataset, syntax: object, syntax_name: str, frames: int) -> np.ndarr
         raise InvalidImage("corrupt", f"{syntax_name} pixel data does not decode ({type(error).__name__})") from None
 
 
-def _jpeg_frame(dataset, frames: int) -> np.ndarray:  # noqa: ANN001
-    """The first frame of a JPEG baseline, extended or lossless file, by libjpeg-turbo (imagecodecs): it decodes
-    8-, 12- and 16-bit JPEG, where pydicom's non-GPL plugins stop at 8 bits. Signed pixels are read back as signed."""
+def _first_frame(dataset, syntax: str, frames: int) -> np.ndarray:  # noqa: ANN001
+    """The first frame of a JPEG (libjpeg-turbo: 8-, 12- and 16-bit, where pydicom's non-GPL plugins stop at 8) or
+    JPEG 2000 file (OpenJPEG), by imagecodecs; read as PixelRepresentation says, whatever the codestream's sign."""
     import imagecodecs
     from pydicom.encaps import generate_frames
 
     frame = next(generate_frames(dataset.PixelData, number_of_frames=frames))
-    pixels = imagecodecs.jpeg8_decode(frame)
-    if int(dataset.get("PixelRepresentation") or 0) == 1 and pixels.ndim == 2:
-        bits = int(dataset.get("BitsStored") or 16)
-        values = pixels.astype(np.int64)
-        pixels = np.where(values >= 2 ** (bits - 1), values - 2**bits, values)  # two's complement in BitsStored
-    return pixels
+    decode = imagecodecs.jpeg2k_decode if syntax in JPEG_2000_SYNTAXES else imagecodecs.jpeg8_decode
+    pixels = decode(frame)
+    if pixels.ndim != 2:
+        return pixels
+    bits = int(dataset.get("BitsStored") or 16)
+    values = pixels.astype(np.int64) & (2**bits - 1)  # the stored bits, as the codestream has them
+    if int(dataset.get("PixelRepresentation") or 0) == 1:
+        return np.where(values >= 2 ** (bits - 1), values - 2**bits, values).astype(np.int32)  # two's complement
+    return values.astype(np.uint16 if bits > 8 else np.uint8) if pixels.dtype.kind == "i" else pixels
 
 
 def _colour(pixels: np.ndarray, bits: int) -> np.ndarray:
@@ -154,35 +156,58 @@ def _colour(pixels: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(pixels.astype(np.float64) / (2 ** min(max(bits, 1), 16) - 1), 0.0, 1.0)
 
 
-def _displayed(dataset, pixels: np.ndarray, window: str, inverted: bool) -> tuple[np.ndarray, str]:  # noqa: ANN001
-    """Greys in [0, 1] after the modality LUT, the VOI and MONOCHROME1's inversion; and the window applied."""
+def _greys(shown: np.ndarray, bits: int) -> np.ndarray:
+    """[0, 1] as the PNG's grey levels: 8 or 16 bits (restructure.dicom.bits)."""
+    return np.rint(shown * (65535 if bits == 16 else 255)).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def _value_table(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The values to run the display steps on, and the index of each pixel into them (None: the pixels themselves).
+
+    Every step maps one stored value to one grey, so where the image has more pixels than its range has values,
+    the steps run once a value of the range and the image is looked up in the result: the same greys, cheaper.
+    """
+    low, high = int(pixels.min()), int(pixels.max())
+    if pixels.dtype.kind not in "iu" or high - low + 1 >= pixels.size:
+        return pixels, None
+    domain = np.arange(low, high + 1).astype(pixels.dtype)
+    index = pixels - pixels.dtype.type(low) if pixels.dtype.kind == "u" else pixels.astype(np.int64) - low
+    return domain, index
+
+
+def _displayed(dataset, pixels: np.ndarray, settings: DicomSettings, inverted: bool) -> tuple[np.ndarray, str]:  # noqa: ANN001
+    """The greys after the modality LUT, the VOI and MONOCHROME1's inversion; and the window applied."""
     from pydicom.pixels import apply_modality_lut, apply_voi
 
-    values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float64)
+    domain, index = _value_table(pixels)
+    values = np.asarray(apply_modality_lut(domain, dataset), dtype=np.float64)
     shown, applied = None, ""
-    if window == "file" and "VOILUTSequence" in dataset:
+    if settings.window == "file" and "VOILUTSequence" in dataset:
         lut = dataset.VOILUTSequence[0]
         descriptor = lut.LUTDescriptor
         shown = np.asarray(apply_voi(values, dataset), dtype=np.float64) / (2 ** int(descriptor[2]) - 1)
         applied = "file VOI LUT"
-    elif window == "file" and "WindowCenter" in dataset and "WindowWidth" in dataset:
+    elif settings.window == "file" and "WindowCenter" in dataset and "WindowWidth" in dataset:
         center, width = (float(_first(dataset.get(keyword))) for keyword in ("WindowCenter", "WindowWidth"))
         function = _text(dataset, "VOILUTFunction").upper() or "LINEAR"
         shown = windowed(values, center, width, function)
         applied = f"file {function.lower()} center {center:g} width {width:g}"
     if shown is None:
-        if window == "none":
-            low, high = float(values.min()), float(values.max())
+        if settings.window == "none":
+            present = values if index is None else values[np.flatnonzero(np.bincount(index.ravel()))]
+            low, high = float(present.min()), float(present.max())
             applied = f"none (minimum {low:g} to maximum {high:g})"
         else:
             # on every other pixel of every other row: the same window to a grey level, at a quarter of the cost
-            low, high = (float(value) for value in np.percentile(values[::2, ::2], PERCENTILES))
+            sample = values[::2, ::2] if index is None else values[index[::2, ::2]]
+            low, high = (float(value) for value in np.percentile(sample, PERCENTILES))
             applied = f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g} ({low:g} to {high:g})"
         shown = (values - low) / (high - low) if high > low else np.zeros_like(values)
     shown = np.clip(shown, 0.0, 1.0)
     if inverted:
         shown, applied = 1.0 - shown, applied + "; MONOCHROME1 inverted"
-    return shown, applied
+    greys = _greys(shown, settings.bits)
+    return (greys if index is None else greys[index]), applied
 
 
 def _first(value: object) -> object:

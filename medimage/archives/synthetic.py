@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import math
+import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -21,6 +23,10 @@ from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
+from pydicom import config
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit, generate_uid
 from tqdm import tqdm
 
 from medimage.archives.packing import member_info
@@ -32,6 +38,7 @@ NOISE_GRAIN = 256
 DRAW_SIZE = 256  # shapes are drawn at most this size, then scaled: large images cost little more than small ones
 APPLEDOUBLE_HEADER = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
 DS_STORE_HEADER = b"\x00\x00\x00\x01Bud1"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # the SOP class of RSNA Pneumonia's files
 Shape = Callable[[np.ndarray, np.random.Generator, int], None]
 
 
@@ -82,6 +89,8 @@ def template_fields(spec: SyntheticSpec, image: PlannedImage) -> dict[str, objec
     joined = findings.separator.join(finding_names(spec)[i] for i in image.findings) if findings else ""
     return {
         "n": image.n,
+        # {uid}: a UUID per image (RSNA's patientId names), the same on every run
+        "uid": uuid.UUID(bytes=hashlib.sha256(f"{image.archive_split}/{image.n}".encode()).digest()[:16], version=4),
         "patient": image.patient,
         "follow_up": image.follow_up,
         "findings": joined or (findings.none if findings else ""),
@@ -320,6 +329,34 @@ def encode(image: np.ndarray, member: str) -> bytes:
     return buffer.tobytes()
 
 
+def dicom_bytes(grey: np.ndarray, tags: dict[str, str]) -> bytes:
+    """A Part 10 file as RSNA Pneumonia's: 8-bit MONOCHROME2 pixels as baseline JPEG, `tags` in the header.
+
+    Its instance UID is derived from the tags, so the same image gives the same bytes on every run.
+    """
+    ok, jpeg = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {grey.shape} DICOM image")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[repr(sorted(tags.items()))])
+    meta.TransferSyntaxUID = JPEGBaseline8Bit
+    header = Dataset()
+    header.file_meta = meta
+    header.SOPClassUID, header.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    with config.disable_value_validation():  # RSNA's PatientAge "51" is not DICOM's "051Y": kept as theirs is
+        for keyword, value in tags.items():
+            setattr(header, keyword, value)
+    header.Rows, header.Columns = grey.shape
+    header.SamplesPerPixel, header.PhotometricInterpretation = 1, "MONOCHROME2"
+    header.BitsAllocated, header.BitsStored, header.HighBit, header.PixelRepresentation = 8, 8, 7, 0
+    header.PixelData = encapsulate([jpeg.tobytes()])
+    header["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    header.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 # --------------------------------------------------------------------------- archive
 
 
@@ -372,7 +409,11 @@ def render(dataset: FetchEntry, planned: PlannedImage, knobs: SyntheticSettings)
     rgb = spec.channels == 3 or math.ceil((planned.index + 1) * fraction) > math.ceil(planned.index * fraction)
     tint = spec.tint or (1.0, 1.0, 1.0)
     acquisition = spec.acquisition.get(planned.archive_split, Acquisition())
-    return encode(finish(square, rng, width, height, acquisition, rgb, tint), planned.member)
+    image = finish(square, rng, width, height, acquisition, rgb, tint)
+    if PurePosixPath(planned.member).suffix.lower() == ".dcm":
+        fields = {**template_fields(spec, planned), "stem": PurePosixPath(planned.member).stem}
+        return dicom_bytes(image, {keyword: value.format(**fields) for keyword, value in spec.dicom.items()})
+    return encode(image, planned.member)
 
 
 def render_mask(member: str, size: int) -> bytes:
@@ -393,7 +434,7 @@ def stand_in_bytes(member: str) -> bytes:
 
 def table_bytes(spec: SyntheticSpec, table: SyntheticTable, planned: list[PlannedImage]) -> bytes:
     """The label table: a header, then one row per image of the table's splits (or, `with_findings`, per finding:
-    {findings} the one), in archive order."""
+    {findings} the one; or `rows` per image of a label, whose `fields` may count them: {row}), in archive order."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.columns)
@@ -402,8 +443,10 @@ def table_bytes(spec: SyntheticSpec, table: SyntheticTable, planned: list[Planne
             continue
         rows = [replace(image, findings=(finding,)) for finding in image.findings] if table.with_findings else [image]
         for each in rows:
-            fields = {**template_fields(spec, each), "stem": PurePosixPath(image.member).stem}
-            writer.writerow([template.format(**fields) for template in table.columns.values()])
+            for row in range(table.rows.get(image.label, 1)):
+                fields = {**template_fields(spec, each), "stem": PurePosixPath(image.member).stem}
+                fields.update({key: value.format(row=row) for key, value in spec.fields.get(image.label, {}).items()})
+                writer.writerow([template.format(**fields) for template in table.columns.values()])
     return buffer.getvalue().encode()
 
 

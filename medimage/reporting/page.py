@@ -119,7 +119,7 @@ def provenance(run: Run) -> str:
     rows = [
         [cell("dataset"), cell(run.dataset)],
         [cell("source"), cell(fetched.get("source", unrecorded))],
-        [cell("Kaggle handle and version"), cell(fetched.get("kaggle") or "not on Kaggle" if fetched else unrecorded)],
+        [cell("Kaggle handle and version"), cell(fetched.get("kaggle") or "none pinned" if fetched else unrecorded)],
         [cell("archive"), cell(f"{fetched['archive']} ({fetched['bytes']:,} bytes)" if fetched else unrecorded)],
         [
             cell("archive sha256"),

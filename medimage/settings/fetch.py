@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from medimage.settings.files import DatasetEntry, StageParams, Strict
 
@@ -44,6 +44,7 @@ class SyntheticTable(Strict):
     columns: dict[str, str]  # column -> its cell's template: the file name's fields and {stem}, the file's stem
     splits: list[str] | None = None  # archive splits whose images have a row (the others ship unlabelled); None: all
     with_findings: bool = False  # a row per finding of each image (a localisation table such as NIH's boxes)
+    rows: dict[str, PositiveInt] = {}  # label -> rows per image (RSNA's boxes: several a positive image)
 
 
 class SyntheticFindings(Strict):
@@ -86,6 +87,7 @@ class SyntheticSpec(Strict):
     table: SyntheticTable | None = None  # labels in a table instead of folders
     more_tables: list[SyntheticTable] = []  # other tables beside it (boxes, metadata)
     findings: SyntheticFindings | None = None  # several labels per image (counts then name one label each split)
+    dicom: dict[str, str] = {}  # tag keyword -> its value's template, set in every .dcm image (RSNA's header)
 
     @model_validator(mode="after")
     def _every_label_has_names(self) -> SyntheticSpec:
@@ -104,7 +106,7 @@ class SyntheticSpec(Strict):
 
 
 class FetchEntry(DatasetEntry):
-    kaggle: str | None  # owner/slug/versions/N; null for an archive that is not on Kaggle
+    kaggle: str | None  # owner/slug/versions/N; null off Kaggle, or for a competition (no versions to pin)
     archive: str  # the file name Kaggle's CLI gives the download (or the local archive's name)
     # null: params.yaml's fetch.source; synthetic | path (params.yaml fetch.paths.<ds>) | kaggle for this dataset alone
     fetch: Literal["synthetic", "path", "kaggle"] | None
