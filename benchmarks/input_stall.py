@@ -1,16 +1,18 @@
-"""Training input stall: a Keras epoch fed by each loader against the same epoch on batches already in memory.
+"""Training input stall: Keras epochs fed by each loader from the prepared pixels, against the same epochs on
+batches already in memory, the first epoch included.
 
-    python -m benchmarks.input_stall
+    python -m benchmarks.input_stall [small_cnn 64 | mobilenet_v2 224]
 
-The in-memory epoch is the model's compute time; what a loader adds on top is time the model waits for
-input. Measured on the second epoch, when both loaders read their caches of decoded images.
-Used by benchmarks/suite.py, which runs it in a fresh process per repeat.
+The in-memory epoch is the model's compute time; what a loader adds on top is time the model waits for input.
+The pixels are made first (the pixels stage's work, once per size, not per experiment). Used by
+benchmarks/suite.py, which runs it in a fresh process per repeat.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,8 +23,7 @@ from medimage.manifest import ProcessedRow
 from medimage.modelling import opencv_loader
 from medimage.settings.train import TrainSettings
 
-SETTINGS = TrainSettings(image_size=64, batch_size=32, epochs=2, deterministic=False)
-OPENCV = SETTINGS.model_copy(update={"loader": "opencv"})
+EPOCHS = 2
 FOLDER = Path(".benchmarks-cache/stall")
 COUNT = 600
 
@@ -60,46 +61,44 @@ class EpochTimes:
         self.callback = Callback()
 
 
-def epoch_seconds(data: object, classes: int) -> float:
+def epoch_seconds(data: object, classes: int, settings: TrainSettings) -> list[float]:
     import keras
 
     from medimage.modelling import architectures, keras_family
 
-    keras_family.configure(SETTINGS)
-    model, _ = architectures.build_model(SETTINGS, classes)
-    model.compile(optimizer=keras.optimizers.Adam(SETTINGS.learning_rate), loss="sparse_categorical_crossentropy")
+    keras_family.configure(settings)
+    model, _ = architectures.build_model(settings, classes)
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss="sparse_categorical_crossentropy")
     timer = EpochTimes()
-    model.fit(data, epochs=SETTINGS.epochs, callbacks=[timer.callback], verbose=0)
-    return timer.times[-1]  # the second epoch: caches warm, graph traced
+    model.fit(data, epochs=settings.epochs, callbacks=[timer.callback], verbose=0)
+    return timer.times
 
 
-def measure(folder: str, labels: list[str]) -> dict[str, float]:
+def measure(folder: str, labels: list[str], model: str = "small_cnn", size: int = 64) -> dict[str, list[float]]:
+    """Seconds of each epoch: in memory (before and after the loaders: the faster of the two), keras, opencv."""
     import numpy as np
     import tensorflow as tf
 
     from medimage.modelling import keras_loader
+    from medimage.modelling.prepared import make_pixels, with_pixels
 
+    settings = TrainSettings(model=model, image_size=size, batch_size=32, epochs=EPOCHS, deterministic=False)
     root = Path(folder)
-    images = opencv_loader.image_set(root, "train", labels)
-    pixels, targets = zip(
-        *opencv_loader.batches(images, SETTINGS.image_size, SETTINGS.batch_size, threads=2), strict=True
-    )
-    in_memory = tf.data.Dataset.from_tensor_slices((np.concatenate(pixels), np.concatenate(targets))).batch(
-        SETTINGS.batch_size
-    )
+    rows = manifest.read_processed(root)
     with tempfile.TemporaryDirectory() as scratch:
-        first = epoch_seconds(
-            in_memory, len(labels)
-        )  # measured first and last: neither loader favoured by what ran before
-        keras_epoch = epoch_seconds(
-            keras_loader.data_for(root, "train", labels, SETTINGS, True, Path(scratch)), len(labels)
-        )
-        opencv_epoch = epoch_seconds(
-            keras_loader.data_for(root, "train", labels, OPENCV, True, Path(scratch)), len(labels)
-        )
-        last = epoch_seconds(in_memory, len(labels))
-    return {"compute": min(first, last), "keras": keras_epoch, "opencv": opencv_epoch}
+        make_pixels(root, rows, size, Path(scratch))
+        images = with_pixels(opencv_loader.image_set(root, "train", labels, rows), rows, Path(scratch), "train", size)
+        in_memory = tf.data.Dataset.from_tensor_slices((np.array(images.pixels, np.float32), images.labels))
+        in_memory = in_memory.batch(settings.batch_size)
+        first = epoch_seconds(in_memory, len(labels), settings)
+        keras_epochs = epoch_seconds(keras_loader.data_for(images, settings, True), len(labels), settings)
+        opencv = settings.model_copy(update={"loader": "opencv"})
+        opencv_epochs = epoch_seconds(keras_loader.data_for(images, opencv, True), len(labels), opencv)
+        last = epoch_seconds(in_memory, len(labels), settings)
+    compute = [min(one, other) for one, other in zip(first, last, strict=True)]
+    return {"compute": compute, "keras": keras_epochs, "opencv": opencv_epochs}
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(str(images()), list(loader_speed.LABELS)), indent=2))
+    model, size = (sys.argv[1], int(sys.argv[2])) if len(sys.argv) > 2 else ("small_cnn", 64)
+    print(json.dumps(measure(str(images()), list(loader_speed.LABELS), model, size), indent=2))

@@ -99,6 +99,34 @@ def keras_pass(folder: Path, labels: tuple[str, ...] = LABELS, threads: int | No
     return sum(int(batch.shape[0]) for batch, _ in dataset)
 
 
+def make_pixels_pass(folder: Path, out: Path) -> None:
+    """What the pixels stage does: every image decoded, resized to 224 and written once, on a thread per core."""
+    from medimage.modelling.prepared import make_pixels
+
+    make_pixels(folder, manifest.read_processed(folder), TARGET, out)
+
+
+def prepared_images(folder: Path, pixels: Path) -> opencv_loader.ImageSet:
+    from medimage.modelling.prepared import with_pixels
+
+    rows = manifest.read_processed(folder)
+    return with_pixels(opencv_loader.image_set(folder, "train", list(LABELS), rows), rows, pixels, "train", TARGET)
+
+
+def prepared_keras_pass(images: opencv_loader.ImageSet) -> int:
+    """One shuffled pass of the keras loader's tf.data pipeline over prepared pixels."""
+    from medimage.modelling.keras_loader import prepared_dataset
+    from medimage.settings.train import TrainSettings
+
+    settings = TrainSettings(image_size=TARGET, batch_size=BATCH)
+    return sum(int(batch.shape[0]) for batch, _ in prepared_dataset(images, settings, shuffle=True))
+
+
+def prepared_opencv_pass(images: opencv_loader.ImageSet) -> int:
+    """One shuffled pass of our loader's batches over prepared pixels (no TensorFlow)."""
+    return sum(len(batch) for batch, _ in opencv_loader.batches(images, TARGET, BATCH, shuffle=True))
+
+
 def legacy_pass(folder: Path) -> int:
     import tensorflow as tf
 

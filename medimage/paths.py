@@ -7,6 +7,7 @@ from pathlib import Path
 RAW_DIR = Path("data/raw")
 INTERIM_DIR = Path("data/interim")
 PROCESSED_DIR = Path("data/processed")
+PIXELS_DIR = Path("data/pixels")  # <ds>/<split>.npy: the training-size pixels (medimage/modelling/prepared.py)
 MODELS_DIR = Path("models")
 METRICS_DIR = Path("metrics")
 PLOTS_DIR = Path("plots")

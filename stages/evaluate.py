@@ -18,8 +18,8 @@ import logging
 
 from medimage import manifest
 from medimage.atomic import spreadsheet_cell, write_csv
-from medimage.modelling import opencv_loader
 from medimage.modelling.families import load_classifier
+from medimage.modelling.prepared import prepared_sets
 from medimage.paths import INTERIM_DIR, MODELS_DIR, PLOTS_DIR, metrics_file
 from medimage.reporting import multi_label
 from medimage.reporting.clinical import (
@@ -46,11 +46,11 @@ log = logging.getLogger(__name__)
 def main(params: EvaluateParams, dataset: SplitEntry) -> None:
     classifier = load_classifier(MODELS_DIR / dataset.name, params.train)  # once: scores every split and Grad-CAM
     names = classifier.class_names
-    processed, rows = dataset_view(params.split, dataset)  # the manifest, read once
-    test, val, train = (opencv_loader.image_set(processed, split, names, rows) for split in ("test", "val", "train"))
-    test_probabilities = classifier.split_probabilities(test, processed / "test")
-    val_probabilities = classifier.split_probabilities(val, processed / "val") if len(val) else None
-    train_probabilities = classifier.split_probabilities(train, processed / "train")
+    _, rows = dataset_view(params.split, dataset)  # the view checked (the galleries read its files), the manifest once
+    test, val, train = prepared_sets(dataset.name, rows, names, classifier.image_size, ("test", "val", "train"))
+    test_probabilities = classifier.split_probabilities(test)
+    val_probabilities = classifier.split_probabilities(val) if len(val) else None
+    train_probabilities = classifier.split_probabilities(train)
     test_rows = [row for row in rows if row.split == "test"]  # the order of `test`
     paths = [row.path for row in test_rows]
     plots = PLOTS_DIR / dataset.name

@@ -1,7 +1,7 @@
-"""train@<ds>: fit the configured model on data/processed/<ds>/train; write models/<ds>/ and training curves.
+"""train@<ds>: fit the configured model on the train split; write models/<ds>/ and training curves.
 
-The split folders are checked against split's manifest first and rebuilt from data/interim/<ds> when they do
-not match (after a `dvc pull`, a checkout or a hand edit: `medimage.splitting.view`).
+The images are read from data/pixels/<ds>/ (stage pixels: every split decoded once at train.image_size), in the
+order and with the labels of split's manifest, data/processed/<ds>/manifest.csv; no image file is opened.
 
 models/<ds>/ holds model.keras (or model.joblib for sklearn_linear), labels.json (class names in index
 order) and train.json (what ran). Per-epoch loss and accuracy (train and val) are logged with DVCLive
@@ -25,17 +25,27 @@ import shutil
 
 from dvclive import Live
 
+from medimage import manifest
 from medimage.atomic import atomic_dir
-from medimage.modelling import cluster, opencv_loader, resume
+from medimage.modelling import cluster, resume
 from medimage.modelling.determinism import pin_cpu_kernels
+from medimage.modelling.opencv_loader import ImageSet
+from medimage.modelling.prepared import prepared_sets
 from medimage.modelling.training import trainer_of
-from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR, TRAIN_SUMMARY
+from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, TRAIN_SUMMARY
 from medimage.settings.split import SplitEntry
 from medimage.settings.train import TrainParams
-from medimage.splitting.view import dataset_view
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
+
+
+def train_and_val(params: TrainParams, dataset: SplitEntry) -> tuple[ImageSet, ImageSet | None]:
+    """The train split and the val split (None where empty), with their prepared pixels; the manifest read once."""
+    rows = manifest.read_processed(PROCESSED_DIR / dataset.name)
+    names = manifest.class_names(rows)
+    train, val = prepared_sets(dataset.name, rows, names, params.train.image_size, ("train", "val"))
+    return train, val if len(val) else None
 
 
 def train_as_worker(params: TrainParams, dataset: SplitEntry) -> None:
@@ -43,10 +53,10 @@ def train_as_worker(params: TrainParams, dataset: SplitEntry) -> None:
     from medimage.modelling import fitting
 
     settings = params.train
-    processed, _ = dataset_view(params.split, dataset)
+    train, _ = train_and_val(params, dataset)
     backup = MODELS_DIR / f".resume-{dataset.name}-{cluster.task_name(settings.distribute)}"
-    resume.prepare(backup, resume.fingerprint(settings, processed))
-    _, summary = fitting.fit(processed, opencv_loader.class_names(processed), settings, [], backup)
+    resume.prepare(backup, resume.fingerprint(settings, PROCESSED_DIR / dataset.name))
+    _, summary = fitting.fit(train, None, settings, [], backup)
     shutil.rmtree(backup)
     log.info(
         "%s done, %d epoch(s); the chief writes the model", cluster.task_name(settings.distribute), summary["epochs"]
@@ -59,10 +69,10 @@ def main(params: TrainParams, dataset: SplitEntry) -> None:
     if not cluster.is_chief(settings.distribute):
         train_as_worker(params, dataset)
         return
-    processed, _ = dataset_view(params.split, dataset)
-    names = opencv_loader.class_names(processed)
+    train, val = train_and_val(params, dataset)
+    names = train.class_names
     backup = MODELS_DIR / f".resume-{dataset.name}"
-    resuming = resume.prepare(backup, resume.fingerprint(settings, processed))
+    resuming = resume.prepare(backup, resume.fingerprint(settings, PROCESSED_DIR / dataset.name))
     curves = backup / "training"
     resume.trim_curves(curves, resume.epochs_completed(backup))
     with (
@@ -70,7 +80,7 @@ def main(params: TrainParams, dataset: SplitEntry) -> None:
         Live(str(curves), resume=resuming, save_dvc_exp=False, dvcyaml=None, report=None) as live,
     ):
         live.step = resume.epochs_completed(backup)
-        summary = trainer_of(settings.model)(processed, names, settings, live, backup, staging)
+        summary = trainer_of(settings.model)(train, val, settings, live, backup, staging)
         (staging / LABELS).write_text(json.dumps(names, indent=2) + "\n")
         run = {"model": settings.model, "loader": settings.loader, "image_size": settings.image_size, **summary}
         (staging / TRAIN_SUMMARY).write_text(json.dumps(run, indent=2) + "\n")

@@ -50,7 +50,7 @@ def step_times(output: str) -> list[int]:
 
 def test_two_workers_train_one_model_that_evaluates_like_a_single_worker_one(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project", PROJECT)
-    run_in(project, "dvc", "repro", f"split@{DATASET}")
+    run_in(project, "dvc", "repro", f"pixels@{DATASET}")
     update_yaml(project / "params.yaml", {"train": {"distribute": "multi_worker"}})
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     base = environment(project)

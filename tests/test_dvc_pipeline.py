@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from harness.project import DEFAULT_DATASETS, files_under, make_project, run_in, stage, update_yaml
@@ -102,9 +103,20 @@ def test_a_seed_change_resplits_and_retrains_without_restructuring_and_links_ins
 
     update_yaml(project / "params.yaml", {"split": {"seed": 7}})
     assert ran(run_in(project, "dvc", "repro").stdout) == {
-        f"{stage}@{name}" for stage in ("split", "train", "evaluate", "report") for name in ("chest_xray", "covid19")
+        f"{stage}@{name}"
+        for stage in ("split", "pixels", "train", "evaluate", "report")
+        for name in ("chest_xray", "covid19")
     }
     assert (processed / "manifest.csv").read_text() != manifest
+    pixels = (project / "data" / "pixels" / "chest_xray" / "train.npy").read_bytes()
+    update_yaml(project / "params.yaml", {"train": {"learning_rate": 0.001, "epochs": 3, "augment": {"flip": False}}})
+    assert ran(run_in(project, "dvc", "repro").stdout) == {  # a sweep reuses the pixels: nothing before train
+        f"{stage}@{name}" for stage in ("train", "evaluate", "report") for name in ("chest_xray", "covid19")
+    }
+    assert (project / "data" / "pixels" / "chest_xray" / "train.npy").read_bytes() == pixels
+    update_yaml(project / "params.yaml", {"train": {"image_size": 40}})
+    assert "pixels@chest_xray" in ran(run_in(project, "dvc", "repro").stdout)
+    assert np.load(project / "data" / "pixels" / "chest_xray" / "train.npy", mmap_mode="r").shape[1:] == (40, 40, 3)
     interim = project / "data" / "interim" / "chest_xray"
     for line in (processed / "manifest.csv").read_text().splitlines()[1:11]:
         path, interim_path = line.split(",")[0], line.split(",")[-2]
@@ -126,7 +138,7 @@ def test_invalid_split_params_stop_before_any_output(small_project: Path) -> Non
     assert not (small_project / "data" / "processed").exists()
 
 
-def test_train_rebuilds_a_damaged_view_as_copies_when_split_link_says_copy(tmp_path: Path) -> None:
+def test_the_pixels_stage_rebuilds_a_damaged_view_as_copies_when_split_link_says_copy(tmp_path: Path) -> None:
     dataset = "brain_tumor"
     project = make_project(
         tmp_path / "project",
@@ -142,7 +154,7 @@ def test_train_rebuilds_a_damaged_view_as_copies_when_split_link_says_copy(tmp_p
     files = sorted(path for path in view.rglob("*.jpg") if path.is_file())
     assert files and all(path.stat().st_nlink == 1 for path in files)  # split wrote copies
     files[0].unlink()
-    rebuilt = stage(project, "train", dataset)
+    rebuilt = stage(project, "pixels", dataset)
     assert "rebuilt the split folders" in rebuilt.stdout
     again = sorted(path for path in view.rglob("*.jpg") if path.is_file())
     assert again == files and all(path.stat().st_nlink == 1 for path in again)  # copies again, not hardlinks

@@ -1,4 +1,5 @@
-"""Files edited by hand in the split view are noticed and relinked; edits in place show in DVC and are named."""
+"""Files edited by hand in the split view are noticed and relinked before the pixels are made; edits in place show in
+DVC and are named."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def test_processed_files_are_read_only_so_an_editor_cannot_corrupt_the_shared_ca
         assert path.stat().st_nlink >= 2  # the same inode as the DVC cache object
 
 
-def test_deleted_added_and_replaced_view_files_are_noticed_and_relinked_before_training(project: Path) -> None:
+def test_deleted_added_and_replaced_view_files_are_noticed_and_relinked_before_the_pixels_are_made(
+    project: Path,
+) -> None:
     files = train_files(project)
     deleted, replaced = files[0], files[1]
     deleted_digest, replaced_digest = file_digest(deleted), file_digest(replaced)
@@ -47,20 +50,23 @@ def test_deleted_added_and_replaced_view_files_are_noticed_and_relinked_before_t
     # DVC tracks the manifest and the interim files, not the view: nothing it tracks has changed
     assert "up to date" in run_in(project, "dvc", "status", f"split@{DATASET}").stdout
 
-    for loader_name in ("keras", "opencv"):
-        update_yaml(project / "params.yaml", {"train": {"loader": loader_name}})
-        trained = stage(project, "train", DATASET)
-        assert trained.returncode == 0, trained.stdout + trained.stderr
-        rebuilt = [line for line in trained.stdout.splitlines() if "rebuilt the split folders" in line]
-        if loader_name == "keras":  # the first run finds the edits ...
-            assert len(rebuilt) == 1, trained.stdout
+    for run in ("first", "second"):
+        made = stage(project, "pixels", DATASET)
+        assert made.returncode == 0, made.stdout + made.stderr
+        rebuilt = [line for line in made.stdout.splitlines() if "rebuilt the split folders" in line]
+        if run == "first":  # the first run finds the edits ...
+            assert len(rebuilt) == 1, made.stdout
             assert "1 missing" in rebuilt[0] and "1 not in the manifest" in rebuilt[0], rebuilt[0]
             assert "1 not the interim file" in rebuilt[0], rebuilt[0]
         else:  # ... and leaves a view that the next run accepts as it is
-            assert rebuilt == [], trained.stdout
+            assert rebuilt == [], made.stdout
         assert file_digest(deleted) == deleted_digest and file_digest(replaced) == replaced_digest
         assert not added.exists()
         assert deleted.stat().st_ino == interim_file(project, deleted).stat().st_ino  # relinked, not copied
+    for loader_name in ("keras", "opencv"):  # training reads the pixels, whichever loader
+        update_yaml(project / "params.yaml", {"train": {"loader": loader_name}})
+        trained = stage(project, "train", DATASET)
+        assert trained.returncode == 0, trained.stdout + trained.stderr
 
 
 def interim_file(project: Path, view_file: Path) -> Path:
@@ -70,7 +76,7 @@ def interim_file(project: Path, view_file: Path) -> Path:
     return project / "data" / "interim" / DATASET / row.interim_path
 
 
-def test_an_in_place_edit_shows_in_dvc_status_and_training_names_the_file(project: Path) -> None:
+def test_an_in_place_edit_shows_in_dvc_status_and_the_pixels_stage_names_the_file(project: Path) -> None:
     """The last test of the module: it damages the interim output (and DVC's cache object, which it links to)."""
     victim = train_files(project)[2]
     victim.chmod(0o644)
@@ -79,7 +85,7 @@ def test_an_in_place_edit_shows_in_dvc_status_and_training_names_the_file(projec
     # the edit reached DVC's cache object too (one inode), so DVC reports the output as no longer in its cache
     restructure = status.split(f"restructure@{DATASET}:\n", 1)[-1].split("\n", 2)
     assert restructure[0] == "\tchanged outs:" and restructure[1].endswith(f" data/interim/{DATASET}"), status
-    failed = stage(project, "train", DATASET)
-    errors = [line for line in failed.stderr.splitlines() if line.startswith("train: error:")]
+    failed = stage(project, "pixels", DATASET)
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("pixels: error:")]
     assert failed.returncode == 1 and len(errors) == 1, failed.stderr
     assert victim.name in errors[0] and f"dvc checkout --force data/interim/{DATASET}" in errors[0], errors[0]

@@ -1,8 +1,9 @@
-"""Both loaders read the same pixels in the same class order; ours stays within a batch of memory."""
+"""Both loaders read the same prepared pixels in the same class order; ours stays within a batch of memory."""
 
 from __future__ import annotations
 
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 
 from medimage.errors import PipelineError
-from medimage.manifest import ProcessedRow, write_manifest
+from medimage.manifest import ProcessedRow, class_names, read_processed, write_manifest
 from medimage.modelling import opencv_loader
+from medimage.modelling.prepared import make_pixels, with_pixels
 
 
 def smooth_image(rng: np.random.Generator, height: int, width: int, grey: bool) -> np.ndarray:
@@ -131,54 +133,86 @@ def test_legacy_image_data_generator_reads_our_folders_unchanged(tmp_path: Path)
     assert pixels.shape == (4, 32, 32, 3) and set(labels.tolist()) <= {0.0, 1.0}
 
 
-def test_opencv_batches_decode_once_and_read_later_epochs_from_their_disk_cache(tmp_path: Path) -> None:
-    from medimage.modelling.keras_loader import OpenCVBatches
+def prepared(folder: Path, pixels: Path, size: int, split: str = "train") -> opencv_loader.ImageSet:
+    """The split of a processed folder with its pixels made (the pixels stage's work) and read back."""
+    rows = read_processed(folder)
+    pixels.mkdir(parents=True, exist_ok=True)
+    make_pixels(folder, rows, size, pixels)
+    images = opencv_loader.image_set(folder, split, class_names(rows), rows)
+    return with_pixels(images, rows, pixels, split, size)
+
+
+def test_both_loaders_read_the_prepared_pixels_which_are_the_rule_and_open_no_image(tmp_path: Path) -> None:
+    from medimage.modelling.keras_loader import OpenCVBatches, prepared_dataset
     from medimage.settings.train import TrainSettings
 
-    folder = processed_folder(tmp_path / "processed", 6, [(40, 50), (70, 30)])
-    names = opencv_loader.class_names(folder)
-    settings = TrainSettings(image_size=32, batch_size=4, loader="opencv")
-    batches = OpenCVBatches(
-        opencv_loader.image_set(folder, "train", names), settings, shuffle=True, cache_file=tmp_path / "train.npy"
+    folder = processed_folder(tmp_path / "processed", 6, [(40, 50), (300, 280)])
+    images = prepared(folder, tmp_path / "pixels", 32)
+    assert isinstance(images.pixels, np.memmap) and images.pixels.shape == (12, 32, 32, 3)
+    expected = np.stack(
+        [opencv_loader.load_image(path, size, 32) for path, size in zip(images.paths, images.sizes, strict=True)]
     )
-    first = {}
-    for index in range(len(batches)):
-        pixels, labels = batches[index]
-        for position, row in enumerate(batches.order[index * 4 : index * 4 + 4]):
-            first[int(row)] = (pixels[position], labels[position])
-    batches.on_epoch_end()
+    assert np.array_equal(images.pixels, expected)  # the rule exactly: decoded, resized, rounded once
     for path in (folder / "train").rglob("*.*"):
-        path.unlink()  # a second epoch that decoded again would fail now
+        path.unlink()  # a loader that decoded would fail now
+    settings = TrainSettings(image_size=32, batch_size=5, loader="opencv")
+    batches = OpenCVBatches(images, settings, shuffle=True)
     for index in range(len(batches)):
         pixels, labels = batches[index]
-        for position, row in enumerate(batches.order[index * 4 : index * 4 + 4]):
-            assert labels[position] == first[int(row)][1]
-            assert np.abs(pixels[position] - first[int(row)][0]).max() <= 0.5  # uint8 cache: rounding only
-    assert (tmp_path / "train.npy").stat().st_size >= 12 * 32 * 32 * 3
+        chosen = batches.order[index * 5 : index * 5 + 5]
+        assert np.array_equal(pixels, expected[chosen]) and np.array_equal(labels, images.labels[chosen])
+    seen = []
+    for pixels, labels in prepared_dataset(images, settings, shuffle=True):
+        rows = [int(np.flatnonzero((expected == one).all(axis=(1, 2, 3)))[0]) for one in pixels.numpy()]
+        assert labels.numpy().tolist() == images.labels[rows].tolist()
+        seen += rows
+    assert sorted(seen) == list(range(12)) and seen != list(range(12))  # every image once, reshuffled
+    in_order = np.concatenate([pixels.numpy() for pixels, _ in prepared_dataset(images, settings, shuffle=False)])
+    assert np.array_equal(in_order, expected)
 
 
-def test_every_format_restructure_keeps_reaches_both_loaders_with_the_same_pixels(tmp_path: Path) -> None:
+def test_pixels_made_for_other_images_or_another_size_are_refused(tmp_path: Path) -> None:
+    folder = processed_folder(tmp_path / "processed", 3, [(40, 50)])
+    prepared(folder, tmp_path / "pixels", 32)
+    rows = read_processed(folder)
+    images = opencv_loader.image_set(folder, "train", class_names(rows), rows)
+    with pytest.raises(PipelineError, match=r"another size .*dvc repro pixels@pixels"):
+        with_pixels(images, rows, tmp_path / "pixels", "train", 48)
+    other = [replace(row, sha256="0" * 64) if n == 0 else row for n, row in enumerate(rows)]
+    with pytest.raises(PipelineError, match="other images"):
+        with_pixels(images, other, tmp_path / "pixels", "train", 32)
+    assert with_pixels(images, rows, tmp_path / "pixels", "val", 32).pixels.shape == (0, 32, 32, 3)
+
+
+def test_every_format_restructure_keeps_is_prepared_by_the_same_rule(tmp_path: Path) -> None:
     """TIFF, WEBP, BMP, 16-bit PNG beside JPEG: Keras' directory loader lists none of .tif/.webp (and TensorFlow
-    cannot decode TIFF), so the keras loader reads such a folder through OpenCV, in the same pipeline."""
-    from medimage.modelling.keras_loader import split_folder
-    from medimage.settings.train import TrainSettings
-
+    cannot decode TIFF); the pixels stage decodes them all with OpenCV, so every loader trains on them."""
     rng = np.random.default_rng(1)
-    written = []
+    rows = []
     for label in ("a", "b"):
         for suffix in (".tif", ".webp", ".bmp", ".png", ".jpg"):
-            path = tmp_path / "train" / label / f"img{suffix}"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = f"train/{label}/img{suffix}"
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
             image = smooth_image(rng, 70, 90, grey=False)
             if suffix == ".png":
                 image = image.astype(np.uint16) * 257  # 16 bits a sample
             parameters = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []  # 101: lossless
-            assert cv2.imwrite(str(path), image, parameters)
-            written.append(path)
-    dataset = split_folder(tmp_path / "train", ["a", "b"], TrainSettings(image_size=48), batch_size=None)
-    assert sorted(Path(path) for path in dataset.file_paths) == sorted(written)
-    for (pixels, label), path in zip(dataset, dataset.file_paths, strict=True):
-        ours = opencv_loader.load_image(Path(path), None, 48)
-        assert int(label) == ["a", "b"].index(Path(path).parent.name)
-        assert pixels.shape == ours.shape == (48, 48, 3)
-        assert np.abs(pixels.numpy() - ours).mean() < 1.0, path
+            assert cv2.imwrite(str(tmp_path / path), image, parameters)
+            fields = {"member": path, "sha256": suffix, "group": "", "bytes": 1, "format": "", "interim_path": path}
+            rows.append(
+                ProcessedRow(
+                    path=path,
+                    label=label,
+                    source_split="train",
+                    width=90,
+                    height=70,
+                    channels=3,
+                    split="train",
+                    **fields,
+                )
+            )
+    write_manifest(tmp_path, rows, ProcessedRow)
+    images = prepared(tmp_path, tmp_path / "pixels", 48)
+    for pixels, path in zip(images.pixels, images.paths, strict=True):
+        assert np.array_equal(pixels, opencv_loader.load_image(path, (90, 70), 48)), path
+        assert pixels.std() > 5  # a picture, not a blank

@@ -97,7 +97,8 @@ SETTINGS_READ = {  # the settings modules each stage may depend on: its own conc
     "fetch": {"fetch"},
     "restructure": {"restructure"},
     "split": {"split"},
-    "train": {"split", "train"},  # split.link: how a missing view is rebuilt
+    "pixels": {"split", "train"},  # split.link: how a missing view is rebuilt; train.image_size
+    "train": {"split", "train"},  # the dataset's split entry names it
     "evaluate": {"split", "train", "evaluate"},
 }
 

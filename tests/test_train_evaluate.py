@@ -156,7 +156,7 @@ def predict_in(project: Path, *arguments: str | Path, check: bool = False):
 
 def test_sklearn_baseline_runs_where_tensorflow_cannot_be_imported(tiny: Path) -> None:
     update_yaml(tiny / "params.yaml", {"train": {"model": "sklearn_linear", "loader": "opencv"}})
-    run_in(tiny, "dvc", "repro", "split@chest_xray")
+    run_in(tiny, "dvc", "repro", "pixels@chest_xray")
     untrained = predict_in(tiny, "x.png")
     assert untrained.returncode == 1 and untrained.stderr.strip().splitlines() == [
         "predict: error: no trained model in models/chest_xray: run train first (dvc repro train@chest_xray)"
@@ -219,7 +219,7 @@ def test_mixed_precision_and_xla_train_on_cpu_to_a_sane_model(tiny: Path) -> Non
 
 def test_imagenet_weights_offline_fail_with_one_line(tiny: Path, tmp_path: Path) -> None:
     update_yaml(tiny / "params.yaml", {"train": {"model": "mobilenet_v2", "weights": "imagenet", "image_size": 96}})
-    run_in(tiny, "dvc", "repro", "split@chest_xray")
+    run_in(tiny, "dvc", "repro", "pixels@chest_xray")
     result = run_in(
         tiny,
         "env",

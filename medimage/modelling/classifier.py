@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,8 +20,8 @@ class Classifier:
     class_names: list[str]
     image_size: int
     probabilities: Callable[[np.ndarray], np.ndarray]
-    # probabilities for one split's images (rows in their order), read from its folder by train.loader
-    split_probabilities: Callable[[ImageSet, Path], np.ndarray]
+    # probabilities for one split's images (rows in their order), its prepared pixels read by train.loader
+    split_probabilities: Callable[[ImageSet], np.ndarray]
     # each image with the heat of the given class drawn over it (uint8 BGR); None where the family has no saliency
     overlays: Callable[[np.ndarray, np.ndarray], list[np.ndarray]] | None
     # several labels per image: `probabilities` are each label's own (sigmoid), not one distribution over classes

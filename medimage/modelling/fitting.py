@@ -1,4 +1,4 @@
-"""Fit a Keras model on the processed split folders, with either loader (`keras_loader`). Imports TensorFlow.
+"""Fit a Keras model on a split's prepared pixels, with either loader (`keras_loader`). Imports TensorFlow.
 
 Seeds and, with train.deterministic, op determinism are set first; backbones train their head, then
 optionally fine-tune their top layers; every epoch is backed up so that a killed run resumes.
@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import sys
-import tempfile
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -24,7 +23,7 @@ from medimage.atomic import write_json
 from medimage.errors import PipelineError
 from medimage.modelling import architectures, cluster, distributed, opencv_loader, resume
 from medimage.modelling.keras_family import configure
-from medimage.modelling.keras_loader import corrupt_images_named, data_for
+from medimage.modelling.keras_loader import data_for
 from medimage.settings.train import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -44,9 +43,14 @@ def strategy_for(settings: TrainSettings) -> tf.distribute.Strategy | None:
 
 
 def fit(
-    processed: Path, names: list[str], settings: TrainSettings, callbacks: list[keras.callbacks.Callback], backup: Path
+    train: opencv_loader.ImageSet,
+    val: opencv_loader.ImageSet | None,
+    settings: TrainSettings,
+    callbacks: list[keras.callbacks.Callback],
+    backup: Path,
 ) -> tuple[keras.Model, dict]:
-    """Train (and fine-tune, for backbones); return the model and a summary of what ran.
+    """Train (and fine-tune, for backbones) on `train`, stopping early on `val` where given, both with their
+    prepared pixels; return the model and a summary of what ran.
 
     Every epoch is backed up under `backup` (weights and epoch, Keras' BackupAndRestore), so a killed run
     resumes where it stopped; the caller deletes `backup` once the model is saved.
@@ -55,30 +59,26 @@ def fit(
     strategy = strategy_for(settings)
     replicas = strategy.num_replicas_in_sync if strategy else 1
     per_step = settings.model_copy(update={"batch_size": settings.batch_size * replicas})  # batch_size is per replica
-    train_labels = opencv_loader.image_set(processed, "train", names).labels
-    multi_label = train_labels.ndim == 2
+    train_labels = train.labels
+    multi_label = train.multi_label
     if multi_label and settings.distribute == "multi_worker":
         raise PipelineError("train.distribute multi_worker does not train multi-label sets yet; use none or mirrored")
-    weights = None if multi_label else class_weights(train_labels, len(names), settings)
+    weights = None if multi_label else class_weights(train_labels, len(train.class_names), settings)
     loss = masked_binary_crossentropy(label_weights(train_labels, settings)) if multi_label else None
     if strategy:
         steps = math.ceil(len(train_labels) / per_step.batch_size)
         log.info("%s: %d replica(s) in sync, global batch %d", settings.distribute, replicas, per_step.batch_size)
         log.info("%d steps per epoch", steps)
-    with strategy.scope() if strategy else nullcontext(), tempfile.TemporaryDirectory(prefix="train-cache-") as scratch:
-        model, backbone = architectures.build_model(settings, len(names), multi_label)
-        train = data_for(processed, "train", names, per_step, True, Path(scratch))
+    with strategy.scope() if strategy else nullcontext():
+        model, backbone = architectures.build_model(settings, len(train.class_names), multi_label)
+        batches = data_for(train, per_step, True)
         if settings.distribute == "multi_worker":  # Keras' fit cannot run under MultiWorkerMirroredStrategy: our loop
-            with corrupt_images_named([processed / "train"]):
-                epochs = distributed.fit(
-                    strategy, model, train, len(train_labels), settings, weights, callbacks, backup
-                )
+            epochs = distributed.fit(strategy, model, batches, len(train_labels), settings, weights, callbacks, backup)
             has_val, unfrozen = False, 0  # no early stopping: every worker runs the same epochs
         else:
-            has_val = (processed / "val").is_dir()
-            val = data_for(processed, "val", names, per_step, False, Path(scratch)) if has_val else None
-            with corrupt_images_named([processed / "train", *([processed / "val"] if has_val else [])]):
-                epochs, unfrozen = fit_phases(model, backbone, train, val, weights, callbacks, backup, settings, loss)
+            has_val = val is not None
+            checked = data_for(val, per_step, False) if val is not None else None
+            epochs, unfrozen = fit_phases(model, backbone, batches, checked, weights, callbacks, backup, settings, loss)
     summary = {
         "epochs": epochs,
         "unfrozen_layers": unfrozen,

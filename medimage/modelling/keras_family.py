@@ -31,25 +31,14 @@ def configure(settings: TrainSettings) -> None:
 def load(model_dir: Path, names: list[str], summary: dict, settings: TrainSettings) -> Classifier:
     pin_cpu_kernels(settings.deterministic, summary.get("dtype_policy") == "mixed_float16")
     import keras
-    import tensorflow as tf
 
-    from medimage.modelling.keras_loader import OpenCVBatches, corrupt_images_named, manifest_images, split_folder
+    from medimage.modelling.keras_loader import data_for
 
     configure(settings)
     model = keras.saving.load_model(model_dir / KERAS_MODEL, compile=False)  # scoring needs no loss (nor its code)
 
-    def split_probabilities(images: opencv_loader.ImageSet, folder: Path) -> np.ndarray:
-        if settings.loader == "opencv":
-            return model.predict(OpenCVBatches(images, settings, shuffle=False), verbose=0)
-        if images.multi_label:
-            with corrupt_images_named([folder]):
-                batched = manifest_images(images, settings, settings.batch_size)
-                return model.predict(batched.prefetch(tf.data.AUTOTUNE), verbose=0)
-        dataset = split_folder(folder, names, settings, batch_size=settings.batch_size)
-        row_of = {Path(path).resolve(): row for row, path in enumerate(dataset.file_paths)}
-        with corrupt_images_named([folder]):
-            probabilities = model.predict(dataset.prefetch(tf.data.AUTOTUNE), verbose=0)
-        return probabilities[[row_of[path.resolve()] for path in images.paths]]
+    def split_probabilities(images: opencv_loader.ImageSet) -> np.ndarray:
+        return model.predict(data_for(images, settings, shuffle=False), verbose=0)
 
     def grad_cam_overlays(pixels: np.ndarray, classes: np.ndarray) -> list[np.ndarray]:
         from medimage.modelling.saliency import overlays

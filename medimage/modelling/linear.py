@@ -41,7 +41,7 @@ def image_features(pixels: np.ndarray) -> np.ndarray:
 
 
 def features(images: opencv_loader.ImageSet, settings: TrainSettings) -> np.ndarray:
-    """Feature rows for a whole split, decoded a batch at a time (the pixels are never all in memory)."""
+    """Feature rows for a whole split, a batch at a time (the pixels are never all in memory)."""
     rows = [
         image_features(pixels)
         for batch, _ in opencv_loader.batches(
@@ -100,10 +100,15 @@ def save(model: Pipeline | PerLabel, folder: Path) -> None:
 
 
 def fit_and_save(
-    processed: Path, names: list[str], settings: TrainSettings, live: Live, backup: Path, staging: Path
+    images: opencv_loader.ImageSet,
+    val: opencv_loader.ImageSet | None,
+    settings: TrainSettings,
+    live: Live,
+    backup: Path,
+    staging: Path,
 ) -> dict:
-    """Fit on the train split (one pass: no epochs to back up) and write model.joblib into `staging`."""
-    images = opencv_loader.image_set(processed, "train", names)
+    """Fit on the train split (one pass: no epochs to back up, no early stopping on `val`) and write model.joblib
+    into `staging`."""
     rows = features(images, settings)
     model = (PerLabel(settings) if images.multi_label else regression(settings)).fit(rows, images.labels)
     save(model, staging)
@@ -117,7 +122,7 @@ def load(model_dir: Path, names: list[str], summary: dict, settings: TrainSettin
     def probabilities(pixels: np.ndarray) -> np.ndarray:
         return pipeline.predict_proba(np.array([image_features(one) for one in pixels]))
 
-    def split_probabilities(images: opencv_loader.ImageSet, folder: Path) -> np.ndarray:
+    def split_probabilities(images: opencv_loader.ImageSet) -> np.ndarray:
         return pipeline.predict_proba(features(images, settings))
 
     return Classifier(

@@ -1,10 +1,11 @@
-"""Our own image loader: OpenCV decoding, a thread pool, NumPy batches. It imports no TensorFlow.
+"""Our own image loader: NumPy batches of a split, with no TensorFlow, from its prepared pixels (data/pixels/<ds>,
+`medimage.modelling.prepared`) or, for a set without them, decoded by OpenCV on a thread pool.
 
 The class order comes from one place, `manifest.class_names()` (the labels of the processed manifest,
-sorted), which the Keras loader is given too, and which train writes to models/<ds>/labels.json. Pixels
-match Keras' `image_dataset_from_directory`: RGB, bilinear resize without antialiasing, float32 in [0, 255].
-Large images are decoded at reduced scale first (`medimage.decoding`). Only one batch is held in memory at a
-time (plus the one being decoded).
+sorted), which the Keras loader is given too, and which train writes to models/<ds>/labels.json. The pixel rule
+(`load_image`) is the prepared pixels' and predict's: large images decoded at reduced scale first
+(`medimage.decoding`), OpenCV's bilinear resize on 8 bits, RGB, float32 in [0, 255]. Only one batch is held in
+memory at a time (plus the one being read).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ImageSet:
     sizes: list[tuple[int, int]]  # (width, height) from the manifest, to pick the decoding scale
     class_names: list[str]
     groups: list[str]  # patient ids ("" where unknown): the bootstrap resamples whole patients
+    pixels: np.ndarray | None = None  # the prepared pixels, images x size x size x 3 uint8 (a memory map), if read
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -81,14 +83,19 @@ def target_matrix(rows: Sequence[manifest.ProcessedRow], names: list[str]) -> np
 
 def load_image(path: Path, size: tuple[int, int] | None, target: int) -> np.ndarray:
     """One image as float32 RGB, target x target x 3, values in [0, 255]; PipelineError names an unreadable file."""
-    return model_pixels(decode_or_fail(path, size, target, colour=True), target)
+    return resized_rgb(decode_or_fail(path, size, target, colour=True), target).astype(np.float32)
 
 
 def model_pixels(image: np.ndarray, target: int) -> np.ndarray:
     """A decoded BGR image as a model takes it: float32 RGB, target x target x 3, bilinear, values in [0, 255]."""
+    return resized_rgb(image, target).astype(np.float32)
+
+
+def resized_rgb(image: np.ndarray, target: int) -> np.ndarray:
+    """A decoded 8-bit BGR image at the model's size: uint8 RGB, target x target x 3, OpenCV's bilinear resize."""
     if image.shape[:2] != (target, target):
         image = cv2.resize(image, (target, target), interpolation=cv2.INTER_LINEAR)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def undecodable(folder: Path) -> list[Path]:
@@ -110,6 +117,9 @@ def batch_order(count: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
 def load_batch(
     images: ImageSet, indices: np.ndarray, target: int, pool: ThreadPoolExecutor
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The images at `indices` (float32, in that order) and their labels: rows of the prepared pixels, or decoded."""
+    if images.pixels is not None:
+        return images.pixels[indices].astype(np.float32), images.labels[indices]
     pixels = list(pool.map(lambda i: load_image(images.paths[i], images.sizes[i], target), indices.tolist()))
     return np.stack(pixels), images.labels[indices]
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from medimage.modelling import keras_family, linear
 from medimage.modelling.families import Family, family_of
+from medimage.modelling.opencv_loader import ImageSet
 from medimage.paths import KERAS_MODEL
 from medimage.settings.train import TrainSettings
 
@@ -17,13 +18,14 @@ if TYPE_CHECKING:  # the type only: DVCLive is imported by the stage
 
 class Trainer(Protocol):
     def __call__(
-        self, processed: Path, names: list[str], settings: TrainSettings, live: Live, backup: Path, staging: Path
+        self, train: ImageSet, val: ImageSet | None, settings: TrainSettings, live: Live, backup: Path, staging: Path
     ) -> dict:
-        """Fit on the train split, save the model into `staging`, log curves to `live`; what ran (train.json)."""
+        """Fit on `train` (with its prepared pixels; `val` for early stopping), save the model into `staging`, log
+        curves to `live`; what ran (train.json)."""
 
 
 def fit_keras(
-    processed: Path, names: list[str], settings: TrainSettings, live: Live, backup: Path, staging: Path
+    train: ImageSet, val: ImageSet | None, settings: TrainSettings, live: Live, backup: Path, staging: Path
 ) -> dict:
     """Train (curves to `live`, epochs backed up in `backup`), write model.keras into `staging`; the summary."""
     from dvclive.keras import DVCLiveCallback
@@ -31,7 +33,7 @@ def fit_keras(
     from medimage.modelling import fitting
     from medimage.modelling.model_files import save_keras_model
 
-    model, summary = fitting.fit(processed, names, settings, [DVCLiveCallback(live=live)], backup)
+    model, summary = fitting.fit(train, val, settings, [DVCLiveCallback(live=live)], backup)
     save_keras_model(model, staging / KERAS_MODEL)
     return summary
 
