@@ -142,13 +142,14 @@ def _first_frame(dataset, syntax: str, frames: int) -> np.ndarray:  # noqa: ANN0
     frame = next(generate_frames(dataset.PixelData, number_of_frames=frames))
     decode = imagecodecs.jpeg2k_decode if syntax in JPEG_2000_SYNTAXES else imagecodecs.jpeg8_decode
     pixels = decode(frame)
-    if pixels.ndim != 2:
+    signed = int(dataset.get("PixelRepresentation") or 0) == 1
+    if pixels.ndim != 2 or (not signed and pixels.dtype.kind == "u"):  # as stored: nothing to reinterpret
         return pixels
     bits = int(dataset.get("BitsStored") or 16)
     values = pixels.astype(np.int64) & (2**bits - 1)  # the stored bits, as the codestream has them
-    if int(dataset.get("PixelRepresentation") or 0) == 1:
+    if signed:
         return np.where(values >= 2 ** (bits - 1), values - 2**bits, values).astype(np.int32)  # two's complement
-    return values.astype(np.uint16 if bits > 8 else np.uint8) if pixels.dtype.kind == "i" else pixels
+    return values.astype(np.uint16 if bits > 8 else np.uint8)
 
 
 def _colour(pixels: np.ndarray, bits: int) -> np.ndarray:

@@ -443,10 +443,10 @@ def table_bytes(spec: SyntheticSpec, table: SyntheticTable, planned: list[Planne
             continue
         rows = [replace(image, findings=(finding,)) for finding in image.findings] if table.with_findings else [image]
         for each in rows:
+            fields = {**template_fields(spec, each), "stem": PurePosixPath(image.member).stem}
             for row in range(table.rows.get(image.label, 1)):
-                fields = {**template_fields(spec, each), "stem": PurePosixPath(image.member).stem}
-                fields.update({key: value.format(row=row) for key, value in spec.fields.get(image.label, {}).items()})
-                writer.writerow([template.format(**fields) for template in table.columns.values()])
+                counted = {key: value.format(row=row) for key, value in spec.fields.get(image.label, {}).items()}
+                writer.writerow([template.format(**{**fields, **counted}) for template in table.columns.values()])
     return buffer.getvalue().encode()
 
 

@@ -68,9 +68,7 @@ def prepared_dataset(images: opencv_loader.ImageSet, settings: TrainSettings, sh
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def data_for(
-    images: opencv_loader.ImageSet, settings: TrainSettings, shuffle: bool
-) -> tf.data.Dataset | OpenCVBatches:
+def data_for(images: opencv_loader.ImageSet, settings: TrainSettings, shuffle: bool) -> tf.data.Dataset | OpenCVBatches:
     """A split with its prepared pixels as the configured loader gives it to Keras."""
     if settings.loader == "opencv":
         return OpenCVBatches(images, settings, shuffle)

@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 
 from medimage import manifest
-from medimage.archives.validation import InvalidImage, inspect_image
 from medimage.decoding import decode_or_fail
 
 
@@ -96,18 +95,6 @@ def resized_rgb(image: np.ndarray, target: int) -> np.ndarray:
     if image.shape[:2] != (target, target):
         image = cv2.resize(image, (target, target), interpolation=cv2.INTER_LINEAR)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def undecodable(folder: Path) -> list[Path]:
-    """Files under `folder` (a processed split) that are not readable images: to name them when TensorFlow will not."""
-    broken = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            try:
-                inspect_image(path.read_bytes())
-            except InvalidImage:
-                broken.append(path)
-    return broken
 
 
 def batch_order(count: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
