@@ -88,7 +88,8 @@ def measure(folder: str, labels: list[str], model: str = "small_cnn", size: int 
     with tempfile.TemporaryDirectory() as scratch:
         make_pixels(root, rows, size, Path(scratch))
         images = with_pixels(opencv_loader.image_set(root, "train", labels, rows), rows, Path(scratch), "train", size)
-        in_memory = tf.data.Dataset.from_tensor_slices((np.array(images.pixels, np.float32), images.labels))
+        every = images.pixels.rows(np.arange(len(images))).astype(np.float32)
+        in_memory = tf.data.Dataset.from_tensor_slices((every, images.labels))
         in_memory = in_memory.batch(settings.batch_size)
         first = epoch_seconds(in_memory, len(labels), settings)
         keras_epochs = epoch_seconds(keras_loader.data_for(images, settings, True), len(labels), settings)

@@ -2,7 +2,7 @@
 through our OpenCV loader's batches as a PyDataset (opencv loader). Imports TensorFlow.
 
 keras loader: a tf.data pipeline of image indices, reshuffled every epoch (seeded), batched, each batch's rows read
-from the memory-mapped array, prefetched. opencv loader: `opencv_loader.load_batch` behind a
+from the prepared file (`pixel_rows`), prefetched. opencv loader: `opencv_loader.load_batch` behind a
 `keras.utils.PyDataset`, reshuffled by NumPy. Both read the same pixels, labelled in the manifest's class order;
 neither decodes an image.
 """
@@ -50,7 +50,7 @@ def prepared_dataset(images: opencv_loader.ImageSet, settings: TrainSettings, sh
     side = pixels.shape[1]
 
     def rows(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return pixels[chosen].astype(np.float32), labels[chosen]
+        return pixels.rows(chosen).astype(np.float32), labels[chosen]
 
     def read(chosen: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         batch, truth = tf.numpy_function(rows, [chosen], (tf.float32, tf.as_dtype(labels.dtype)), stateful=False)

@@ -20,6 +20,7 @@ import numpy as np
 
 from medimage import manifest
 from medimage.decoding import decode_or_fail
+from medimage.modelling.pixel_rows import PixelRows
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class ImageSet:
     sizes: list[tuple[int, int]]  # (width, height) from the manifest, to pick the decoding scale
     class_names: list[str]
     groups: list[str]  # patient ids ("" where unknown): the bootstrap resamples whole patients
-    pixels: np.ndarray | None = None  # the prepared pixels, images x size x size x 3 uint8 (a memory map), if read
+    pixels: PixelRows | None = None  # the prepared pixels, images x size x size x 3 uint8, where read
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -82,7 +83,12 @@ def target_matrix(rows: Sequence[manifest.ProcessedRow], names: list[str]) -> np
 
 def load_image(path: Path, size: tuple[int, int] | None, target: int) -> np.ndarray:
     """One image as float32 RGB, target x target x 3, values in [0, 255]; PipelineError names an unreadable file."""
-    return resized_rgb(decode_or_fail(path, size, target, colour=True), target).astype(np.float32)
+    return load_rgb(path, size, target).astype(np.float32)
+
+
+def load_rgb(path: Path, size: tuple[int, int] | None, target: int) -> np.ndarray:
+    """One image as the prepared pixels hold it: uint8 RGB, target x target x 3."""
+    return resized_rgb(decode_or_fail(path, size, target, colour=True), target)
 
 
 def model_pixels(image: np.ndarray, target: int) -> np.ndarray:
@@ -106,7 +112,7 @@ def load_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The images at `indices` (float32, in that order) and their labels: rows of the prepared pixels, or decoded."""
     if images.pixels is not None:
-        return images.pixels[indices].astype(np.float32), images.labels[indices]
+        return images.pixels.rows(indices).astype(np.float32), images.labels[indices]
     pixels = list(pool.map(lambda i: load_image(images.paths[i], images.sizes[i], target), indices.tolist()))
     return np.stack(pixels), images.labels[indices]
 

@@ -2,7 +2,7 @@
 
 Each split is one uint8 array, images x size x size x 3 (RGB), in NumPy's .npy format under data/pixels/<ds>/,
 in the order of the processed manifest's rows of that split; pixels.json says which images, at which size. The
-arrays are memory-mapped, never loaded: a batch reads its rows from the page cache. DVC caches the folder keyed by
+arrays are never loaded: a batch reads its rows (`pixel_rows`) through the page cache. DVC caches the folder keyed by
 the manifest and train.image_size, so changing the learning rate, the epochs, the model or the augmentation reuses
 it. The rule is the OpenCV loader's (`opencv_loader.load_image`): libjpeg's reduced-scale decoding where the
 image is at least twice the size, then OpenCV's bilinear resize on 8 bits, BGR to RGB. Augmentation stays in the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -23,13 +23,14 @@ from tqdm import tqdm
 
 from medimage import manifest
 from medimage.errors import PipelineError
-from medimage.modelling.opencv_loader import ImageSet, image_set, load_image
+from medimage.modelling.opencv_loader import ImageSet, image_set, load_rgb
+from medimage.modelling.pixel_rows import PixelRows, write_rows
 from medimage.paths import PIXELS_DIR, PROCESSED_DIR
 from medimage.settings.split import SPLIT_NAMES
 from medimage.threads import image_threads
 
 INDEX = "pixels.json"
-CHUNK = 256  # images decoded between two writes into the memory map
+CHUNK = 256  # images decoded ahead of the writer
 
 
 def images_key(paths: Sequence[str], hashes: Sequence[str]) -> str:
@@ -57,29 +58,24 @@ def make_pixels(processed: Path, rows: Sequence[manifest.ProcessedRow], size: in
 
 def write_split(processed: Path, rows: Sequence[manifest.ProcessedRow], size: int, destination: Path) -> None:
     """One split's images, decoded on a thread per core (decoding releases the GIL), written in order."""
-    if not rows:  # a memory map cannot be empty
-        np.save(destination, np.zeros((0, size, size, 3), np.uint8))
-        return
-    array = np.lib.format.open_memmap(destination, "w+", np.uint8, (len(rows), size, size, 3))
     with (
         ThreadPoolExecutor(image_threads()) as pool,
         tqdm(total=len(rows), desc=f"pixels {destination.stem}", unit="img", disable=None, leave=False) as progress,
     ):
-        for start in range(0, len(rows), CHUNK):
-            part = rows[start : start + CHUNK]
-            for offset, pixels in enumerate(
-                pool.map(lambda row: load_image(processed / row.path, row.size, size), part)
-            ):
-                array[start + offset] = pixels
-            progress.update(len(part))
-    array.flush()
-    del array
+
+        def decoded() -> Iterator[np.ndarray]:
+            for start in range(0, len(rows), CHUNK):  # a chunk at a time: memory holds CHUNK images, not the split
+                part = rows[start : start + CHUNK]
+                yield from pool.map(lambda row: load_rgb(processed / row.path, row.size, size), part)
+                progress.update(len(part))
+
+        write_rows(destination, len(rows), size, decoded())
 
 
 def with_pixels(
     images: ImageSet, rows: Sequence[manifest.ProcessedRow], folder: Path, split: str, size: int
 ) -> ImageSet:
-    """`images` (split `split` of `rows`) with their prepared pixels, a read-only memory map; PipelineError where
+    """`images` (split `split` of `rows`) with their prepared pixels, read a row at a time; PipelineError where
     the folder was made for other images or another size."""
     index_file = folder / INDEX
     if not index_file.is_file():
@@ -91,9 +87,7 @@ def with_pixels(
             f"{folder} was made for other images or another size ({index['image_size']} px) than split {split} at "
             f"{size} px: run dvc repro pixels@{folder.name}"
         )
-    if not made["images"]:
-        return replace(images, pixels=np.zeros((0, size, size, 3), np.uint8))
-    return replace(images, pixels=np.load(folder / f"{split}.npy", mmap_mode="r"))
+    return replace(images, pixels=PixelRows(folder / f"{split}.npy"))
 
 
 def prepared_sets(
