@@ -304,3 +304,28 @@ def test_curve_points_logged_after_the_last_backup_are_dropped_before_resuming(t
     (backup / "fine_tune").mkdir()
     (backup / "fine_tune" / "training_metadata.json").write_text('{"epoch": 8, "batch": 0}')
     assert epochs_completed(backup) == 8  # the fine-tuning phase counts on from the first
+
+
+def test_a_backup_cut_short_by_a_kill_falls_back_to_the_previous_epoch(tmp_path: Path) -> None:
+    """A kill inside the weights write leaves a truncated .h5, which h5py reports as RuntimeError, not the
+    OSError on which Keras falls back to the previous checkpoint."""
+    import keras
+    import numpy as np
+
+    from medimage.modelling.fitting import EpochBackup
+
+    def model() -> keras.Model:
+        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        net.compile(optimizer="adam", loss="mse")
+        return net
+
+    data = (np.ones((8, 4), np.float32), np.zeros((8, 2), np.float32))
+    first = model()
+    keep = EpochBackup(str(tmp_path), double_checkpoint=True, delete_checkpoint=False)
+    first.fit(*data, epochs=2, verbose=0, callbacks=[keep])
+    latest = tmp_path / "latest.weights.h5"
+    assert (tmp_path / "latest.weights.h5.bkp").is_file()
+    latest.write_bytes(latest.read_bytes()[:2048])
+    resumed = model()
+    keep = EpochBackup(str(tmp_path), double_checkpoint=True, delete_checkpoint=False)
+    assert resumed.fit(*data, epochs=3, verbose=0, callbacks=[keep]).epoch == [1, 2]  # from the epoch before

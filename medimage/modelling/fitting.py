@@ -176,6 +176,17 @@ def fit_phases(
     return epochs, unfrozen
 
 
+class EpochBackup(keras.callbacks.BackupAndRestore):
+    """Keras' per-epoch backup, falling back to the previous epoch's weights when a kill cut the latest short:
+    Keras falls back on OSError only, and h5py reports a truncated weights file as RuntimeError."""
+
+    def _load_model(self) -> None:
+        try:
+            super()._load_model()
+        except RuntimeError as error:
+            raise OSError(f"damaged backup {self._weights_path}: {error}") from error
+
+
 class Phase:
     """One `model.fit` call that survives a kill: per-epoch backups, and a marker with its weights once done."""
 
@@ -221,7 +232,7 @@ class Phase:
             metrics=[masked_accuracy if self.loss else "accuracy"],
             jit_compile=self.jit_compile,
         )
-        keep = keras.callbacks.BackupAndRestore(str(checkpoints), double_checkpoint=True, delete_checkpoint=False)
+        keep = EpochBackup(str(checkpoints), double_checkpoint=True, delete_checkpoint=False)
         self.model.fit(
             self.train,
             validation_data=self.val,
