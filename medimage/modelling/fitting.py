@@ -184,6 +184,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         try:
             super()._load_model()
         except RuntimeError as error:
+            Path(self._weights_path).unlink()  # a new file: HDF5 would reuse its open handle on the damaged one
             raise OSError(f"damaged backup {self._weights_path}: {error}") from error
 
 
