@@ -1,10 +1,11 @@
 """`make bench`: every benchmark in one markdown table, each figure a ratio against a baseline measured in the same run.
 
     python -m benchmarks.suite [--repeat 3] [--images-per-class 5000]
-        [--only restructure,add,resplit,grouping,loaders,prepared,noop,report,bootstrap,stall,multi_label]
+        [--only restructure,add,resplit,grouping,loaders,prepared,noop,report,bootstrap,stall,multi_label,nih]
 
 Data is generated once into .benchmarks-cache/ (git-ignored): a real-scale synthetic chest X-ray archive
-(5,856 JPEGs), a ~20,000-image blood-cell project, 2,000 RGB 512x512 JPEGs and 300 grey chest-sized ones.
+(5,856 JPEGs), a ~20,000-image blood-cell project, 2,000 RGB 512x512 JPEGs, 300 grey chest-sized ones and
+NIH-layout stand-ins of 5,000 and 20,000 1024x1024 PNGs (9.4 GB; the nih section needs about 40 GB free).
 Times are medians of --repeat runs. The last column says whether this run met the target we hold ourselves to.
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import add_speed, loader_speed, multi_label_speed, resplit_speed, restructure_speed
+from benchmarks import add_speed, loader_speed, multi_label_speed, nih_scale, resplit_speed, restructure_speed
 from benchmarks.common import CACHE, arguments, in_scratch, median_seconds, refresh_code
 from harness.project import DEFAULT_DATASETS, make_project, run_in
 from medimage.archives.unpacking import restructure
@@ -40,7 +41,7 @@ from medimage.settings.split import SplitSettings
 MET = {True: "yes", False: "**no**", None: "-"}
 SECTIONS = (
     *("restructure", "add", "resplit", "grouping", "loaders", "prepared", "noop", "report", "bootstrap", "stall"),
-    "multi_label",
+    *("multi_label", "nih"),
 )
 
 
@@ -608,6 +609,45 @@ def multi_label_rows(repeat: int) -> list[Row]:
     ]
 
 
+def nih_rows(repeat: int) -> list[Row]:
+    """NIH's size: each stage's cost per image at 20,000 against 5,000 images (at most 1.25x: linear or better), and
+    the projected 112,120-image run and ten-experiment sweep against the user's way. One run (--repeat is not
+    used: a run takes about an hour)."""
+    measured = nih_scale.measure_sizes([5000, 20000], {5000})
+    smallest, largest = (measured[size] for size in sorted(measured))
+    rows = []
+    for first in smallest:
+        last = next((step for step in largest if (step.way, step.name) == (first.way, first.name)), None)
+        if last is None or not first.seconds:
+            continue
+        ratio = last.per_image_ms / first.per_image_ms
+        rows.append(
+            row(
+                f"NIH stand-in, {first.way}: {first.name}, ms per image at 20,000 vs 5,000",
+                last.per_image_ms,
+                "20k",
+                first.per_image_ms,
+                "5k",
+                ratio,
+                1.25,
+                True,
+            )
+        )
+    for model in (nih_scale.SMALL[0], nih_scale.LARGE[0]):
+        total = nih_scale.projection(measured, model, 10)
+        rows.append(
+            Row(
+                f"NIH 112,120 projected, `dvc repro` + 10 one-epoch experiments, {model} (h) vs the user's way",
+                f"ours {total['ours'] / 3600:.1f}",
+                f"users {total['users'] / 3600:.1f}",
+                total["ours"] / total["users"],
+                "-",
+                None,
+            )
+        )
+    return rows
+
+
 def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
@@ -626,6 +666,7 @@ def main() -> None:
         "bootstrap": bootstrap_rows,
         "stall": stall_rows,
         "multi_label": multi_label_rows,
+        "nih": nih_rows,
     }
     started = time.perf_counter()
     rows: list[Row] = []
