@@ -396,7 +396,7 @@ def _comment(text: str) -> str:
 
 def render(proposal: Proposal, command: str) -> str:
     """The registry entry as YAML, each key with the evidence it was chosen on."""
-    lines = [f"# {proposal.name}: written by `{_comment(command)}`; edit freely (README: Adding a dataset).", "#"]
+    lines = [f"# {proposal.name}: written by `{_comment(command)}`; edit freely (docs/registry.md).", "#"]
     lines += [f"# {_comment(line)}" for line in proposal.evidence]
     for key, value in proposal.entry.items():
         note = f"  # {_comment(proposal.notes[key])}" if key in proposal.notes else ""
