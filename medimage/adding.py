@@ -29,13 +29,11 @@ from medimage.archives.unpacking import Plan, plan_members
 from medimage.archives.validation import InvalidImage
 from medimage.atomic import atomic_files
 from medimage.errors import PipelineError
-from medimage.settings.files import PARAMS_FILE, dataset_file
+from medimage.settings.files import DATASET_KEYS, PARAMS_FILE, dataset_file
 from medimage.settings.project import DatasetSpec
 
 DVC_FILE = "dvc.yaml"
 ARCHIVE_SPLITS = "the archive's own splits: "  # the evidence line add prints beside the counts
-KEY_ORDER = ("kaggle", "archive", "fetch", "layout", "extensions", "ignore", "split_map", "patient_id", "labels")
-KEY_ORDER += ("sources", "synthetic", "split")
 
 
 @dataclass
@@ -314,7 +312,7 @@ def _check_by_planning(proposal: Proposal, listing: Listing, images: list[str]) 
     entry["extensions"] = sorted({member_suffix(image) for image in images})
     entry["ignore"] = [rule.pattern for rule in proposal.rules]
     entry |= {"sources": None, "synthetic": None, "split": entry.get("split", {})}
-    proposal.entry = entry = {key: entry[key] for key in KEY_ORDER}
+    proposal.entry = entry = {key: entry[key] for key in DATASET_KEYS}
     try:
         spec = DatasetSpec.model_validate({"name": proposal.name, **entry})
     except ValidationError as error:
@@ -396,7 +394,7 @@ def _comment(text: str) -> str:
 
 def render(proposal: Proposal, command: str) -> str:
     """The registry entry as YAML, each key with the evidence it was chosen on."""
-    lines = [f"# {proposal.name}: written by `{_comment(command)}`; edit freely (README: Adding a dataset).", "#"]
+    lines = [f"# {proposal.name}: written by `{_comment(command)}`; edit freely (docs/registry.md).", "#"]
     lines += [f"# {_comment(line)}" for line in proposal.evidence]
     for key, value in proposal.entry.items():
         note = f"  # {_comment(proposal.notes[key])}" if key in proposal.notes else ""

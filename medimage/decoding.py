@@ -83,7 +83,7 @@ def decode_or_fail(path: Path, size: tuple[int, int] | None, target: int, colour
     return image
 
 
-def thumbnail(grey: np.ndarray, size: int = 16) -> np.ndarray:
+def coarse_look(grey: np.ndarray, size: int = 16) -> np.ndarray:
     """The grey image shrunk to size x size by area averaging, flattened to floats in [0, 1]: its coarse look, a
     feature of the split audit (shift) and of the scikit-learn model."""
     return cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255.0

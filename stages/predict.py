@@ -39,7 +39,7 @@ from medimage.reporting.sheets import write_png
 from medimage.settings.files import DatasetEntry
 from medimage.settings.restructure import DicomSettings, RestructureParams
 from medimage.settings.train import TrainParams
-from stages.cli import run_stage
+from stages.cli import run_command
 
 log = logging.getLogger(__name__)
 SUFFIXES = IMAGE_SUFFIXES | dicom.DICOM_SUFFIXES  # what a folder's files are searched for
@@ -188,4 +188,4 @@ def main(params: PredictParams, dataset: DatasetEntry, args: argparse.Namespace)
 
 
 if __name__ == "__main__":
-    run_stage("predict", main, __doc__, (PredictParams, DatasetEntry), arguments=arguments)
+    run_command("predict", main, __doc__, (PredictParams, DatasetEntry), arguments=arguments)

@@ -21,7 +21,7 @@ from medimage.reporting.page import page
 from medimage.reporting.runs import folder_reader, load_run, shown_settings
 from medimage.settings.evaluate import EvaluateParams
 from medimage.settings.split import SplitEntry
-from stages.cli import run_stage
+from stages.cli import run_command
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ def write_page(text: str, destination: Path) -> None:
 def main(params: EvaluateParams, dataset: SplitEntry, args: argparse.Namespace) -> None:
     if args.compare:
         first, second = (run_at(revision, dataset.name, Path(".")) for revision in args.compare)
-        write_page(comparison_page(first, second), args.output or REPORTS_DIR / f"{dataset.name}-compare.html")
+        write_page(
+            comparison_page(first, second, params.evaluate), args.output or REPORTS_DIR / f"{dataset.name}-compare.html"
+        )
         return
     run = load_run(folder_reader(Path(".")), dataset.name, "the working tree", shown_settings(params, dataset))
     write_page(page(run), REPORTS_DIR / f"{dataset.name}.html")
@@ -49,4 +51,4 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("report", main, __doc__, (EvaluateParams, SplitEntry), arguments=arguments)
+    run_command("report", main, __doc__, (EvaluateParams, SplitEntry), arguments=arguments)

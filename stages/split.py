@@ -15,27 +15,21 @@ import logging
 
 from medimage.paths import INTERIM_DIR, PLOTS_DIR, PROCESSED_DIR
 from medimage.reporting.metrics_files import write_metrics
-from medimage.settings.split import SplitEntry, SplitParams, split_settings
+from medimage.settings.split import SplitEntry, SplitParams, ignored_overrides, split_settings
 from medimage.splitting import copy_cache
-from medimage.splitting.audit import audit_table
+from medimage.splitting.audit import AUDIT_KEYS, audit_table
 from medimage.splitting.resplit import split_dataset
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
 # Declared metrics, each for the archive's splits ('original') and the new ones; counts and links go to the report.
-HEADLINE = (
-    "group_overlap",
-    "duplicate_overlap",
-    "copy_overlap",
-    "shift_auc",
-    "shortcut_auc",
-    "near_duplicate_pairs",
-    "shortcut_warning",
-)
+HEADLINE = (*AUDIT_KEYS, "near_duplicate_pairs", "shortcut_warning")
 
 
 def main(params: SplitParams, dataset: SplitEntry) -> None:
     settings = split_settings(params.split, dataset)
+    for line in ignored_overrides(settings, dataset):
+        log.warning("%s", line)
     sheet = PLOTS_DIR / dataset.name / "split_samples.png"
     interim, processed = INTERIM_DIR / dataset.name, PROCESSED_DIR / dataset.name
     metrics = split_dataset(dataset.name, settings, interim, processed, sheet, copy_cache.CACHE_DIR)

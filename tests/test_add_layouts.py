@@ -1,5 +1,5 @@
 """`add` on real images in the layouts of archives it was not built for: each comes out right or is refused in one
-line (../shared/kaggle-layouts.md 4d-4e has the real trees; skipped where ../shared is absent).
+line (the real images come from the shared sample folder, harness.project.REALDATA; skipped where it is absent).
 
 ODIR-5K (rows naming two eyes), ISIC 2019 (lesions in a second table), RSNA Mammography (flag columns that are
 attributes), NIH ChestX-ray14 (a box table beside the label table), CheXpert (path ids, uncertain codes), RSNA

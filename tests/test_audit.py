@@ -13,7 +13,7 @@ import pytest
 from medimage.decoding import reduction_factor
 from medimage.errors import PipelineError
 from medimage.splitting import audit
-from medimage.splitting.features import dhash, near_duplicate_pairs, read_grey, thumbnail_features
+from medimage.splitting.features import dhash, look_features, near_duplicate_pairs, read_grey
 from medimage.splitting.materialising import materialise, target_paths
 
 
@@ -25,11 +25,11 @@ def _scene(rng: np.random.Generator, contrast: float = 1.0, size: int = 64) -> n
 
 def test_shift_auc_is_near_one_half_for_alike_splits_and_near_one_for_a_contrast_change() -> None:
     rng = np.random.default_rng(0)
-    alike = np.array([thumbnail_features(_scene(rng)) for _ in range(200)])
+    alike = np.array([look_features(_scene(rng)) for _ in range(200)])
     is_test = np.arange(200) % 4 == 0
     assert abs(audit.shift_auc(alike, is_test, seed=0) - 0.5) < 0.12
 
-    shifted = np.array([thumbnail_features(_scene(rng, contrast=0.5 if test else 1.0)) for test in is_test])
+    shifted = np.array([look_features(_scene(rng, contrast=0.5 if test else 1.0)) for test in is_test])
     assert audit.shift_auc(shifted, is_test, seed=0) > 0.95
     assert audit.shift_auc(alike[:6], is_test[:6], seed=0) is None  # too few images to say
 

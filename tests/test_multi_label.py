@@ -26,6 +26,7 @@ from medimage.archives.synthetic import write_archive
 from medimage.archives.unpacking import restructure
 from medimage.reporting import sheets
 from medimage.reporting.comparison import comparison_page, paired_difference, run_at
+from medimage.settings.evaluate import EvaluateSettings
 from medimage.settings.fetch import SyntheticSettings
 from medimage.settings.project import DatasetSpec
 from medimage.settings.restructure import RestructureSettings
@@ -262,7 +263,7 @@ def test_every_family_trains_on_the_multi_label_set_and_two_runs_compare_label_b
         git(project, "add", "-A")
         git(project, "commit", "-q", "-m", model)
     first, second = (run_at(revision, NIH, project) for revision in ("HEAD~3", "HEAD~2"))  # CNN, then sklearn
-    paired = paired_difference(first, second)
+    paired = paired_difference(first, second, EvaluateSettings())
     names = reported(project)["classes"]
     assert paired.mcnemar_p is None and set(paired.per_label) == set(names)
     auc = {
@@ -271,5 +272,5 @@ def test_every_family_trains_on_the_multi_label_set_and_two_runs_compare_label_b
     }
     assert paired.auc_difference == pytest.approx(auc["HEAD~2"] - auc["HEAD~3"], abs=2e-4)
     assert paired.auc_interval[0] <= paired.auc_difference <= paired.auc_interval[1]
-    text = comparison_page(first, second)
+    text = comparison_page(first, second, EvaluateSettings())
     assert "ROC AUC of Effusion, B minus A" in text and "McNemar" not in text.split("Paired difference")[1]

@@ -21,6 +21,7 @@ from medimage.reporting.comparison import comparison_page, run_at
 from medimage.reporting.dvc_template import TEMPLATE, template
 from medimage.reporting.page import page
 from medimage.reporting.runs import folder_reader, load_run, settings_from
+from medimage.settings.evaluate import EvaluateSettings
 
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"),
@@ -116,10 +117,12 @@ def test_two_revisions_compared_on_the_same_test_images_and_on_different_ones(pr
     p_value = float(opened.numbers["paired.mcnemar_p"])
     assert 0 <= p_value <= 1
     assert opened.numbers["paired.verdict"].startswith("The difference is")
+    resamples = EvaluateSettings().bootstrap_resamples  # params.yaml's, the headline intervals' count
+    assert f"{resamples:,} paired bootstrap resamples" in paired.read_text()
     first, second = (run_at(revision, "blood_cells", project) for revision in ("HEAD", "bigger"))
     assert first.origin.startswith("HEAD (") and second.origin.startswith("bigger (")
     resplit = [{**row, "path": f"other/{row['path']}"} for row in second.predictions]  # a re-split's test set
-    text = comparison_page(first, dataclasses.replace(second, predictions=resplit))
+    text = comparison_page(first, dataclasses.replace(second, predictions=resplit), EvaluateSettings())
     assert "tested on different images" in text and "paired.auc_difference" not in text
     with pytest.raises(PipelineError, match="no revision 'nowhere'"):
         run_at("nowhere", "blood_cells", project)
@@ -148,7 +151,9 @@ def test_a_run_without_per_image_predictions_gets_no_paired_figure(projects: dic
     project = projects["blood_cells"]
     run = load_run(folder_reader(project), "blood_cells", "here", settings_from(folder_reader(project), "blood_cells"))
     older = dataclasses.replace(run, predictions=[], fetch={})  # as committed before either file existed
-    text = comparison_page(older, run)
+    text = comparison_page(older, run, EvaluateSettings())
     assert "no per-image test predictions" in text and "paired.auc_difference" not in text
     assert "not recorded" in page(older)
-    assert 'data-key="paired.auc_difference"' in comparison_page(run, run)  # the same run twice: paired, no change
+    assert 'data-key="paired.auc_difference"' in comparison_page(
+        run, run, EvaluateSettings()
+    )  # the same run twice: paired, no change

@@ -1,6 +1,6 @@
 """Every archive is restructured right or refused in one line: nothing lost, nothing merged, nothing half-written.
 
-Each test here failed on the code before it (issue "right or refused"): a label named like a temporary was deleted
+Each test here failed on the code before it was written: a label named like a temporary was deleted
 by the next stage, a split called Originals vanished into originals/, a latin-1 table merged two classes, look-alike
 labels became one folder on some file systems, a killed `add` left a half-registered dataset.
 """

@@ -185,3 +185,19 @@ def test_a_split_without_some_label_is_refused() -> None:
 def test_invalid_ratios(ratios: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SplitSettings(ratios=ratios)
+
+
+def test_registry_split_keys_the_strategy_ignores_are_named(registry: dict) -> None:
+    """chest X-ray's `merge` and blood cells' `merge` and `rename` do nothing under the default pool: each is named
+    with its file, and none under the strategy it serves."""
+    from medimage.settings.split import ignored_overrides, split_settings
+
+    chest, blood = registry["chest_xray"], registry["blood_cells"]
+    pooled = ignored_overrides(split_settings(SplitSettings(), chest), chest)
+    assert pooled == [
+        "datasets/chest_xray.yaml split.merge applies under split.strategy merge, not pool: it does nothing here"
+    ]
+    assert ignored_overrides(split_settings(SplitSettings(strategy="merge"), chest), chest) == []
+    assert len(ignored_overrides(split_settings(SplitSettings(), blood), blood)) == 2
+    kept = ignored_overrides(split_settings(SplitSettings(strategy="keep"), blood), blood)
+    assert [line.split()[1] for line in kept] == ["split.merge"]

@@ -18,7 +18,7 @@ def tf_config() -> dict:
     if not raw:
         raise PipelineError(
             "train.distribute is multi_worker but TF_CONFIG is not set; "
-            "set it on every worker (see README, 'Training on several machines')"
+            "set it on every worker (see docs/collaboration.md, 'Training on several machines')"
         )
     try:
         config = json.loads(raw)

@@ -7,8 +7,8 @@ Two choices that TensorFlow makes by looking at the CPU would give other last bi
   always on (TF_ENABLE_ONEDNN_OPTS=1).
 - Which instruction set oneDNN JIT-compiles its kernels for (AVX2, AVX-512, ...). It is capped at AVX2
   (ONEDNN_MAX_CPU_ISA), which every x86-64 machine since 2013 has.
-AVX2 and AVX-512 machines then run the same kernels (measured under QEMU emulating AVX2-only CPUs: README,
-"Reproducible from git"). A variable already set by the user wins. No TensorFlow here.
+AVX2 and AVX-512 machines then run the same kernels (measured under QEMU emulating AVX2-only CPUs:
+docs/reproducibility.md). A variable already set by the user wins. No TensorFlow here.
 
 Not for float16 models (train.mixed_precision): on a CPU with float16 kernels (AVX512-FP16, AMX) TensorFlow hands
 float16 convolutions to oneDNN, which has none at or below AVX2, so under the cap the primitive cannot be created

@@ -178,7 +178,8 @@ def fit_phases(
 
 class EpochBackup(keras.callbacks.BackupAndRestore):
     """Keras' per-epoch backup, falling back to the previous epoch's weights when a kill cut the latest short:
-    Keras falls back on OSError only, and h5py reports a truncated weights file as RuntimeError."""
+    Keras falls back on OSError only, and h5py raises RuntimeError for a file whose superblock was written before
+    the objects it points to (a file cut at its end gives OSError, which Keras handles itself)."""
 
     def _load_model(self) -> None:
         try:

@@ -1,4 +1,4 @@
-"""The scikit-learn family (train.model sklearn_linear): HOG and thumbnail features (OpenCV) into a logistic
+"""The scikit-learn family (train.model sklearn_linear): HOG and coarse-look features (OpenCV) into a logistic
 regression, saved as model.joblib.
 
 For users who may not use TensorFlow: this module, the OpenCV loader and evaluate's scikit-learn path
@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medimage.decoding import thumbnail
+from medimage.decoding import coarse_look
 from medimage.modelling import opencv_loader
 from medimage.modelling.classifier import Classifier
 from medimage.settings.train import TrainSettings
@@ -34,10 +34,10 @@ REGRESSION = {"C": 0.05, "max_iter": 3000}
 
 
 def image_features(pixels: np.ndarray) -> np.ndarray:
-    """HOG of the 64x64 grey image plus a 16x16 thumbnail, for one RGB float image in [0, 255]."""
+    """HOG of the 64x64 grey image plus its 16x16 coarse look, for one RGB float image in [0, 255]."""
     grey = cv2.cvtColor(pixels.astype(np.uint8), cv2.COLOR_RGB2GRAY)
     grey = cv2.resize(grey, (HOG_WINDOW, HOG_WINDOW), interpolation=cv2.INTER_AREA)
-    return np.concatenate([HOG.compute(grey).ravel(), thumbnail(grey)])
+    return np.concatenate([HOG.compute(grey).ravel(), coarse_look(grey)])
 
 
 def features(images: opencv_loader.ImageSet, settings: TrainSettings) -> np.ndarray:

@@ -19,12 +19,12 @@ from scipy.stats import binomtest
 
 from medimage.errors import PipelineError
 from medimage.reporting import figures
-from medimage.reporting.clinical import resampling_units
+from medimage.reporting.clinical import bootstrap
 from medimage.reporting.page import HEADLINE, MULTI_LABEL_HEADLINE, STYLE, cell, esc, figure, interval, number, table
 from medimage.reporting.runs import Run, git_reader, load_run, settings_from
 from medimage.reporting.scores import label_auc, macro_auc, macro_roc_auc
+from medimage.settings.evaluate import EvaluateSettings
 
-RESAMPLES, LEVEL, SEED = 2000, 0.95, 42
 NOISE = 0.05  # McNemar's p below this, or an interval that excludes 0, is called more than noise
 
 
@@ -105,8 +105,8 @@ def mcnemar(only_first: int, discordant: int) -> float:
     return 1.0 if discordant == 0 else round(float(binomtest(only_first, discordant, 0.5).pvalue), 4)
 
 
-def paired_difference(first: Run, second: Run) -> Paired:
-    """The paired comparison on the same test images (check same_test_images first)."""
+def paired_difference(first: Run, second: Run, settings: EvaluateSettings) -> Paired:
+    """The paired comparison on the same test images (check same_test_images first), with evaluate's bootstrap."""
     order = sorted(row["path"] for row in first.predictions)
     labels, first_scores, first_right = _arrays(first, order)
     _, second_scores, second_right = _arrays(second, order)
@@ -123,24 +123,24 @@ def paired_difference(first: Run, second: Run) -> Paired:
         ]
         return None if None in found else found[1] - found[0]
 
-    groups = {row["path"]: row.get("group", "") for row in first.predictions}
-    units = resampling_units([groups[path] for path in order])
-    rng = np.random.default_rng(SEED)
-    auc_draws, accuracy_draws = [], []
-    label_draws: dict[int, list[float]] = {column: [] for column in columns}
-    for _ in range(RESAMPLES):
-        chosen = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
-        for column, draws in [(None, auc_draws), *label_draws.items()]:
-            drawn = difference(chosen, column)
-            if drawn is not None:
-                draws.append(drawn)
-        accuracy_draws.append(float(np.nanmean(second_right[chosen]) - np.nanmean(first_right[chosen])))
-    tail = (1 - LEVEL) / 2 * 100
+    def accuracy_difference(chosen: np.ndarray) -> float:
+        return float(np.nanmean(second_right[chosen]) - np.nanmean(first_right[chosen]))
 
-    def percentiles(draws: list[float]) -> tuple[float | None, float | None]:
-        if not draws:
-            return None, None
-        return round(float(np.percentile(draws, tail)), 4), round(float(np.percentile(draws, 100 - tail)), 4)
+    # each statistic reads the drawn image indices (bootstrap hands them over as both of its arrays)
+    statistics = {
+        "auc": lambda chosen, _: difference(chosen, None),
+        "accuracy": lambda chosen, _: accuracy_difference(chosen),
+        **{f"label {column}": lambda chosen, _, column=column: difference(chosen, column) for column in columns},
+    }
+    groups = {row["path"]: row.get("group", "") for row in first.predictions}
+    indices = np.arange(len(order))
+    intervals = bootstrap(
+        statistics, indices, indices, [groups[path] for path in order], settings.bootstrap_resamples,
+        settings.confidence_level, settings.seed,
+    )  # fmt: skip
+
+    def percentiles(name: str) -> tuple[float | None, float | None]:
+        return intervals[name]["low"], intervals[name]["high"]
 
     def rounded(value: float | None) -> float | None:
         return None if value is None else round(value, 4) + 0.0  # + 0.0: no "-0.0"
@@ -152,20 +152,20 @@ def paired_difference(first: Run, second: Run) -> Paired:
     return Paired(
         images=len(order),
         auc_difference=rounded(difference(everything, None)),
-        auc_interval=percentiles(auc_draws),
+        auc_interval=percentiles("auc"),
         accuracy_difference=rounded(float(np.nanmean(second_right) - np.nanmean(first_right))),
-        accuracy_interval=percentiles(accuracy_draws),
+        accuracy_interval=percentiles("accuracy"),
         only_first_right=only_first,
         only_second_right=only_second,
         mcnemar_p=None if multi_label else mcnemar(only_first, discordant),
         per_label={
-            first.class_names[column]: (rounded(difference(everything, column)), percentiles(draws))
-            for column, draws in label_draws.items()
+            first.class_names[column]: (rounded(difference(everything, column)), percentiles(f"label {column}"))
+            for column in columns
         },
     )
 
 
-def _paired_section(first: Run, second: Run) -> str:
+def _paired_section(first: Run, second: Run, settings: EvaluateSettings) -> str:
     if not first.predictions or not second.predictions:
         return (
             '<p class="note">One run has no per-image test predictions (it was committed before evaluate wrote '
@@ -177,7 +177,7 @@ def _paired_section(first: Run, second: Run) -> str:
             '<p class="note">The two runs were tested on different images (or with different classes): their scores '
             "are not paired, and no paired difference is given. Compare them only as two separate estimates.</p>"
         )
-    paired = paired_difference(first, second)
+    paired = paired_difference(first, second, settings)
     decided = "label values" if paired.per_label else "images"
     differences = [
         ("ROC AUC, B minus A", paired.auc_difference, "paired.auc_difference", interval(*paired.auc_interval)),
@@ -198,14 +198,14 @@ def _paired_section(first: Run, second: Run) -> str:
         "The difference is more than noise." if paired.beyond_noise else f"The difference is within noise: {noise}."
     )
     return (
-        f"<p>The same {paired.images:,} test images; {RESAMPLES:,} paired bootstrap resamples of patients, "
-        f"{int(LEVEL * 100)} % intervals.</p>"
+        f"<p>The same {paired.images:,} test images; {settings.bootstrap_resamples:,} paired bootstrap resamples of "
+        f"patients, {round(settings.confidence_level * 100, 2):g} % intervals.</p>"
         + table(["", "value", "interval"], rows)
         + f'<p data-key="paired.verdict">{esc(verdict)}</p>'
     )
 
 
-def comparison_page(first: Run, second: Run) -> str:
+def comparison_page(first: Run, second: Run, settings: EvaluateSettings) -> str:
     """One page: both runs' headline scores and curves, then the paired difference."""
     captions = MULTI_LABEL_HEADLINE if first.evaluation.get("multi_label") else {}
     scores = [
@@ -228,6 +228,6 @@ def comparison_page(first: Run, second: Run) -> str:
         + table(["score", "A", "B"], scores)
         + f'<div class="figures">{curves}</div>'
         + "<h2>Paired difference on the same images</h2>"
-        + _paired_section(first, second)
+        + _paired_section(first, second, settings)
         + "</body></html>\n"
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from medimage.settings.files import Strict
-from medimage.settings.train import TrainParams
+from medimage.settings.files import StageParams, Strict
+from medimage.settings.split import SplitSettings
+from medimage.settings.train import TrainSettings
 
 
 class EvaluateSettings(Strict):
@@ -16,5 +17,7 @@ class EvaluateSettings(Strict):
     seed: int = Field(42, ge=0, lt=2**32)  # NumPy, TensorFlow and scikit-learn take 32 bits
 
 
-class EvaluateParams(TrainParams):
+class EvaluateParams(StageParams):
+    split: SplitSettings = SplitSettings()  # link: how a missing view is rebuilt
+    train: TrainSettings = TrainSettings()  # the model's input: its size, its loader
     evaluate: EvaluateSettings = EvaluateSettings()

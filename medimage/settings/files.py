@@ -25,10 +25,9 @@ DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 DATASET_NAME_MAX = 64  # it names files, folders, DVC stages and a model artifact (<name>-classifier)
 # every top-level key of each file (tests/test_params.py checks these against project.py's full models)
 PARAMS_KEYS = ("datasets", "fetch", "restructure", "split", "train", "evaluate")
-DATASET_KEYS = (
-    *("kaggle", "archive", "fetch", "synthetic"),
-    *("layout", "extensions", "ignore", "split_map", "patient_id", "labels", "sources"),
-    "split",
+DATASET_KEYS = (  # in the order `add` writes them
+    *("kaggle", "archive", "fetch", "layout", "extensions", "ignore", "split_map", "patient_id", "labels"),
+    *("sources", "synthetic", "split"),
 )
 
 

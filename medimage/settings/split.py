@@ -71,6 +71,20 @@ class SplitParams(StageParams):
     split: SplitSettings = SplitSettings()
 
 
+# The keys that act under one strategy only: a dataset's override of one of them does nothing under another.
+STRATEGY_OF_KEY = {"rename": "keep", "merge": "merge"}
+
+
+def ignored_overrides(settings: SplitSettings, dataset: SplitEntry) -> list[str]:
+    """One line for each of the dataset's own split keys that does nothing under the strategy in force."""
+    return [
+        f"{dataset_file(dataset.name)} split.{key} applies under split.strategy {strategy}, not {settings.strategy}:"
+        " it does nothing here"
+        for key, strategy in STRATEGY_OF_KEY.items()
+        if dataset.split.get(key) and settings.strategy != strategy
+    ]
+
+
 def split_settings(project: SplitSettings, dataset: SplitEntry) -> SplitSettings:
     """params.yaml's split section with the dataset's own overrides (datasets/<ds>.yaml, key split) on top."""
     try:

@@ -4,7 +4,7 @@
 - duplicate_overlap: identical images (same sha256) in more than one split.
 - copy_overlap: groups of copies (rotated, flipped, zoomed, re-encoded... images found by split.near_duplicates,
   all pairs joined) with members in more than one split; None when the search is off.
-- shift_auc: how well a logistic regression on thumbnails and histograms tells train images from test
+- shift_auc: how well a logistic regression on coarse looks and histograms tells train images from test
   images, cross-validated. 0.5 means the splits look alike; near 1 means test was acquired differently.
 - shortcut_auc: how well a random forest on width, height, channels and file size alone predicts the label
   (trained on train, scored on test; cross-validated when there is no train/test pair). High means a model
@@ -31,14 +31,17 @@ from medimage.manifest import InterimRow
 from medimage.reporting.scores import binary_roc_auc, macro_roc_auc
 from medimage.settings.split import SplitSettings
 from medimage.splitting.assignment import UnionFind
-from medimage.splitting.features import read_grey, thumbnail_features
+from medimage.splitting.features import look_features, read_grey
 
 AUDIT_FOLDS = 5  # cross-validation folds of the shift and shortcut models
 MIN_PER_SIDE = AUDIT_FOLDS  # images each side needs (stratified folds need one per fold and side)
 # the audit's models: small and strongly regularised, for a few hundred images; not tuned, only a probe
-SHIFT_MODEL = {"C": 0.1, "max_iter": 2000}  # logistic regression on thumbnails and histograms
+SHIFT_MODEL = {"C": 0.1, "max_iter": 2000}  # logistic regression on coarse looks and histograms
 SHORTCUT_FOREST = {"n_estimators": 100, "min_samples_leaf": 3}  # random forest on width, height, channels, bytes
 AUDIT_DECODE_SIZE = 64  # decode at least this many pixels across for the shift features
+
+# The audit's scores, each for the archive's splits ('original') and the new ones: split.json's declared metrics.
+AUDIT_KEYS = ("group_overlap", "duplicate_overlap", "copy_overlap", "shift_auc", "shortcut_auc")
 
 
 def split_counts(splits: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -160,10 +163,8 @@ def audit_splits(
         for name, assignment in (("original", original), ("new", splits))
     }
     images = grey_images(rows, np.union1d(sampled["original"], sampled["new"]), folder, "audit features")
-    features = {index: thumbnail_features(image) for index, image in images.items()}
-    result: dict[str, dict] = {
-        key: {} for key in ("counts", "group_overlap", "duplicate_overlap", "copy_overlap", "shift_auc", "shortcut_auc")
-    }
+    features = {index: look_features(image) for index, image in images.items()}
+    result: dict[str, dict] = {key: {} for key in ("counts", *AUDIT_KEYS)}
     for name, assignment in (("original", original), ("new", splits)):
         chosen = sampled[name]
         side = np.array(assignment)[chosen]
@@ -192,7 +193,7 @@ def audit_table(name: str, settings: SplitSettings, metrics: dict) -> str:
         f"split audit {name} (strategy {settings.strategy}, seed {settings.seed})",
         f"  {'':<18}{'original':>10}{'new':>10}",
     ]
-    for key in ("group_overlap", "duplicate_overlap", "copy_overlap", "shift_auc", "shortcut_auc"):
+    for key in AUDIT_KEYS:
         lines.append(f"  {key:<18}{cell(metrics[key]['original']):>10}{cell(metrics[key]['new']):>10}")
     for split, labels in metrics["counts"]["new"].items():
         lines.append(f"  {split:<6}" + "  ".join(f"{label} {count}" for label, count in labels.items()))

@@ -1,4 +1,4 @@
-"""Cheap image features with OpenCV and NumPy: thumbnails, intensity histograms and dHash.
+"""Cheap image features with OpenCV and NumPy: coarse looks, intensity histograms and dHash.
 
 No TensorFlow here: the split audit and the near-duplicate search use these.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from medimage.decoding import decode_or_fail, thumbnail
+from medimage.decoding import coarse_look, decode_or_fail
 
 HISTOGRAM_BINS = 16
 
@@ -20,10 +20,10 @@ def read_grey(path: Path, width: int, height: int, target: int) -> np.ndarray:
     return decode_or_fail(path, (width, height), target, colour=False)
 
 
-def thumbnail_features(grey: np.ndarray) -> np.ndarray:
-    """A 16x16 thumbnail and a 16-bin intensity histogram, all in [0, 1]: what a shift detector needs."""
+def look_features(grey: np.ndarray) -> np.ndarray:
+    """The 16x16 coarse look and a 16-bin intensity histogram, all in [0, 1]: what a shift detector needs."""
     histogram = cv2.calcHist([grey], [0], None, [HISTOGRAM_BINS], [0, 256]).ravel()
-    return np.concatenate([thumbnail(grey), histogram / max(float(histogram.sum()), 1.0)])
+    return np.concatenate([coarse_look(grey), histogram / max(float(histogram.sum()), 1.0)])
 
 
 def dhash(grey: np.ndarray) -> int:
