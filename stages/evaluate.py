@@ -20,7 +20,19 @@ from medimage import manifest
 from medimage.atomic import spreadsheet_cell, write_csv
 from medimage.modelling.families import load_classifier
 from medimage.modelling.prepared import prepared_sets
-from medimage.paths import INTERIM_DIR, MODELS_DIR, PLOTS_DIR, metrics_file
+from medimage.paths import (
+    CALIBRATION,
+    CONFUSION,
+    GRADCAM,
+    INTERIM_DIR,
+    MISCLASSIFIED,
+    MODELS_DIR,
+    PLOTS_DIR,
+    PRECISION_RECALL,
+    ROC,
+    TEST_PREDICTIONS,
+    metrics_file,
+)
 from medimage.reporting import multi_label
 from medimage.reporting.clinical import (
     accuracy,
@@ -96,13 +108,13 @@ def main(params: EvaluateParams, dataset: SplitEntry) -> None:
     columns = ["path", "label", "predicted", "group"]
     columns += [f"y_{name}" for name in names] if classifier.multi_label else []
     columns += [f"p_{name}" for name in names]
-    write_csv(metrics_file(dataset.name, "test_predictions.csv"), columns, predictions, spreadsheet=True)
-    write_csv(plots / "confusion.csv", ["actual", "predicted"], confusion, spreadsheet=True)
-    write_csv(plots / "roc.csv", ["class", "fpr", "tpr"], roc_rows(tasks))
-    write_csv(plots / "precision_recall.csv", ["class", "recall", "precision"], precision_recall_rows(tasks))
-    write_csv(plots / "calibration.csv", ["bin", "confidence", "accuracy", "images"], calibration)
-    write_png(plots / "misclassified.png", mistakes)
-    write_png(plots / "gradcam.png", gradcam)
+    write_csv(metrics_file(dataset.name, TEST_PREDICTIONS), columns, predictions, spreadsheet=True)
+    write_csv(plots / CONFUSION, ["actual", "predicted"], confusion, spreadsheet=True)
+    write_csv(plots / ROC, ["class", "fpr", "tpr"], roc_rows(tasks))
+    write_csv(plots / PRECISION_RECALL, ["class", "recall", "precision"], precision_recall_rows(tasks))
+    write_csv(plots / CALIBRATION, ["bin", "confidence", "accuracy", "images"], calibration)
+    write_png(plots / MISCLASSIFIED, mistakes)
+    write_png(plots / GRADCAM, gradcam)
     low, high = headline["roc_auc_ci_low"], headline["roc_auc_ci_high"]
     log.info(
         "test accuracy %s, balanced %s, ROC AUC %s (95%% CI %s-%s), sensitivity %s, specificity %s at %s",

@@ -15,7 +15,7 @@ import logging
 
 from medimage.archives.sources import fetch_archive, provenance
 from medimage.atomic import write_json
-from medimage.paths import metrics_file, raw_archive
+from medimage.paths import metrics_file, metrics_report, raw_archive
 from medimage.settings.fetch import FetchEntry, FetchParams
 from stages.cli import run_stage
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def main(params: FetchParams, dataset: FetchEntry) -> None:
     destination = raw_archive(dataset.name)
     done = fetch_archive(dataset, params.fetch, destination)
-    write_json(metrics_file(dataset.name, "fetch_report.json"), provenance(dataset, params.fetch, destination))
+    write_json(metrics_file(dataset.name, metrics_report("fetch")), provenance(dataset, params.fetch, destination))
     log.info("%s -> %s", done, destination)
 
 

@@ -32,7 +32,7 @@ from medimage.errors import PipelineError
 from medimage.modelling.classifier import Classifier
 from medimage.modelling.families import load_classifier
 from medimage.modelling.opencv_loader import model_pixels
-from medimage.paths import MODELS_DIR, metrics_file
+from medimage.paths import MODELS_DIR, declared_metrics, metrics_file, metrics_report
 from medimage.reporting.clinical import POSITIVE, OperatingPoint
 from medimage.reporting.multi_label import LabelThresholds
 from medimage.reporting.sheets import write_png
@@ -98,7 +98,7 @@ def operating_point(dataset: str, classifier: Classifier) -> Decisions:
     classes = len(classifier.class_names)
     if classes != 2 and not classifier.multi_label:
         return OperatingPoint(None, "the most probable class")
-    path = metrics_file(dataset, "eval_report.json" if classifier.multi_label else "eval.json")
+    path = metrics_file(dataset, metrics_report("eval") if classifier.multi_label else declared_metrics("eval"))
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
         if classifier.multi_label:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from medimage.paths import INTERIM_DIR, PLOTS_DIR, PROCESSED_DIR
+from medimage.paths import INTERIM_DIR, PLOTS_DIR, PROCESSED_DIR, SPLIT_SAMPLES
 from medimage.reporting.metrics_files import write_metrics
 from medimage.settings.split import SplitEntry, SplitParams, ignored_overrides, split_settings
 from medimage.splitting import copy_cache
@@ -30,7 +30,7 @@ def main(params: SplitParams, dataset: SplitEntry) -> None:
     settings = split_settings(params.split, dataset)
     for line in ignored_overrides(settings, dataset):
         log.warning("%s", line)
-    sheet = PLOTS_DIR / dataset.name / "split_samples.png"
+    sheet = PLOTS_DIR / dataset.name / SPLIT_SAMPLES
     interim, processed = INTERIM_DIR / dataset.name, PROCESSED_DIR / dataset.name
     metrics = split_dataset(dataset.name, settings, interim, processed, sheet, copy_cache.CACHE_DIR)
     write_metrics(dataset.name, "split", metrics, HEADLINE)

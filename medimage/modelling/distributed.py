@@ -36,7 +36,7 @@ def save_epoch(model: keras.Model, folder: Path, epochs_done: int) -> None:
     os.replace(partial, folder / "latest.weights.h5")
     metadata = folder / "training_metadata.partial"
     metadata.write_text(json.dumps({"epoch": epochs_done, "batch": 0}))
-    os.replace(metadata, folder / "training_metadata.json")
+    os.replace(metadata, folder / resume.EPOCH_RECORD)
 
 
 def fit(

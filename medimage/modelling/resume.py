@@ -41,10 +41,13 @@ def prepare(backup: Path, expected: str) -> bool:
     return resuming
 
 
+EPOCH_RECORD = "training_metadata.json"  # what BackupAndRestore (and the multi-worker loop) says of its epoch
+
+
 def phase_epochs(backup: Path, phase: str) -> int | None:
     """Epochs completed (counted from the start of training) by a phase's BackupAndRestore folder, if any."""
     try:
-        return int(json.loads((backup / phase / "training_metadata.json").read_text())["epoch"])
+        return int(json.loads((backup / phase / EPOCH_RECORD).read_text())["epoch"])
     except (OSError, ValueError, KeyError):
         return None
 

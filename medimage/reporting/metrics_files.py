@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from medimage.atomic import write_json
-from medimage.paths import metrics_file
+from medimage.paths import declared_metrics, metrics_file, metrics_report
 
 
 def write_metrics(dataset: str, stage: str, metrics: dict, headline: Sequence[str]) -> None:
     """Write the `headline` keys of `metrics` as the declared metrics and every other key as the report."""
-    write_json(metrics_file(dataset, f"{stage}.json"), {key: metrics[key] for key in headline})
-    write_json(metrics_file(dataset, f"{stage}_report.json"), {k: v for k, v in metrics.items() if k not in headline})
+    write_json(metrics_file(dataset, declared_metrics(stage)), {key: metrics[key] for key in headline})
+    report = {key: value for key, value in metrics.items() if key not in headline}
+    write_json(metrics_file(dataset, metrics_report(stage)), report)

@@ -17,7 +17,25 @@ from pathlib import Path
 import yaml
 
 from medimage.errors import PipelineError
-from medimage.paths import LABELS, MANIFEST, METRICS_DIR, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, TRAIN_SUMMARY
+from medimage.paths import (
+    CALIBRATION,
+    CONFUSION,
+    GRADCAM,
+    LABELS,
+    MANIFEST,
+    METRICS_DIR,
+    MISCLASSIFIED,
+    MODELS_DIR,
+    PLOTS_DIR,
+    PRECISION_RECALL,
+    PROCESSED_DIR,
+    ROC,
+    SPLIT_SAMPLES,
+    TEST_PREDICTIONS,
+    TRAIN_SUMMARY,
+    declared_metrics,
+    metrics_report,
+)
 from medimage.settings.evaluate import EvaluateParams
 from medimage.settings.files import DATASET_KEYS, PARAMS_FILE, PARAMS_KEYS, dataset_file, validate
 from medimage.settings.split import SplitEntry, split_settings
@@ -25,9 +43,9 @@ from medimage.settings.split import SplitEntry, split_settings
 Reader = Callable[[str], bytes | None]  # a project-relative path -> its bytes; None where there is no such file
 CURVES = PLOTS_DIR / "{dataset}" / "training" / "plots" / "metrics"  # DVCLive: <split>/<metric>.tsv
 GALLERIES = {  # plots/<ds>/<file>: what the page calls it
-    "split_samples.png": "samples of each label and split",
-    "misclassified.png": "the most confident mistakes (test)",
-    "gradcam.png": "Grad-CAM: where the model looked (test)",
+    SPLIT_SAMPLES: "samples of each label and split",
+    MISCLASSIFIED: "the most confident mistakes (test)",
+    GRADCAM: "Grad-CAM: where the model looked (test)",
 }
 
 
@@ -147,20 +165,24 @@ def patients_per_split(rows: list[dict]) -> dict[str, int]:
 def load_run(read: Reader, dataset: str, origin: str, settings: dict) -> Run:
     metrics = METRICS_DIR / dataset
     plots = PLOTS_DIR / dataset
-    evaluation = {**_json(read, metrics / "eval.json"), **_json(read, metrics / "eval_report.json")}
+
+    def both(stage: str) -> dict:
+        return {**_json(read, metrics / declared_metrics(stage)), **_json(read, metrics / metrics_report(stage))}
+
+    evaluation = both("eval")
     return Run(
         dataset=dataset,
         origin=origin,
-        fetch=_json(read, metrics / "fetch_report.json", required=False) or {},  # {}: a run from before it existed
-        restructure={**_json(read, metrics / "restructure.json"), **_json(read, metrics / "restructure_report.json")},
-        split={**_json(read, metrics / "split.json"), **_json(read, metrics / "split_report.json")},
+        fetch=_json(read, metrics / metrics_report("fetch"), required=False) or {},  # {}: a run from before it
+        restructure=both("restructure"),
+        split=both("split"),
         evaluation=evaluation,
         curves=training_curves(read, dataset),
-        roc=_numbers(_rows(read, plots / "roc.csv"), "fpr", "tpr"),
-        precision_recall=_numbers(_rows(read, plots / "precision_recall.csv"), "recall", "precision"),
-        calibration=_numbers(_rows(read, plots / "calibration.csv"), "confidence", "accuracy", "images"),
-        confusion=_rows(read, plots / "confusion.csv"),
-        predictions=_rows(read, metrics / "test_predictions.csv"),
+        roc=_numbers(_rows(read, plots / ROC), "fpr", "tpr"),
+        precision_recall=_numbers(_rows(read, plots / PRECISION_RECALL), "recall", "precision"),
+        calibration=_numbers(_rows(read, plots / CALIBRATION), "confidence", "accuracy", "images"),
+        confusion=_rows(read, plots / CONFUSION),
+        predictions=_rows(read, metrics / TEST_PREDICTIONS),
         settings=settings,
         model=_json(read, MODELS_DIR / dataset / TRAIN_SUMMARY, required=False),
         class_names=_json(read, MODELS_DIR / dataset / LABELS, required=False) or evaluation["classes"],
