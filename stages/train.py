@@ -33,14 +33,14 @@ from medimage.modelling.opencv_loader import ImageSet
 from medimage.modelling.prepared import prepared_sets
 from medimage.modelling.training import trainer_of
 from medimage.paths import LABELS, MODELS_DIR, PLOTS_DIR, PROCESSED_DIR, TRAIN_SUMMARY
-from medimage.settings.split import SplitEntry
+from medimage.settings.files import DatasetEntry
 from medimage.settings.train import TrainParams
 from stages.cli import run_stage
 
 log = logging.getLogger(__name__)
 
 
-def train_and_val(params: TrainParams, dataset: SplitEntry) -> tuple[ImageSet, ImageSet | None]:
+def train_and_val(params: TrainParams, dataset: DatasetEntry) -> tuple[ImageSet, ImageSet | None]:
     """The train split and the val split (None where empty), with their prepared pixels; the manifest read once."""
     rows = manifest.read_processed(PROCESSED_DIR / dataset.name)
     names = manifest.class_names(rows)
@@ -48,7 +48,7 @@ def train_and_val(params: TrainParams, dataset: SplitEntry) -> tuple[ImageSet, I
     return train, val if len(val) else None
 
 
-def train_as_worker(params: TrainParams, dataset: SplitEntry) -> None:
+def train_as_worker(params: TrainParams, dataset: DatasetEntry) -> None:
     """A non-chief multi_worker task: trains in step with the chief, keeps its own backup, writes no output."""
     from medimage.modelling import fitting
 
@@ -63,7 +63,7 @@ def train_as_worker(params: TrainParams, dataset: SplitEntry) -> None:
     )
 
 
-def main(params: TrainParams, dataset: SplitEntry) -> None:
+def main(params: TrainParams, dataset: DatasetEntry) -> None:
     settings = params.train
     pin_cpu_kernels(settings.deterministic, settings.mixed_precision)
     if not cluster.is_chief(settings.distribute):
@@ -97,4 +97,4 @@ def main(params: TrainParams, dataset: SplitEntry) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("train", main, __doc__, (TrainParams, SplitEntry))
+    run_stage("train", main, __doc__, (TrainParams, DatasetEntry))
