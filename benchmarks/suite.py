@@ -612,13 +612,12 @@ def multi_label_rows(repeat: int) -> list[Row]:
 def nih_rows(repeat: int) -> list[Row]:
     """NIH's size: each stage's cost per image at 20,000 against 5,000 images (at most 1.25x: linear or better), and
     the projected 112,120-image run and ten-experiment sweep against the user's way. One run (--repeat is not
-    used: a run takes about an hour)."""
+    used: a run takes about 30 minutes)."""
     measured = nih_scale.measure_sizes([5000, 20000], {5000})
-    smallest, largest = (measured[size] for size in sorted(measured))
     rows = []
-    for first in smallest:
-        last = next((step for step in largest if (step.way, step.name) == (first.way, first.name)), None)
-        if last is None or not first.seconds:
+    for runs in nih_scale.runs_of(measured).values():
+        first, last = runs[0], runs[-1]
+        if len(runs) < 2 or not first.seconds:
             continue
         ratio = last.per_image_ms / first.per_image_ms
         rows.append(

@@ -62,7 +62,7 @@ def run_stage(
     """A DVC stage: validate what it `reads`, run `main(params, dataset)`; information to stdout."""
     parser = _parser(stage, description)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    _run(stage, args, reads, sys.stdout, lambda params, dataset: main(params, dataset))
+    _run(stage, args, reads, sys.stdout, main)
 
 
 def run_command(
