@@ -25,11 +25,13 @@ from medimage.archives.inspection import list_archive
 from medimage.archives.reading import Limits
 from medimage.archives.synthetic import write_archive
 from medimage.archives.unpacking import restructure
+from medimage.manifest import InterimRow
 from medimage.settings.fetch import SyntheticSettings
 from medimage.settings.project import DatasetSpec
 from medimage.settings.restructure import RestructureSettings
 from medimage.settings.split import SplitSettings
-from medimage.splitting.assignment import Item, assign_splits
+from medimage.splitting.assignment import assign_splits
+from tests.samples import interim_row
 
 NIH = "nih_chest_xray"
 REAL_SCALE = 5798  # images_per_class giving the stand-in NIH's 112,120 images
@@ -58,7 +60,7 @@ def add_seconds(repeat: int) -> tuple[float, float, int]:
     return listing, ours, len(list_archive(archive, Limits.from_settings(RestructureSettings())).members)
 
 
-def nih_items(multi_label: bool) -> list[Item]:
+def nih_items(multi_label: bool) -> list[InterimRow]:
     """112,120 images of 30,805 patients (each patient one image, the rest to random patients), each of NIH's 14
     labels drawn at its published prevalence; single-label: the first finding, or none, as the label."""
     entry = nih_entry()
@@ -70,10 +72,11 @@ def nih_items(multi_label: bool) -> list[Item]:
     names = list(prevalence)
     items = []
     for image, (patient, row) in enumerate(zip(patients.tolist(), present, strict=True)):
-        positives = frozenset(name for name, flag in zip(names, row, strict=True) if flag)
-        label = "|".join(sorted(positives)) if multi_label else min(positives, default="No Finding")
+        targets = tuple((name, int(flag)) for name, flag in zip(names, row, strict=True))
+        positives = sorted(name for name, flag in targets if flag)
+        label = "|".join(positives) if multi_label else min(positives, default="No Finding")
         path = f"all/{image:08d}.png"
-        items.append(Item(path, label, "all", f"{image:064x}", str(patient), positives if multi_label else frozenset()))
+        items.append(interim_row(path, label, "all", f"{image:064x}", str(patient), targets if multi_label else ()))
     return items
 
 

@@ -55,6 +55,11 @@ class InterimRow:
     def size(self) -> tuple[int, int]:
         return self.width, self.height
 
+    @property
+    def positives(self) -> frozenset[str]:
+        """A multi-label set: the labels this image has (its `label` joins them); empty for every other set."""
+        return frozenset(name for name, value in self.targets if value == 1)
+
 
 @dataclass(frozen=True)
 class ProcessedRow(InterimRow):

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from medimage.manifest import InterimRow, Targets
 from medimage.settings.project import DatasetSpec
 
 TOY = DatasetSpec.model_validate(
@@ -54,3 +55,8 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def interim_row(path: str, label: str, source_split: str, sha256: str, group: str, targets: Targets = ()) -> InterimRow:
+    """A manifest row holding what the splitter reads; its size, format and archive member made up."""
+    return InterimRow(path, label, source_split, path, sha256, 32, 24, group, 1, 100, "PNG", targets=targets)

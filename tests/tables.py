@@ -1,5 +1,6 @@
 """Table-labelled archives in the layouts of HAM10000, APTOS 2019 and ISIC 2019, packed from the real images in
-../shared/realdata (BCCD smears with their real WBC labels, brain MRIs, COVID radiographs), quirks included."""
+the real-image folder, harness.project.REALDATA (BCCD smears with their real WBC labels, brain MRIs, COVID
+radiographs), quirks included."""
 
 from __future__ import annotations
 

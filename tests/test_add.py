@@ -2,7 +2,7 @@
 
 The four stand-ins prove the folder-labelled path (the entry `add` writes restructures to the committed entry's
 manifest); real images packed in HAM10000's, APTOS' and ISIC 2019's table-labelled layouts (tests/tables.py,
-skipped where ../shared is absent) prove the table path under DVC.
+skipped where the real-image folder, harness.project.REALDATA, is absent) prove the table path under DVC.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Audit scores on constructed cases, dHash near-duplicates, and hardlinked (or copied) split folders."""
+"""Audit scores on constructed cases, dHash copies, and hardlinked (or copied) split folders."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from medimage.decoding import reduction_factor
 from medimage.errors import PipelineError
 from medimage.splitting import audit
-from medimage.splitting.features import dhash, look_features, near_duplicate_pairs, read_grey
+from medimage.splitting.features import dhash, dhash_copy_pairs, look_features, read_grey
 from medimage.splitting.materialising import materialise, target_paths
 
 
@@ -73,10 +73,10 @@ def test_dhash_finds_augmented_copies_but_not_other_images(tmp_path: Path) -> No
     brighter = np.clip(original.astype(int) + 12, 0, 255).astype(np.uint8)
     other = _scene(rng, size=128)
     hashes = np.array([dhash(original), dhash(brighter), dhash(other)], dtype=np.uint64)
-    assert near_duplicate_pairs(hashes, max_distance=4) == [(0, 1)]
+    assert dhash_copy_pairs(hashes, max_distance=4) == [(0, 1)]
     many = np.random.default_rng(3).integers(0, 2**63, 1500, dtype=np.uint64)
     many[1400] = many[7] ^ np.uint64(0b101)  # two bits apart
-    assert near_duplicate_pairs(many, max_distance=3, chunk=256) == [(7, 1400)]
+    assert dhash_copy_pairs(many, max_distance=3, chunk=256) == [(7, 1400)]
 
 
 def test_reduced_decoding_keeps_the_target_size(tmp_path: Path) -> None:

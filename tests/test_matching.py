@@ -1,9 +1,10 @@
 """Copies of one image found among others (medimage.splitting.matching), on constructed and on real images.
 
-The real-image tests (skipped where ../shared is absent) are the evidence for split.near_duplicates: keypoints:
-copies made here of real BCCD, brain MRI and chest X-ray images with known transformations are found and kept in
-one split, distinct real images are not joined, and Kaggle's own augmented blood-cell images are matched to the
-BCCD originals they were made from, with the label that labels.csv gives the original.
+The real-image tests (skipped where the real-image folder, harness.project.REALDATA, is absent) are the evidence
+for split.near_duplicates: keypoints: copies made here of real BCCD, brain MRI and chest X-ray images with known
+transformations are found and kept in one split, distinct real images are not joined, and Kaggle's own augmented
+blood-cell images are matched to the BCCD originals they were made from, with the label that labels.csv gives the
+original.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def test_flipped_rotated_copies_match_and_other_images_do_not() -> None:
     images = [textured(seed) for seed in range(6)]
     copies = [transformed_copy(image, rng) for image in images]
     features = [matching.image_features(image) for image in images + copies]
-    pairs = {(first, second) for first, second, _ in matching.copy_pairs(features, 20)}
+    pairs = {(first, second) for first, second, _ in matching.keypoint_copy_pairs(features, 20)}
     assert pairs == {(index, index + 6) for index in range(6)}
 
 
@@ -133,7 +134,7 @@ def test_copies_of_real_images_are_found_and_distinct_real_images_are_not_joined
     features = matching.features_of(
         len(images), images.__getitem__, matching.QUERY_SIZE, matching.QUERY_FEATURES, "test"
     )
-    found = {(first, second) for first, second, _ in matching.copy_pairs(features, 20)}
+    found = {(first, second) for first, second, _ in matching.keypoint_copy_pairs(features, 20)}
 
     siblings = {(a, b) for a, b in itertools.combinations(range(len(images)), 2) if source[a] == source[b]}
     false = found - siblings

@@ -31,8 +31,9 @@ from medimage.settings.fetch import SyntheticSettings
 from medimage.settings.project import DatasetSpec
 from medimage.settings.restructure import RestructureSettings
 from medimage.settings.split import SplitSettings
-from medimage.splitting.assignment import Item, iterative_stratification, labels_missing
+from medimage.splitting.assignment import iterative_stratification, labels_missing
 from medimage.splitting.resplit import split_dataset
+from tests.samples import interim_row
 from tests.test_train_evaluate import EVAL_KEYS
 
 NIH = "nih_chest_xray"
@@ -132,7 +133,7 @@ def test_a_rare_label_reaches_every_split_its_groups_allow_and_is_reported_where
     chosen = iterative_stratification(vectors, sizes, [0.7, 0.1, 0.2], seed=3)
     assert sorted(chosen[:3].tolist()) == [0, 1, 2]
     assert np.bincount(chosen, minlength=3).tolist() == [28, 4, 8]  # the ratios, whole groups
-    items = [Item(f"{n}.png", "", "all", f"{n}", f"{n}", frozenset({"Hernia"} if n < 2 else ())) for n in range(10)]
+    items = [interim_row(f"{n}.png", "", "all", f"{n}", f"{n}", (("Hernia", int(n < 2)),)) for n in range(10)]
     splits = ["train"] * 5 + ["val"] * 2 + ["test"] * 3
     splits[1] = "test"
     assert labels_missing(items, splits) == {"val": ["Hernia"]}

@@ -1,6 +1,6 @@
 """Real Kaggle images packed into their Kaggle layouts, and a fifth dataset added with YAML only.
 
-Skipped where ../shared is absent (set SHARED_DIR to point elsewhere).
+Skipped where the real-image folder, harness.project.REALDATA, is absent (set SHARED_DIR to point elsewhere).
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medimage.errors import PipelineError
+from medimage.manifest import InterimRow
 from medimage.settings.split import SplitSettings
-from medimage.splitting.assignment import Item, assign_splits, folds_per_split, leakage_components
+from medimage.splitting.assignment import assign_splits, folds_per_split, leakage_components
+from tests.samples import interim_row
 
 RATIOS = [
     {"train": 0.8, "test": 0.2},
@@ -22,11 +24,11 @@ RATIOS = [
 
 
 @st.composite
-def manifests(draw: st.DrawFn) -> list[Item]:
+def manifests(draw: st.DrawFn) -> list[InterimRow]:
     """300-500 images, 2-3 labels, patients with 1-4 images (some without id), some byte-identical copies."""
     rng = random.Random(draw(st.integers(0, 2**32)))
     labels = ["A", "B", "C"][: draw(st.integers(2, 3))]
-    items: list[Item] = []
+    items: list[InterimRow] = []
     patient = 0
     while len(items) < draw(st.integers(300, 500)):
         patient += 1
@@ -35,11 +37,11 @@ def manifests(draw: st.DrawFn) -> list[Item]:
         for _ in range(rng.randint(1, 4) if group else 1):
             index = len(items)
             sha = f"sha{rng.randrange(index)}" if index and rng.random() < 0.05 else f"sha{index}"
-            items.append(Item(f"img{index:05d}.jpg", label, rng.choice(["train", "test"]), sha, group))
+            items.append(interim_row(f"img{index:05d}.jpg", label, rng.choice(["train", "test"]), sha, group))
     return items
 
 
-def straddling(items: list[Item], splits: list[str], key: str) -> list[str]:
+def straddling(items: list[InterimRow], splits: list[str], key: str) -> list[str]:
     seen: dict[str, set[str]] = defaultdict(set)
     for item, split in zip(items, splits, strict=True):
         if getattr(item, key):
@@ -50,7 +52,7 @@ def straddling(items: list[Item], splits: list[str], key: str) -> list[str]:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=manifests(), ratios=st.sampled_from(RATIOS), seed=st.integers(0, 10_000))
 def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(
-    items: list[Item], ratios: dict[str, float], seed: int
+    items: list[InterimRow], ratios: dict[str, float], seed: int
 ) -> None:
     config = SplitSettings(strategy="pool", ratios=ratios, seed=seed)
     splits = assign_splits(items, config, "toy").splits
@@ -79,32 +81,32 @@ def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(
 
 @settings(max_examples=10, deadline=None)
 @given(items=manifests())
-def test_the_seed_alone_changes_the_split(items: list[Item]) -> None:
+def test_the_seed_alone_changes_the_split(items: list[InterimRow]) -> None:
     first = assign_splits(items, SplitSettings(seed=1), "toy").splits
     assert assign_splits(items, SplitSettings(seed=1), "toy").splits == first
     assert assign_splits(items, SplitSettings(seed=2), "toy").splits != first
 
 
 def test_grouping_off_ignores_patients_but_never_duplicates() -> None:
-    items = [Item(f"{i}.jpg", "AB"[i % 2], "train", "same" if i < 2 else f"s{i}", "p1") for i in range(200)]
+    items = [interim_row(f"{i}.jpg", "AB"[i % 2], "train", "same" if i < 2 else f"s{i}", "p1") for i in range(200)]
     components = leakage_components(items, by_patient=False)
     assert components[0] == components[1] and len(set(components.tolist())) == 199
     assert len(set(leakage_components(items, by_patient=True).tolist())) == 1
 
 
-def test_near_duplicate_pairs_join_groups() -> None:
-    items = [Item(f"{i}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
-    components = leakage_components(items, by_patient=True, near_pairs=[(3, 50, 30), (50, 97, 30)])
+def test_copy_pairs_join_groups() -> None:
+    items = [interim_row(f"{i}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
+    components = leakage_components(items, by_patient=True, copy_pairs=[(3, 50, 30), (50, 97, 30)])
     assert components[3] == components[50] == components[97]
-    splits = assign_splits(items, SplitSettings(), "toy", near_pairs=[(3, 51, 30), (51, 97, 30)]).splits
+    splits = assign_splits(items, SplitSettings(), "toy", copy_pairs=[(3, 51, 30), (51, 97, 30)]).splits
     assert splits[3] == splits[51] == splits[97]
 
 
 def test_a_chain_of_verified_copies_stays_one_group_placed_whole_and_reported() -> None:
     """A chain of verified pairs is one source however long: 21 images of label A (of 50) in one split."""
-    items = [Item(f"{i:03d}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
+    items = [interim_row(f"{i:03d}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
     chain = [(i, i + 2, 100 - i) for i in range(0, 40, 2)]  # 0-2-4-...-40
-    components = leakage_components(items, by_patient=False, near_pairs=chain)
+    components = leakage_components(items, by_patient=False, copy_pairs=chain)
     assert len({components[i] for i in range(0, 42, 2)}) == 1
     assignment = assign_splits(items, SplitSettings(), "toy", chain)
     assert len({assignment.splits[i] for i in range(0, 42, 2)}) == 1
@@ -124,10 +126,10 @@ def test_three_way_ratios_are_reached_with_twenty_folds(ratios: dict[str, float]
     assert folds_per_split(ratios, 20) == expected
 
 
-def _archive_items() -> list[Item]:
+def _archive_items() -> list[InterimRow]:
     items = []
     for split, count in (("train", 40), ("val", 4), ("test", 10), ("test_simple", 6)):
-        items += [Item(f"{split}/{i}.jpg", "AB"[i % 2], split, f"{split}{i}", "") for i in range(count)]
+        items += [interim_row(f"{split}/{i}.jpg", "AB"[i % 2], split, f"{split}{i}", "") for i in range(count)]
     return items
 
 
@@ -164,12 +166,14 @@ def test_keep_and_merge_errors_name_the_key(config: SplitSettings, message: str)
 
 
 def test_a_split_without_some_label_is_refused() -> None:
-    items = [Item(f"{i}.jpg", "A", "train", f"s{i}", "") for i in range(60)] + [Item("rare.jpg", "B", "train", "r", "")]
+    items = [interim_row(f"{i}.jpg", "A", "train", f"s{i}", "") for i in range(60)] + [
+        interim_row("rare.jpg", "B", "train", "r", "")
+    ]
     with pytest.raises(
         PipelineError, match=r"only 1 independent groups of images in the rarest label: too few for split.ratios"
     ):
         assign_splits(items, SplitSettings(), "toy")
-    kept = [*items, Item("test/a.jpg", "A", "test", "t", "")]
+    kept = [*items, interim_row("test/a.jpg", "A", "test", "t", "")]
     with pytest.raises(PipelineError, match=r"split 'test' of toy would hold no \['B'\] image \(split.strategy keep"):
         assign_splits(kept, SplitSettings(strategy="keep"), "toy")
 

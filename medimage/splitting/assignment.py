@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from medimage.errors import PipelineError
+from medimage.manifest import InterimRow
 from medimage.settings.files import dataset_file
 from medimage.settings.split import SPLIT_NAMES, SplitSettings
 
@@ -36,18 +37,6 @@ FOLDS = 20
 # for 20,000 one-image groups); past this many groups, single-label groups are pooled, at random (seeded)
 # within their label, into buckets.
 MAX_GROUPS = 800
-
-
-@dataclass(frozen=True)
-class Item:
-    """One image as the splitter sees it."""
-
-    path: str
-    label: str
-    source_split: str
-    sha256: str
-    group: str  # patient id, "" where unknown
-    positives: frozenset[str] = frozenset()  # a multi-label set: the labels this image has (its `label` joins them)
 
 
 class UnionFind:
@@ -67,27 +56,27 @@ class UnionFind:
 
 
 def leakage_components(
-    items: Sequence[Item], by_patient: bool, near_pairs: Sequence[tuple[int, int, int]] = ()
+    rows: Sequence[InterimRow], by_patient: bool, copy_pairs: Sequence[tuple[int, int, int]] = ()
 ) -> np.ndarray:
-    """Component per item: items sharing bytes, a patient (if by_patient) or a verified copy pair share one.
+    """Component per row: rows sharing bytes, a patient (if by_patient) or a verified copy pair share one.
 
     Every pair joins, however large the group grows: a pair is verified evidence that two images are one (a copy,
     one scan twice, overlapping views of one smear), and a chain of such pairs is one source. Capping groups
     broke true groups and put copies in two splits; a group too large for the ratios is placed whole
     and reported (`oversized_groups`).
     """
-    components = UnionFind(len(items))
+    components = UnionFind(len(rows))
     first_seen: dict[tuple[str, str], int] = {}
-    for index, item in enumerate(items):
-        keys = [("sha256", item.sha256)] + ([("patient", item.group)] if by_patient and item.group else [])
+    for index, row in enumerate(rows):
+        keys = [("sha256", row.sha256)] + ([("patient", row.group)] if by_patient and row.group else [])
         for key in keys:
             if key in first_seen:
                 components.union(first_seen[key], index)
             else:
                 first_seen[key] = index
-    for first, second, _ in near_pairs:
+    for first, second, _ in copy_pairs:
         components.union(first, second)
-    return np.array([components.find(index) for index in range(len(items))])
+    return np.array([components.find(index) for index in range(len(rows))])
 
 
 def folds_per_split(ratios: dict[str, float], folds: int) -> dict[str, int]:
@@ -125,7 +114,7 @@ def coarsen(labels: Sequence[str], components: np.ndarray, seed: int, limit: int
 
 
 def balanced_folds(labels: Sequence[str], components: np.ndarray, folds: int, seed: int) -> np.ndarray | None:
-    """Fold of each item when every group holds one label (else None): per label, groups in random order, largest
+    """Fold of each row when every group holds one label (else None): per label, groups in random order, largest
     first, each to the fold holding fewest images of that label so far (fold numbers shuffled per label).
 
     Stratified and grouped like StratifiedGroupKFold, balanced at least as well, in O(n log n).
@@ -149,7 +138,7 @@ def balanced_folds(labels: Sequence[str], components: np.ndarray, folds: int, se
 
 
 def sklearn_folds(labels: Sequence[str], components: np.ndarray, folds: int, settings: SplitSettings) -> np.ndarray:
-    """Fold of each item by scikit-learn, for groups that hold several labels."""
+    """Fold of each row by scikit-learn, for groups that hold several labels."""
     components = coarsen(labels, components, settings.seed)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=settings.seed)
     fold_of = np.empty(len(labels), dtype=int)
@@ -180,7 +169,7 @@ def fold_count(labels: Sequence[str], components: np.ndarray, settings: SplitSet
 
 
 def pool(labels: Sequence[str], components: np.ndarray, folds: int, settings: SplitSettings) -> list[str]:
-    """New split per item (items in path order): stratified, grouped folds handed out by ratio."""
+    """New split per row (rows in path order): stratified, grouped folds handed out by ratio."""
     strata = labels if settings.stratify else ["all"] * len(labels)
     fold_of = balanced_folds(strata, components, folds, settings.seed)
     if fold_of is None:
@@ -191,15 +180,15 @@ def pool(labels: Sequence[str], components: np.ndarray, folds: int, settings: Sp
     return [split_of_fold[fold] for fold in fold_of]
 
 
-def multi_label_pool(items: Sequence[Item], components: np.ndarray, settings: SplitSettings) -> list[str]:
-    """New split per item of a multi-label set: its groups dealt by iterative stratification (split.stratify) or by
+def multi_label_pool(rows: Sequence[InterimRow], components: np.ndarray, settings: SplitSettings) -> list[str]:
+    """New split per row of a multi-label set: its groups dealt by iterative stratification (split.stratify) or by
     size alone, in seeded random order."""
-    names = sorted({name for item in items for name in item.positives}) if settings.stratify else []
+    names = sorted({name for row in rows for name in row.positives}) if settings.stratify else []
     ids, group_of = np.unique(components, return_inverse=True)
     vectors = np.zeros((len(ids), len(names)), np.int64)
     column = {name: index for index, name in enumerate(names)}
-    for item, group in zip(items, group_of.tolist(), strict=True):
-        for name in item.positives:
+    for row, group in zip(rows, group_of.tolist(), strict=True):
+        for name in row.positives:
             if name in column:
                 vectors[group, column[name]] += 1
     splits = list(settings.ratios)
@@ -250,12 +239,12 @@ def iterative_stratification(vectors: np.ndarray, sizes: np.ndarray, ratios: Seq
     return chosen
 
 
-def labels_missing(items: Sequence[Item], splits: Sequence[str]) -> dict[str, list[str]]:
+def labels_missing(rows: Sequence[InterimRow], splits: Sequence[str]) -> dict[str, list[str]]:
     """A multi-label set's labels with positives that some split holds none of: split -> those labels."""
-    everything = {name for item in items for name in item.positives}
+    everything = {name for row in rows for name in row.positives}
     missing = {}
     for name in sorted(set(splits)):
-        held = {label for item, split in zip(items, splits, strict=True) if split == name for label in item.positives}
+        held = {label for row, split in zip(rows, splits, strict=True) if split == name for label in row.positives}
         if everything - held:
             missing[name] = sorted(everything - held)
     return missing
@@ -289,17 +278,17 @@ def remap(source_splits: Sequence[str], settings: SplitSettings, dataset: str) -
     return result
 
 
-def carve_val(items: Sequence[Item], splits: list[str], settings: SplitSettings, dataset: str) -> list[str]:
+def carve_val(rows: Sequence[InterimRow], splits: list[str], settings: SplitSettings, dataset: str) -> list[str]:
     """keep, where the archive has no val (NIH's official train_val / test lists): val carved out of train as pool
     carves any split, grouped by patient and stratified, its share of train+val as split.ratios gives it; the
     archive's test split untouched."""
     train = [index for index, split in enumerate(splits) if split == "train"]
     share = settings.ratios["val"] / (settings.ratios["train"] + settings.ratios["val"])
     carving = settings.model_copy(update={"ratios": {"train": 1 - share, "val": share}})
-    members = [items[index] for index in train]
-    labels = [item.label for item in members]
+    members = [rows[index] for index in train]
+    labels = [row.label for row in members]
     components = leakage_components(members, settings.group)
-    if any(item.positives for item in members):
+    if any(row.positives for row in members):
         return _with_carved(splits, train, multi_label_pool(members, components, carving))
     try:
         folds = fold_count(labels, components, carving)
@@ -344,44 +333,44 @@ class OversizedGroup:
 
 @dataclass(frozen=True)
 class Assignment:
-    splits: list[str]  # one per item, in the order given
+    splits: list[str]  # one per row, in the order given
     oversized: list[OversizedGroup]  # largest first
     labels_missing: dict[str, list[str]]  # multi-label sets: split -> the labels too rare to reach it
 
 
 def oversized_groups(
-    items: Sequence[Item], components: np.ndarray, splits: Sequence[str], folds: int
+    rows: Sequence[InterimRow], components: np.ndarray, splits: Sequence[str], folds: int
 ) -> list[OversizedGroup]:
     """Groups with more images of some label than that label's share of one fold (its images / folds): whole
     groups then move a split's share of that label away from its ratio."""
-    per_label = Counter(item.label for item in items)
+    per_label = Counter(row.label for row in rows)
     members: dict[int, list[int]] = {}
     for index, component in enumerate(components.tolist()):
         members.setdefault(component, []).append(index)
     found = []
     for indices in members.values():
-        labels = Counter(items[index].label for index in indices)
+        labels = Counter(rows[index].label for index in indices)
         if any(count > per_label[label] / folds for label, count in labels.items()) and len(indices) > 1:
             first = indices[0]
-            found.append(OversizedGroup(len(indices), dict(sorted(labels.items())), splits[first], items[first].path))
+            found.append(OversizedGroup(len(indices), dict(sorted(labels.items())), splits[first], rows[first].path))
     return sorted(found, key=lambda group: (-group.images, group.example))
 
 
 def assign_splits(
-    items: Sequence[Item], settings: SplitSettings, dataset: str, near_pairs: Sequence[tuple[int, int, int]] = ()
+    rows: Sequence[InterimRow], settings: SplitSettings, dataset: str, copy_pairs: Sequence[tuple[int, int, int]] = ()
 ) -> Assignment:
-    """The split of each item, in the order given, and the groups too large for one fold (pooling only).
+    """The split of each row, in the order given, and the groups too large for one fold (pooling only).
 
-    `near_pairs` (i, j, strength) index into `items` as given.
+    `copy_pairs` (i, j, strength) index into `rows` as given.
     """
-    order = sorted(range(len(items)), key=lambda index: items[index].path)
+    order = sorted(range(len(rows)), key=lambda index: rows[index].path)
     rank = {original: position for position, original in enumerate(order)}
-    ordered = [items[index] for index in order]
+    ordered = [rows[index] for index in order]
     oversized: list[OversizedGroup] = []
-    multi_label = any(item.positives for item in ordered)
+    multi_label = any(row.positives for row in ordered)
     if settings.strategy == "pool":
-        labels = [item.label for item in ordered]
-        pairs = [(rank[a], rank[b], strength) for a, b, strength in near_pairs]
+        labels = [row.label for row in ordered]
+        pairs = [(rank[a], rank[b], strength) for a, b, strength in copy_pairs]
         components = leakage_components(ordered, settings.group, pairs)
         if multi_label:
             ordered_splits = multi_label_pool(ordered, components, settings)
@@ -390,14 +379,14 @@ def assign_splits(
             ordered_splits = pool(labels, components, folds, settings)
             oversized = oversized_groups(ordered, components, ordered_splits, folds)
     else:
-        ordered_splits = remap([item.source_split for item in ordered], settings, dataset)
+        ordered_splits = remap([row.source_split for row in ordered], settings, dataset)
         if settings.strategy == "keep" and "val" in settings.ratios and "val" not in ordered_splits:
             if not multi_label:
-                check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
+                check_every_split_has_every_label([row.label for row in ordered], ordered_splits, dataset, settings)
             ordered_splits = carve_val(ordered, ordered_splits, settings, dataset)
     if multi_label:
         missing = labels_missing(ordered, ordered_splits)
     else:
-        check_every_split_has_every_label([item.label for item in ordered], ordered_splits, dataset, settings)
+        check_every_split_has_every_label([row.label for row in ordered], ordered_splits, dataset, settings)
         missing = {}
-    return Assignment([ordered_splits[rank[index]] for index in range(len(items))], oversized, missing)
+    return Assignment([ordered_splits[rank[index]] for index in range(len(rows))], oversized, missing)

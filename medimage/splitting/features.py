@@ -1,6 +1,6 @@
 """Cheap image features with OpenCV and NumPy: coarse looks, intensity histograms and dHash.
 
-No TensorFlow here: the split audit and the near-duplicate search use these.
+No TensorFlow here: the split audit and the dHash copy search use these.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ def look_features(grey: np.ndarray) -> np.ndarray:
 
 
 def dhash(grey: np.ndarray) -> int:
-    """64-bit difference hash: is each pixel of a 9x8 thumbnail brighter than its left neighbour."""
+    """64-bit difference hash: is each pixel of the image shrunk to 9x8 brighter than its left neighbour."""
     small = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
     bits = (small[:, 1:] > small[:, :-1]).ravel()
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 512) -> list[tuple[int, int]]:
+def dhash_copy_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 512) -> list[tuple[int, int]]:
     """Index pairs (i < j) whose dHashes differ in at most `max_distance` bits; all pairs, in chunks of rows."""
     values = np.asarray(hashes, dtype=np.uint64)
     pairs: list[tuple[int, int]] = []

@@ -216,7 +216,9 @@ def matched_sources(
     return parallel_map(first_verified, len(images), "matching originals")
 
 
-def copy_pairs(images: Sequence[Features], min_inliers: int, candidates: int = 6) -> list[tuple[int, int, int]]:
+def keypoint_copy_pairs(
+    images: Sequence[Features], min_inliers: int, candidates: int = 6
+) -> list[tuple[int, int, int]]:
     """(i, j, inliers) with i < j for every pair of images where one is a verified copy of the other."""
     index = CandidateIndex(images)
 
@@ -247,9 +249,9 @@ def copies_among(images: Sequence[Features], originals: Sequence[Features], min_
     """The images made from one original, chained as pairs (originals that copy each other count as one), plus
     the copies among the images that match no original. Without originals: the copies among all images."""
     if not originals:
-        return Copies(copy_pairs(images, min_inliers), None)
+        return Copies(keypoint_copy_pairs(images, min_inliers), None)
     alike = UnionFind(len(originals))
-    for first, second, _ in copy_pairs(originals, min_inliers):
+    for first, second, _ in keypoint_copy_pairs(originals, min_inliers):
         alike.union(first, second)
     pairs = []
     previous: dict[int, tuple[int, int]] = {}  # original group -> (its last image so far, that match's inliers)
@@ -262,6 +264,6 @@ def copies_among(images: Sequence[Features], originals: Sequence[Features], min_
         if group in previous:
             pairs.append((previous[group][0], image, min(count, previous[group][1])))
         previous[group] = (image, count)
-    among = copy_pairs([images[image] for image in unmatched], min_inliers)
+    among = keypoint_copy_pairs([images[image] for image in unmatched], min_inliers)
     pairs += [(unmatched[first], unmatched[second], count) for first, second, count in among]
     return Copies(sorted(pairs), len(images) - len(unmatched))

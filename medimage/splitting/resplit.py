@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from medimage import manifest
-from medimage.manifest import InterimRow, ProcessedRow, Targets
+from medimage.manifest import InterimRow, ProcessedRow
 from medimage.reporting.sheets import contact_sheet, write_png
 from medimage.settings.split import SplitSettings
 from medimage.splitting import copy_cache, matching, view
-from medimage.splitting.assignment import Item, OversizedGroup, assign_splits
+from medimage.splitting.assignment import OversizedGroup, assign_splits
 from medimage.splitting.audit import audit_splits, copy_groups, grey_images
-from medimage.splitting.features import dhash, near_duplicate_pairs, read_grey
+from medimage.splitting.features import dhash, dhash_copy_pairs, read_grey
 from medimage.splitting.materialising import LinkReport, target_paths
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ def copies_of(
     if settings.near_duplicates == "dhash":
         images = grey_images(rows, np.arange(len(rows)), interim, "dHash")
         hashes = np.array([dhash(images[i]) for i in range(len(rows))], dtype=np.uint64)
-        return matching.Copies(
-            [(i, j, 0) for i, j in near_duplicate_pairs(hashes, settings.near_duplicate_distance)], None
-        )
+        return matching.Copies([(i, j, 0) for i, j in dhash_copy_pairs(hashes, settings.near_duplicate_distance)], None)
 
     def features(of: list[InterimRow], size: int, count: int, what: str) -> list[matching.Features]:
         def compute(indices: list[int]) -> list[matching.Features]:
@@ -62,10 +60,6 @@ def copies_of(
     return copy_cache.cached_copies(cache, [f"inliers {settings.near_duplicate_inliers}", *digests], search)
 
 
-def positives_of(targets: Targets) -> frozenset[str]:
-    return frozenset(name for name, value in targets if value == 1)
-
-
 @dataclass(frozen=True)
 class SplitResult:
     rows: list[InterimRow]  # the interim rows, in manifest order
@@ -81,12 +75,9 @@ def write_split(
 ) -> SplitResult:
     """The split itself: give every interim row a split, lay out the view in `destination`, then write its manifest."""
     rows = manifest.read_interim(interim)
-    items = [
-        Item(row.path, row.label, row.source_split, row.sha256, row.group, positives_of(row.targets)) for row in rows
-    ]
     copies = copies_of(rows, interim, settings, cache)
     # invalid settings stop here, before any output
-    assignment = assign_splits(items, settings, dataset, copies.pairs)
+    assignment = assign_splits(rows, settings, dataset, copies.pairs)
     splits = assignment.splits
 
     folders = ["" if row.targets else row.label for row in rows]  # a multi-label image has no label folder
