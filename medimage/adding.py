@@ -186,7 +186,7 @@ def _folder_entry(proposal: Proposal, shapes: list[inspection.FolderShape], imag
             f"{shape.images} images in {folder} sit in no label folder and are left out; if the class images were "
             f"made from them (an augmented archive), set sources: {json.dumps(folder)}"
         )
-    _patient(proposal, [image for image in images if image.count("/") in {shape.depth for shape in labelled}])
+    _group_regex(proposal, [image for image in images if image.count("/") in {shape.depth for shape in labelled}])
     proposal.entry["labels"] = None
     proposal.notes["labels"] = "labels are the {label} folder names"
 
@@ -235,11 +235,11 @@ def _table_entry(
             f"table {joined.member} joined by {joined.id_column}: groups from {joined.group_column}"
         )
     if reading.group_column:
-        proposal.entry["patient_id"] = None
-        proposal.notes["patient_id"] = f"groups come from the table's column {reading.group_column}"
+        proposal.entry["group_regex"] = None
+        proposal.notes["group_regex"] = f"groups come from the table's column {reading.group_column}"
     else:  # a table naming images by path names their files by it: the patient may be a folder (CheXpert's)
         by_path = any("/" in row.get(reading.id_column or "", "") for row in reading.rows)
-        _patient(proposal, [image.replace("/", "_") for image in images] if by_path else images)
+        _group_regex(proposal, [image.replace("/", "_") for image in images] if by_path else images)
     labels = {"table": reading.member, "id_column": reading.id_column}
     if joined is not None:
         labels["join"] = {"table": joined.member, "id_column": joined.id_column}
@@ -298,10 +298,10 @@ def _group_table(reading: TableReading, tables: list[TableReading]) -> TableRead
     return None
 
 
-def _patient(proposal: Proposal, files: list[str]) -> None:
+def _group_regex(proposal: Proposal, files: list[str]) -> None:
     found = inspection.patient_pattern(files)
-    proposal.entry["patient_id"] = found[0] if found else None
-    proposal.notes["patient_id"] = (
+    proposal.entry["group_regex"] = found[0] if found else None
+    proposal.notes["group_regex"] = (
         f"{found[1]} file names carry a patient id, {found[2]} patients" if found else "no patient ids in file names"
     )
 

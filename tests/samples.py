@@ -22,7 +22,7 @@ TOY = DatasetSpec.model_validate(
         "extensions": [".jpg", ".jpeg", ".png"],
         "ignore": ["._*"],
         "split_map": {},
-        "patient_id": None,
+        "group_regex": None,
         "labels": None,
         "sources": None,
         "synthetic": None,

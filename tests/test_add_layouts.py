@@ -284,7 +284,7 @@ def test_chexpert_path_ids_match_by_path_and_its_codes_are_multi_label_with_a_po
         "uncertain": "ignore",
         "blank": "negative",
     }
-    assert entry.patient_id == "patient(\\d+)_"
+    assert entry.group_regex == "patient(\\d+)_"
     for uncertain, edema in (("ignore", None), ("positive", 1), ("negative", 0)):
         policy = entry.labels.multi_label.model_copy(update={"uncertain": uncertain})
         chosen = entry.model_copy(update={"labels": entry.labels.model_copy(update={"multi_label": policy})})

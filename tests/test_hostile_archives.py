@@ -207,13 +207,18 @@ def test_invalid_registry_entries_name_the_key_and_the_file(tmp_path: Path) -> N
     project = make_project(tmp_path / "project")
     entry = yaml.safe_load((project / "datasets" / "covid19.yaml").read_text())
     entry["kaggle"] = "tawsifurrahman/covid19-radiography-database"  # not pinned
-    entry["patient_id"] = "no group"
+    entry["group_regex"] = "no group"
     (project / "datasets" / "covid19.yaml").write_text(yaml.safe_dump(entry))
-    result = stage(project, "fetch", "covid19")  # fetch validates the keys it reads; restructure reads patient_id
+    result = stage(project, "fetch", "covid19")  # fetch validates the keys it reads; restructure reads group_regex
     assert result.returncode == 1
     handle = "'tawsifurrahman/covid19-radiography-database'"
     assert f"invalid datasets/covid19.yaml: kaggle: {handle} must be owner/slug/versions/N" in result.stderr
-    assert "patient_id" not in result.stderr
+    assert "group_regex" not in result.stderr
     result = stage(project, "restructure", "covid19")
     assert result.returncode == 1
-    assert "invalid datasets/covid19.yaml: patient_id: needs one capture group" in result.stderr
+    assert "invalid datasets/covid19.yaml: group_regex: needs one capture group" in result.stderr
+    entry["patient_id"] = entry.pop("group_regex")  # an entry written before the key's rename
+    (project / "datasets" / "covid19.yaml").write_text(yaml.safe_dump(entry))
+    result = stage(project, "restructure", "covid19")
+    assert result.returncode == 1
+    assert "invalid datasets/covid19.yaml: patient_id: renamed group_regex, same value" in result.stderr

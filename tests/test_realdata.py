@@ -28,7 +28,7 @@ BRAIN_MRI = {
     "extensions": [".jpg", ".jpeg", ".png"],
     "ignore": ["brain_tumor_dataset/*", "__MACOSX/*", "._*", ".DS_Store"],
     "split_map": {},
-    "patient_id": None,
+    "group_regex": None,
     "labels": None,
     "sources": None,
     "split": {"strategy": "pool"},

@@ -60,7 +60,7 @@ def test_pooled_splits_are_leak_free_stratified_on_ratio_and_order_independent(
     assert straddling(items, splits, "group") == []
     assert straddling(items, splits, "sha256") == []
     # groups are placed whole, so a split's share can miss by up to the largest group (copies chain patients)
-    largest = max(Counter(leakage_components(items, by_patient=True).tolist()).values()) / len(items)
+    largest = max(Counter(leakage_components(items, by_group=True).tolist()).values()) / len(items)
     shares = Counter(splits)
     for name, ratio in ratios.items():
         assert abs(shares[name] / len(items) - ratio) < 0.06 + largest, (name, shares, largest)
@@ -89,14 +89,14 @@ def test_the_seed_alone_changes_the_split(items: list[InterimRow]) -> None:
 
 def test_grouping_off_ignores_patients_but_never_duplicates() -> None:
     items = [interim_row(f"{i}.jpg", "AB"[i % 2], "train", "same" if i < 2 else f"s{i}", "p1") for i in range(200)]
-    components = leakage_components(items, by_patient=False)
+    components = leakage_components(items, by_group=False)
     assert components[0] == components[1] and len(set(components.tolist())) == 199
-    assert len(set(leakage_components(items, by_patient=True).tolist())) == 1
+    assert len(set(leakage_components(items, by_group=True).tolist())) == 1
 
 
 def test_copy_pairs_join_groups() -> None:
     items = [interim_row(f"{i}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
-    components = leakage_components(items, by_patient=True, copy_pairs=[(3, 50, 30), (50, 97, 30)])
+    components = leakage_components(items, by_group=True, copy_pairs=[(3, 50, 30), (50, 97, 30)])
     assert components[3] == components[50] == components[97]
     splits = assign_splits(items, SplitSettings(), "toy", copy_pairs=[(3, 51, 30), (51, 97, 30)]).splits
     assert splits[3] == splits[51] == splits[97]
@@ -106,7 +106,7 @@ def test_a_chain_of_verified_copies_stays_one_group_placed_whole_and_reported() 
     """A chain of verified pairs is one source however long: 21 images of label A (of 50) in one split."""
     items = [interim_row(f"{i:03d}.jpg", "AB"[i % 2], "train", f"s{i}", "") for i in range(100)]
     chain = [(i, i + 2, 100 - i) for i in range(0, 40, 2)]  # 0-2-4-...-40
-    components = leakage_components(items, by_patient=False, copy_pairs=chain)
+    components = leakage_components(items, by_group=False, copy_pairs=chain)
     assert len({components[i] for i in range(0, 42, 2)}) == 1
     assignment = assign_splits(items, SplitSettings(), "toy", chain)
     assert len({assignment.splits[i] for i in range(0, 42, 2)}) == 1

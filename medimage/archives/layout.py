@@ -78,8 +78,8 @@ class Layout:
         return compile_pattern(self.spec.sources) if self.spec.sources else None
 
     @cached_property
-    def _patient(self) -> re.Pattern[str] | None:
-        return re.compile(self.spec.patient_id) if self.spec.patient_id else None
+    def _group_regex(self) -> re.Pattern[str] | None:
+        return re.compile(self.spec.group_regex) if self.spec.group_regex else None
 
     @cached_property
     def extensions(self) -> frozenset[str]:
@@ -104,7 +104,7 @@ class Layout:
             source_split=self.canonical_split(match.groupdict().get("split")),
             label=match.groupdict().get("label") or "",  # from the label table, where the registry names one
             file=file,
-            group=self.patient_of(file),
+            group=self.group_of(file),
         )
 
     def original(self, member: str) -> str | None:
@@ -119,10 +119,10 @@ class Layout:
             return NO_SPLIT
         return self.spec.split_map.get(archive_split, archive_split).lower()
 
-    def patient_of(self, file: str) -> str:
-        if self._patient is None:
+    def group_of(self, file: str) -> str:
+        if self._group_regex is None:
             return ""
-        match = self._patient.search(file)
+        match = self._group_regex.search(file)
         return match.group(1) if match else ""
 
 

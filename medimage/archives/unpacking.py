@@ -116,10 +116,10 @@ def checked_folders(split: str, label: str, where: str) -> tuple[str, str]:
 
 
 def with_table_label(
-    placement: Placement, labels: TableLabels, key: str, patient_of: Callable[[str], str]
+    placement: Placement, labels: TableLabels, key: str, group_of: Callable[[str], str]
 ) -> Placement | None:
     """The placement with the label, group and split the table gives `key`; a table that names images by path
-    names their files by it too (CheXpert's view1_frontal.jpg is in every study), and the registry's patient_id
+    names their files by it too (CheXpert's view1_frontal.jpg is in every study), and the registry's group_regex
     rule then reads the patient from it (its patient00001 folder)."""
     found = labels.lookup(key)
     if found is None:
@@ -127,7 +127,7 @@ def with_table_label(
     if labels.by_path:
         extension = placement.file[len(image_key(placement.file)) :]
         file = key.replace("/", "_") + extension
-        placement = replace(placement, file=file, group=patient_of(file))
+        placement = replace(placement, file=file, group=group_of(file))
     return replace(
         placement,
         label=found.label,
@@ -172,7 +172,7 @@ def plan_members(
                 plan.duplicate_copies.append(name)
                 continue
             image_of_key[key] = name
-            placement = with_table_label(placement, labels, key, layout.patient_of)
+            placement = with_table_label(placement, labels, key, layout.group_of)
             if placement is None:
                 plan.unlabelled.append(name)
                 continue

@@ -26,9 +26,10 @@ DATASET_NAME_MAX = 64  # it names files, folders, DVC stages and a model artifac
 # every top-level key of each file (tests/test_params.py checks these against project.py's full models)
 PARAMS_KEYS = ("datasets", "fetch", "restructure", "split", "train", "evaluate")
 DATASET_KEYS = (  # in the order `add` writes them
-    *("kaggle", "archive", "fetch", "layout", "extensions", "ignore", "split_map", "patient_id", "labels"),
+    *("kaggle", "archive", "fetch", "layout", "extensions", "ignore", "split_map", "group_regex", "labels"),
     *("sources", "synthetic", "split"),
 )
+RENAMED_KEYS = {"patient_id": "group_regex"}  # old name -> new: an entry written before a rename is told which
 
 
 class Strict(BaseModel):
@@ -108,9 +109,13 @@ def validate(model: type[Settings], data: dict, path: Path, known_keys: tuple[st
     """`data` as `model`, with one error naming `path` and every bad key (unknown top-level keys included)."""
     unknown = [key for key in data if key not in known_keys]
     if unknown:
-        raise PipelineError(
-            f"invalid {path}: " + "; ".join(f"{key}: Extra inputs are not permitted" for key in unknown)
-        )
+        problems = [
+            f"{key}: renamed {RENAMED_KEYS[key]}, same value"
+            if key in RENAMED_KEYS
+            else f"{key}: Extra inputs are not permitted"
+            for key in unknown
+        ]
+        raise PipelineError(f"invalid {path}: " + "; ".join(problems))
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -66,7 +66,7 @@ class LabelTable(Strict):
     id_column: str  # names each image: its file name, with or without the extension, in any folder of the layout
     label_column: str | None = None  # one label per row (numbers are fine: name them in `names`)
     one_hot: list[str] = []  # or one column per label holding 1/0 (or scores): the label is the column at the maximum
-    group_column: str | None = None  # patient or lesion id: kept in one split like patient_id; empty cell: own group
+    group_column: str | None = None  # patient or lesion id: kept in one split like group_regex; empty cell: own group
     split_column: str | None = None  # the archive's own split per row (through split_map)
     split_lists: dict[str, str] = {}  # or archive split -> member listing its image names, one per line
     # label value -> readable name (APTOS 0: no_dr), for folders, reports and plots; with multi_label several values
@@ -114,7 +114,7 @@ class RestructureEntry(DatasetEntry):
     extensions: list[str]  # file extensions taken as images (case-insensitive)
     ignore: list[str]  # members to leave out (nested copies, AppleDouble files, masks, ...)
     split_map: dict[str, str]  # archive split name -> our name; unmapped names are lower-cased
-    patient_id: str | None  # regex on the file name; group 1 is the patient id
+    group_regex: str | None  # on the file name; its capture group 1 is the group (patient) id
     labels: LabelTable | None  # null: labels are folder names ({label} in the layout)
     # member pattern ending in {file} of the originals the class images were made from (augmented archives), or
     # null: restructure keeps them apart, split groups every image with the original it matches
@@ -146,7 +146,7 @@ class RestructureEntry(DatasetEntry):
             raise ValueError(f"{pattern!r} must end with {{file}} and hold no {{label}} or {{split}}")
         return pattern
 
-    @field_validator("patient_id")
+    @field_validator("group_regex")
     @classmethod
     def _regex_with_group(cls, pattern: str | None) -> str | None:
         if pattern is not None:

@@ -56,9 +56,9 @@ class UnionFind:
 
 
 def leakage_components(
-    rows: Sequence[InterimRow], by_patient: bool, copy_pairs: Sequence[tuple[int, int, int]] = ()
+    rows: Sequence[InterimRow], by_group: bool, copy_pairs: Sequence[tuple[int, int, int]] = ()
 ) -> np.ndarray:
-    """Component per row: rows sharing bytes, a patient (if by_patient) or a verified copy pair share one.
+    """Component per row: rows sharing bytes, a group (if by_group) or a verified copy pair share one.
 
     Every pair joins, however large the group grows: a pair is verified evidence that two images are one (a copy,
     one scan twice, overlapping views of one smear), and a chain of such pairs is one source. Capping groups
@@ -68,7 +68,7 @@ def leakage_components(
     components = UnionFind(len(rows))
     first_seen: dict[tuple[str, str], int] = {}
     for index, row in enumerate(rows):
-        keys = [("sha256", row.sha256)] + ([("patient", row.group)] if by_patient and row.group else [])
+        keys = [("sha256", row.sha256)] + ([("group", row.group)] if by_group and row.group else [])
         for key in keys:
             if key in first_seen:
                 components.union(first_seen[key], index)
